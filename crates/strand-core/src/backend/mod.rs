@@ -1,0 +1,65 @@
+//! Backends run the model's forward pass; the model code above them
+//! (`crate::model`) decides what to run and never matches on a device
+//! inside a loop.
+//!
+//! The operation set is the block structure of Caduceus itself: embedding,
+//! one residual block at a time, the final norm, and the heads' projection.
+//! That granularity lets each backend fuse what it can (the CPU fuses the
+//! scan with `dt_proj` and gating; a GPU backend fuses further) while the
+//! reference semantics live in one place, [`crate::model::plan`].
+
+pub mod cpu;
+pub mod cuda;
+
+use crate::error::Result;
+
+/// The residual stream between blocks, in host memory: `hidden` and
+/// `residual`, both `[len, width]` row-major.
+#[derive(Clone, Debug)]
+pub struct Stream {
+    pub len: usize,
+    pub width: usize,
+    pub hidden: Vec<f32>,
+    /// `None` before the first block (the reference's `residual = None`).
+    pub residual: Option<Vec<f32>>,
+}
+
+/// What every backend provides.
+pub trait Backend: Send + Sync {
+    /// The backend's own residual stream (device memory for a GPU).
+    type State;
+    /// Embeds token ids (`[len]`) into a fresh stream.
+    fn embed(&self, ids: &[u32]) -> Result<Self::State>;
+    /// Runs block `layer` in place.
+    fn block(&self, layer: usize, state: &mut Self::State) -> Result<()>;
+    /// Copies the stream to the host (for tracing and tests).
+    fn stream(&self, state: &Self::State) -> Result<Stream>;
+    /// Final add + norm: the hidden states `[len, width]`.
+    fn final_norm(&self, state: Self::State) -> Result<Vec<f32>>;
+    /// Masked-LM logits `[len, vocab]` of final hidden states.
+    fn lm_logits(&self, hidden: &[f32], len: usize) -> Result<Vec<f32>>;
+    /// A short description for logs, e.g. `cpu (2 threads, avx2)`.
+    fn describe(&self) -> String;
+}
+
+/// Where to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceSpec {
+    Cpu,
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceSpec::Cuda)
+                .ok_or_else(|| format!("unknown device \"{s}\" (cpu, cuda, cuda:N)")),
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Tensors of a Hugging Face checkpoint: `model.safetensors`, or shards
+//! listed by `model.safetensors.index.json`.
+//!
+//! Files are memory-mapped; a tensor is converted to `f32` only when the
+//! model asks for it, so a checkpoint is never held twice in memory.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{Error, Result};
+
+/// Where each tensor of a checkpoint lives.
+pub struct Checkpoint {
+    files: Vec<(PathBuf, Mmap)>,
+    /// tensor name -> index into `files`
+    index: BTreeMap<String, usize>,
+}
+
+/// A tensor read out of a checkpoint, converted to `f32`.
+pub struct Loaded {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Checkpoint {
+    /// Opens the weights in model directory `dir`.
+    pub fn open(dir: &Path) -> Result<Checkpoint> {
+        let single = dir.join("model.safetensors");
+        let index = dir.join("model.safetensors.index.json");
+        let paths = if single.is_file() {
+            vec![single]
+        } else if index.is_file() {
+            shard_paths(&index)?
+        } else if dir.join("pytorch_model.bin").is_file()
+            || dir.join("pytorch_model.bin.index.json").is_file()
+        {
+            return Err(Error::Checkpoint {
+                path: dir.to_path_buf(),
+                msg: "holds pytorch_model.bin, which strand does not read (it is a pickle and can run code); \
+                      convert it once with python: `from transformers import AutoModelForMaskedLM; \
+                      AutoModelForMaskedLM.from_pretrained(DIR, trust_remote_code=True).save_pretrained(DIR, safe_serialization=True)`"
+                    .into(),
+            });
+        } else {
+            return Err(Error::Checkpoint {
+                path: dir.to_path_buf(),
+                msg: "no model.safetensors or model.safetensors.index.json".into(),
+            });
+        };
+
+        let mut files = Vec::new();
+        let mut index = BTreeMap::new();
+        for path in paths {
+            let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+            // SAFETY: the map is read-only; a checkpoint modified while we run
+            // is outside what any model loader can defend against.
+            let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
+            let st = SafeTensors::deserialize(&mmap).map_err(|e| Error::Checkpoint {
+                path: path.clone(),
+                msg: format!("not a valid safetensors file: {e}"),
+            })?;
+            for name in st.names() {
+                if index.insert(name.to_string(), files.len()).is_some() {
+                    return Err(Error::Tensor {
+                        path: path.clone(),
+                        name: name.to_string(),
+                        msg: "stored in more than one shard".into(),
+                    });
+                }
+            }
+            files.push((path, mmap));
+        }
+        Ok(Checkpoint { files, index })
+    }
+
+    /// Names of every stored tensor.
+    pub fn names(&self) -> BTreeSet<&str> {
+        self.index.keys().map(String::as_str).collect()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// The file a tensor is stored in (for messages); the first file if absent.
+    pub fn path_of(&self, name: &str) -> &Path {
+        let i = self.index.get(name).copied().unwrap_or(0);
+        &self.files[i].0
+    }
+
+    /// Shape of a stored tensor.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        let (_, mmap) = &self.files[*self.index.get(name)?];
+        let st = SafeTensors::deserialize(mmap).ok()?;
+        st.tensor(name).ok().map(|t| t.shape().to_vec())
+    }
+
+    /// Reads a floating-point tensor as `f32` (f32, bf16 and f16 are accepted).
+    pub fn load_f32(&self, name: &str) -> Result<Loaded> {
+        let (path, view) = self.view(name)?;
+        let bytes = view.data();
+        let data: Vec<f32> = match view.dtype() {
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(Error::Tensor {
+                    path: path.to_path_buf(),
+                    name: name.into(),
+                    msg: format!("dtype {other:?} is not a float type (f32, bf16, f16)"),
+                })
+            }
+        };
+        Ok(Loaded {
+            shape: view.shape().to_vec(),
+            data,
+        })
+    }
+
+    /// Reads an integer tensor (the complement-map buffers).
+    pub fn load_i64(&self, name: &str) -> Result<Vec<i64>> {
+        let (path, view) = self.view(name)?;
+        let bytes = view.data();
+        match view.dtype() {
+            Dtype::I64 => Ok(bytes
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().expect("chunks of 8")))
+                .collect()),
+            Dtype::I32 => Ok(bytes
+                .chunks_exact(4)
+                .map(|b| i32::from_le_bytes(b.try_into().expect("chunks of 4")) as i64)
+                .collect()),
+            other => Err(Error::Tensor {
+                path: path.to_path_buf(),
+                name: name.into(),
+                msg: format!("dtype {other:?} is not an integer type"),
+            }),
+        }
+    }
+
+    fn view(&self, name: &str) -> Result<(&Path, safetensors::tensor::TensorView<'_>)> {
+        let i = *self.index.get(name).ok_or_else(|| Error::Tensor {
+            path: self.files[0].0.clone(),
+            name: name.into(),
+            msg: "missing".into(),
+        })?;
+        let (path, mmap) = &self.files[i];
+        let st = SafeTensors::deserialize(mmap).map_err(|e| Error::Checkpoint {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?;
+        let view = st.tensor(name).map_err(|e| Error::Tensor {
+            path: path.clone(),
+            name: name.into(),
+            msg: e.to_string(),
+        })?;
+        Ok((path, view))
+    }
+}
+
+/// The distinct shard files named by an index file, in order.
+fn shard_paths(index: &Path) -> Result<Vec<PathBuf>> {
+    let err = |msg: String| Error::Checkpoint {
+        path: index.to_path_buf(),
+        msg,
+    };
+    let bytes = std::fs::read(index).map_err(|e| Error::io(index, e))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| err(format!("not valid JSON: {e}")))?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| err("no weight_map object".into()))?;
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for (tensor, file) in map {
+        let file = file
+            .as_str()
+            .ok_or_else(|| err(format!("weight_map[{tensor}] is not a file name")))?;
+        if file.contains('/') || file.contains('\\') {
+            return Err(err(format!("shard name {file} must be a plain file name")));
+        }
+        if seen.insert(file.to_string()) {
+            let p = dir.join(file);
+            if !p.is_file() {
+                return Err(err(format!("shard {file} (holding {tensor}) is missing")));
+            }
+            out.push(p);
+        }
+    }
+    if out.is_empty() {
+        return Err(err("weight_map is empty".into()));
+    }
+    Ok(out)
+}

@@ -1,0 +1,207 @@
+//! A loaded Caduceus model and the outputs later commands build on:
+//! hidden states, masked-LM logits and classification logits.
+
+pub mod checkpoint;
+pub mod config;
+pub mod hub;
+pub mod plan;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::backend::cpu::CpuBackend;
+use crate::backend::cuda::CudaBackend;
+use crate::backend::{Backend, DeviceSpec, Stream};
+use crate::error::{Error, Result};
+pub use config::{Arch, Config};
+use weights::Weights;
+
+enum Engine {
+    Cpu(CpuBackend),
+    #[allow(dead_code)] // constructed only by builds with the GPU backend
+    Cuda(CudaBackend),
+}
+
+/// One dispatch per call; backends never see each other.
+macro_rules! on_engine {
+    ($self:expr, $b:ident => $e:expr) => {
+        match &$self.engine {
+            Engine::Cpu($b) => $e,
+            Engine::Cuda(c) => match *c {},
+        }
+    };
+}
+
+/// A model ready to run.
+pub struct Model {
+    pub config: Config,
+    /// Directory the checkpoint was read from.
+    pub dir: PathBuf,
+    /// What the user passed to `--model` (a hub id or a path).
+    pub id: String,
+    weights: Arc<Weights>,
+    engine: Engine,
+}
+
+impl Model {
+    /// Resolves `model` (directory or hub id), checks and loads it.
+    pub fn load(model: &str, device: DeviceSpec) -> Result<Model> {
+        let dir = hub::resolve(model)?;
+        Model::load_dir(&dir, model, device)
+    }
+
+    /// Loads from a directory holding `config.json` and the weights.
+    pub fn load_dir(dir: &Path, id: &str, device: DeviceSpec) -> Result<Model> {
+        let config = Config::from_file(&dir.join("config.json"))?;
+        let ckpt = checkpoint::Checkpoint::open(dir)?;
+        let weights = Arc::new(Weights::load(&ckpt, &config)?);
+        Model::from_parts(config, weights, dir, id, device)
+    }
+
+    /// Builds a model from weights made elsewhere (benchmarks, tests).
+    pub fn from_parts(
+        config: Config,
+        weights: Arc<Weights>,
+        dir: &Path,
+        id: &str,
+        device: DeviceSpec,
+    ) -> Result<Model> {
+        let engine = match device {
+            DeviceSpec::Cpu => Engine::Cpu(CpuBackend::new(&config, weights.clone())),
+            DeviceSpec::Cuda(n) => Engine::Cuda(CudaBackend::new(n)?),
+        };
+        Ok(Model {
+            config,
+            dir: dir.to_path_buf(),
+            id: id.to_string(),
+            weights,
+            engine,
+        })
+    }
+
+    /// Width of hidden states (`2 * d_model` for PS).
+    pub fn width(&self) -> usize {
+        self.config.width()
+    }
+
+    pub fn describe_device(&self) -> String {
+        on_engine!(self, b => b.describe())
+    }
+
+    /// Final hidden states `[len, width]` of token ids `[len]`.
+    pub fn forward(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        self.forward_traced(ids, |_, _| {})
+    }
+
+    /// As [`Model::forward`], calling `after_block(i, stream)` after each
+    /// block with a host copy of the stream (for conformance tests and
+    /// debugging; copying is costly on a GPU).
+    pub fn forward_traced(
+        &self,
+        ids: &[u32],
+        mut after_block: impl FnMut(usize, &Stream),
+    ) -> Result<Vec<f32>> {
+        self.check_ids(ids)?;
+        on_engine!(self, b => {
+            let mut st = b.embed(ids)?;
+            for i in 0..self.config.n_layer {
+                b.block(i, &mut st)?;
+                after_block(i, &b.stream(&st)?);
+            }
+            b.final_norm(st)
+        })
+    }
+
+    /// Skips the per-block copies of [`Model::forward_traced`].
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        if ids.is_empty() {
+            return Err(Error::Input("empty sequence: nothing to embed".into()));
+        }
+        if let Some(&bad) = ids.iter().find(|&&t| t as usize >= self.config.vocab_size) {
+            return Err(Error::Input(format!(
+                "token id {bad} is outside the model vocabulary of {}",
+                self.config.vocab_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// The embedding layer's output `[len, width]`.
+    pub fn embed(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        self.check_ids(ids)?;
+        on_engine!(self, b => Ok(b.stream(&b.embed(ids)?)?.hidden))
+    }
+
+    /// Masked-LM logits `[len, vocab]` from final hidden states.
+    pub fn lm_logits(&self, hidden: &[f32]) -> Result<Vec<f32>> {
+        let len = hidden.len() / self.width();
+        on_engine!(self, b => b.lm_logits(hidden, len))
+    }
+
+    /// Mean-pooled hidden states as the classification head sees them:
+    /// one `d_model` vector per strand view (two for PS, one for PH).
+    pub fn pooled_views(&self, hidden: &[f32]) -> Vec<Vec<f32>> {
+        let (d, w) = (self.config.d_model, self.width());
+        let len = hidden.len() / w;
+        let mut sums = vec![vec![0.0f64; d]; w / d];
+        for row in hidden.chunks_exact(w) {
+            for (view, sum) in sums.iter_mut().enumerate() {
+                let part = &row[view * d..(view + 1) * d];
+                if view == 0 {
+                    sum.iter_mut().zip(part).for_each(|(s, &x)| *s += x as f64);
+                } else {
+                    // flipLC(outB): position order is irrelevant to a mean,
+                    // the channel reversal is not.
+                    sum.iter_mut().zip(part.iter().rev()).for_each(|(s, &x)| *s += x as f64);
+                }
+            }
+        }
+        sums.into_iter()
+            .map(|s| s.into_iter().map(|x| (x / len as f64) as f32).collect())
+            .collect()
+    }
+
+    /// Sequence-classification logits `[num_labels]` from final hidden
+    /// states, as `CaduceusForSequenceClassification` computes them with
+    /// mean pooling: for PS the average of the head over both strands.
+    pub fn class_logits(&self, hidden: &[f32]) -> Result<Vec<f32>> {
+        let score = self.weights.score.as_ref().ok_or_else(|| {
+            Error::Unsupported(format!(
+                "{}: not a sequence-classification checkpoint (no score.weight)",
+                self.id
+            ))
+        })?;
+        let d = self.config.d_model;
+        let views = self.pooled_views(hidden);
+        let nl = self.config.num_labels();
+        let mut logits = vec![0.0f32; nl];
+        for v in &views {
+            for (k, out) in logits.iter_mut().enumerate() {
+                let row = &score[k * d..(k + 1) * d];
+                *out += row.iter().zip(v).map(|(a, b)| a * b).sum::<f32>();
+            }
+        }
+        let n = views.len() as f32;
+        logits.iter_mut().for_each(|x| *x /= n);
+        Ok(logits)
+    }
+
+    /// Strand-symmetric per-base embedding of a PS model, `[len, d_model]`:
+    /// `(outA[l] + revC(outB[l])) / 2` (spec section 10).
+    pub fn rc_average(&self, hidden: &[f32]) -> Result<Vec<f32>> {
+        if !self.config.rcps {
+            return Err(Error::Unsupported(
+                "reverse-complement averaging needs a PS (rcps) model".into(),
+            ));
+        }
+        let d = self.config.d_model;
+        Ok(hidden
+            .chunks_exact(2 * d)
+            .flat_map(|row| {
+                let (a, b) = row.split_at(d);
+                a.iter().zip(b.iter().rev()).map(|(x, y)| (x + y) / 2.0)
+            })
+            .collect())
+    }
+}
