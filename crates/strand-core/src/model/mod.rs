@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod hub;
 pub mod plan;
+pub mod synthetic;
 pub mod weights;
 
 use std::path::{Path, PathBuf};

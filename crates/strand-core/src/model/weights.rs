@@ -101,13 +101,13 @@ pub struct Weights {
     pub complement_map: Vec<u32>,
 }
 
-/// Expected tensors: name -> (shape, required).
-struct Expect<'a> {
-    ckpt: &'a Checkpoint,
-    map: BTreeMap<String, (Vec<usize>, bool)>,
+/// The tensors a config calls for: name -> (shape, required). Tied aliases
+/// that checkpoints normally drop are listed as optional.
+pub struct Expected {
+    pub map: BTreeMap<String, (Vec<usize>, bool)>,
 }
 
-impl Expect<'_> {
+impl Expected {
     fn need(&mut self, name: String, shape: &[usize]) {
         self.map.insert(name, (shape.to_vec(), true));
     }
@@ -115,12 +115,12 @@ impl Expect<'_> {
         self.map.insert(name, (shape.to_vec(), false));
     }
     /// Checks presence, shapes and unexpected tensors, before any compute.
-    fn check(&self) -> Result<()> {
+    fn check(&self, ckpt: &Checkpoint) -> Result<()> {
         for (name, (shape, required)) in &self.map {
-            match self.ckpt.shape(name) {
+            match ckpt.shape(name) {
                 None if *required => {
                     return Err(Error::Tensor {
-                        path: self.ckpt.path_of(name).to_path_buf(),
+                        path: ckpt.path_of(name).to_path_buf(),
                         name: name.clone(),
                         msg: format!("missing (expected shape {shape:?})"),
                     })
@@ -128,7 +128,7 @@ impl Expect<'_> {
                 None => {}
                 Some(got) if got != *shape => {
                     return Err(Error::Tensor {
-                        path: self.ckpt.path_of(name).to_path_buf(),
+                        path: ckpt.path_of(name).to_path_buf(),
                         name: name.clone(),
                         msg: format!("has shape {got:?}, expected {shape:?} from config.json"),
                     })
@@ -136,9 +136,9 @@ impl Expect<'_> {
                 Some(_) => {}
             }
         }
-        if let Some(extra) = self.ckpt.names().into_iter().find(|n| !self.map.contains_key(*n)) {
+        if let Some(extra) = ckpt.names().into_iter().find(|n| !self.map.contains_key(*n)) {
             return Err(Error::Tensor {
-                path: self.ckpt.path_of(extra).to_path_buf(),
+                path: ckpt.path_of(extra).to_path_buf(),
                 name: extra.to_string(),
                 msg: "unexpected for this config.json (wrong config, or a model variant strand does not run)"
                     .into(),
@@ -148,10 +148,11 @@ impl Expect<'_> {
     }
 }
 
-impl Weights {
-    /// Checks and loads every tensor `cfg` calls for.
-    pub fn load(ckpt: &Checkpoint, cfg: &Config) -> Result<Weights> {
-        let keys = Keys::new(ckpt, cfg);
+impl Expected {
+    /// Every tensor `cfg` calls for, with key paths under `prefix`
+    /// (`caduceus.backbone.` for head models, `backbone.` for a bare one).
+    pub fn for_config(cfg: &Config, prefix: &'static str) -> Result<Expected> {
+        let keys = Keys::new(prefix, cfg);
         let (d, di, n, k, r, v) = (
             cfg.d_model,
             cfg.d_inner(),
@@ -160,8 +161,7 @@ impl Weights {
             cfg.dt_rank,
             cfg.vocab_size,
         );
-        let mut ex = Expect {
-            ckpt,
+        let mut ex = Expected {
             map: BTreeMap::new(),
         };
         ex.need(keys.embedding.clone(), &[v, d]);
@@ -218,16 +218,29 @@ impl Weights {
             }
             Arch::SequenceClassification => {
                 if cfg.num_labels() == 0 {
-                    return Err(Error::Config {
-                        path: ckpt.path_of("score.weight").with_file_name("config.json"),
-                        msg: "a CaduceusForSequenceClassification config needs id2label".into(),
-                    });
+                    return Err(Error::Unsupported(
+                        "config.json: a CaduceusForSequenceClassification config needs id2label".into(),
+                    ));
                 }
                 ex.need("score.weight".into(), &[cfg.num_labels(), d]);
             }
             Arch::Backbone => {}
         }
-        ex.check()?;
+        Ok(ex)
+    }
+}
+
+impl Weights {
+    /// Checks and loads every tensor `cfg` calls for.
+    pub fn load(ckpt: &Checkpoint, cfg: &Config) -> Result<Weights> {
+        let prefix = if ckpt.names().iter().any(|k| k.starts_with("caduceus.backbone.")) {
+            "caduceus.backbone."
+        } else {
+            "backbone."
+        };
+        Expected::for_config(cfg, prefix)?.check(ckpt)?;
+        let keys = Keys::new(prefix, cfg);
+        let (d, di, n, r, v) = (cfg.d_model, cfg.d_inner(), cfg.d_state, cfg.dt_rank, cfg.vocab_size);
 
         let get = |name: &str| -> Result<Vec<f32>> { Ok(ckpt.load_f32(name)?.data) };
         let linear = |w: &str, b: Option<String>, out: usize, inp: usize| -> Result<Linear> {
@@ -347,14 +360,9 @@ struct Keys {
 }
 
 impl Keys {
-    fn new(ckpt: &Checkpoint, cfg: &Config) -> Keys {
-        // Head models nest the backbone under `caduceus.`; a bare backbone
-        // saved on its own has keys starting at `backbone.`.
-        let prefix = if ckpt.names().iter().any(|k| k.starts_with("caduceus.backbone.")) {
-            "caduceus.backbone."
-        } else {
-            "backbone."
-        };
+    /// Head models nest the backbone under `caduceus.`; a bare backbone
+    /// saved on its own has keys starting at `backbone.`.
+    fn new(prefix: &'static str, cfg: &Config) -> Keys {
         let embedding = if cfg.rcps {
             format!("{prefix}embeddings.word_embeddings.embedding.weight")
         } else {

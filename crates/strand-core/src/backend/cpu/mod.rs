@@ -59,14 +59,30 @@ impl CpuBackend {
     /// Runs one half's mixer: reads its input from `x` (columns
     /// `col..col+d` of `h`, row stride `width`) and overwrites the same
     /// columns with the mixer output.
-    fn mixer_half(&self, layer: usize, plan: &HalfPlan, h: &mut [f32], col: usize, len: usize) {
+    fn mixer_half(
+        &self,
+        layer: usize,
+        plan: &HalfPlan,
+        h: &mut [f32],
+        col: usize,
+        len: usize,
+        scratch: &mut Scratch,
+    ) {
         let cfg = &self.cfg;
         let (d, di, width) = (cfg.d_model, cfg.d_inner(), cfg.width());
         let xd_w = cfg.dt_rank + 2 * cfg.d_state;
         let t = self.threads();
-        let mut xz = vec![0.0f32; len * 2 * di];
-        let mut y = vec![0.0f32; len * di];
-        let mut xd = vec![0.0f32; len * xd_w];
+        let Scratch { xz, y, xd, u } = scratch;
+        grow(xz, len * 2 * di);
+        grow(y, len * di);
+        grow(u, len * di);
+        grow(xd, len * xd_w);
+        let (xz, y, xd, u) = (
+            &mut xz[..len * 2 * di],
+            &mut y[..len * di],
+            &mut xd[..len * xd_w],
+            &mut u[..len * di],
+        );
         fn pass<'a>(
             ssm: &'a SsmLanes,
             p: &ScanPass,
@@ -88,13 +104,13 @@ impl CpuBackend {
         let ssm = |p: &ScanPass| &self.ssm[layer][p.ssm_index];
 
         if plan.fused {
-            gemm::linear(len, &h[col..], width, plan.passes[0].in_proj, &mut xz, 2 * di, false, t);
+            gemm::linear(len, &h[col..], width, plan.passes[0].in_proj, xz, 2 * di, false, t);
             let last = plan.passes.len() - 1;
             for (i, p) in plan.passes.iter().enumerate() {
-                scan::run(self.isa, &pass(ssm(p), p, &xz, len, i > 0, i == last), &mut xd, &mut y, t);
+                scan::run(self.isa, &pass(ssm(p), p, xz, len, i > 0, i == last), scan::Scratch { xd, u, y }, t);
             }
             let out = plan.passes[0].out_proj;
-            gemm::linear(len, &y, di, out, &mut h[col..], width, false, t);
+            gemm::linear(len, y, di, out, &mut h[col..], width, false, t);
             if let Some(b) = &out.b {
                 // `linear` added the bias once; each further pass adds it again.
                 for row in h[col..].chunks_mut(width).take(len) {
@@ -114,12 +130,12 @@ impl CpuBackend {
         }
         let mut other = vec![0.0f32; len * d];
         for (i, p) in plan.passes.iter().enumerate() {
-            gemm::linear(len, &x, d, p.in_proj, &mut xz, 2 * di, false, t);
-            scan::run(self.isa, &pass(ssm(p), p, &xz, len, false, true), &mut xd, &mut y, t);
+            gemm::linear(len, &x, d, p.in_proj, xz, 2 * di, false, t);
+            scan::run(self.isa, &pass(ssm(p), p, xz, len, false, true), scan::Scratch { xd, u, y }, t);
             if i == 0 {
-                gemm::linear(len, &y, di, p.out_proj, &mut h[col..], width, false, t);
+                gemm::linear(len, y, di, p.out_proj, &mut h[col..], width, false, t);
             } else {
-                gemm::linear(len, &y, di, p.out_proj, &mut other, d, false, t);
+                gemm::linear(len, y, di, p.out_proj, &mut other, d, false, t);
                 let mul = plan.strategy == BiStrategy::Multiply;
                 h[col..]
                     .par_chunks_mut(width)
@@ -134,10 +150,32 @@ impl CpuBackend {
     }
 }
 
-impl Backend for CpuBackend {
-    type State = Stream;
+/// Work buffers of the mixer, allocated once per forward pass and reused
+/// by every block (fresh allocations would page-fault on every block).
+#[derive(Default)]
+pub struct Scratch {
+    xz: Vec<f32>,
+    y: Vec<f32>,
+    xd: Vec<f32>,
+    u: Vec<f32>,
+}
 
-    fn embed(&self, ids: &[u32]) -> Result<Stream> {
+fn grow(v: &mut Vec<f32>, n: usize) {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+}
+
+/// The CPU's residual stream plus its reusable work buffers.
+pub struct CpuState {
+    stream: Stream,
+    scratch: Scratch,
+}
+
+impl Backend for CpuBackend {
+    type State = CpuState;
+
+    fn embed(&self, ids: &[u32]) -> Result<CpuState> {
         let (d, v) = (self.cfg.d_model, self.cfg.vocab_size);
         let width = self.cfg.width();
         let e = &self.w.embedding;
@@ -155,15 +193,19 @@ impl Backend for CpuBackend {
                 }
             }
         }
-        Ok(Stream {
-            len: ids.len(),
-            width,
-            hidden,
-            residual: None,
+        Ok(CpuState {
+            stream: Stream {
+                len: ids.len(),
+                width,
+                hidden,
+                residual: None,
+            },
+            scratch: Scratch::default(),
         })
     }
 
-    fn block(&self, layer: usize, st: &mut Stream) -> Result<()> {
+    fn block(&self, layer: usize, state: &mut CpuState) -> Result<()> {
+        let st = &mut state.stream;
         let cfg = &self.cfg;
         let (d, width, len) = (cfg.d_model, st.width, st.len);
         let norm = &self.w.layers[layer].norm;
@@ -203,16 +245,17 @@ impl Backend for CpuBackend {
         let halves = if cfg.rcps { 2 } else { 1 };
         for half in 0..halves {
             let plan = half_plan(cfg, l, half);
-            self.mixer_half(layer, &plan, &mut st.hidden, half * d, len);
+            self.mixer_half(layer, &plan, &mut st.hidden, half * d, len, &mut state.scratch);
         }
         Ok(())
     }
 
-    fn stream(&self, st: &Stream) -> Result<Stream> {
-        Ok(st.clone())
+    fn stream(&self, st: &CpuState) -> Result<Stream> {
+        Ok(st.stream.clone())
     }
 
-    fn final_norm(&self, st: Stream) -> Result<Vec<f32>> {
+    fn final_norm(&self, st: CpuState) -> Result<Vec<f32>> {
+        let st = st.stream;
         let cfg = &self.cfg;
         let (d, width) = (cfg.d_model, st.width);
         let norm = &self.w.norm_f;

@@ -1,0 +1,293 @@
+//! Output files that appear only when complete.
+//!
+//! [`AtomicFile`] writes to a hidden temporary file next to the destination
+//! and renames it into place on [`AtomicFile::commit`]. A job that fails or
+//! is killed therefore never leaves a file under the final name that looks
+//! finished but is short; at most a `.<name>.strand-tmp.XXXXXX` file
+//! remains after a hard kill.
+
+use std::io::{self, BufWriter, Stdout, Write};
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use crate::error::Error;
+
+/// Output buffer size; outputs are written in large sequential chunks.
+const BUF_SIZE: usize = 256 * 1024;
+
+/// A buffered output file that only appears under its final name once
+/// [`commit`](AtomicFile::commit)ted. The destination `-` is standard
+/// output, written directly (commit just flushes).
+///
+/// Errors from the [`Write`] methods are plain [`io::Error`]s; wrap them
+/// with [`AtomicFile::write_error`] to name the file.
+pub struct AtomicFile {
+    /// Name used in messages: the path as given, or `<stdout>`.
+    display: String,
+    target: Target,
+}
+
+enum Target {
+    File {
+        writer: BufWriter<NamedTempFile>,
+        dest: PathBuf,
+    },
+    Stdout(BufWriter<Stdout>),
+}
+
+impl AtomicFile {
+    /// Starts writing `path` (or standard output for `-`).
+    ///
+    /// Fails early, before any work is done, if the destination is a
+    /// directory or its directory is missing or not writable.
+    pub fn create(path: &Path) -> Result<AtomicFile, Error> {
+        if path == Path::new("-") {
+            return Ok(AtomicFile {
+                display: "<stdout>".to_owned(),
+                target: Target::Stdout(BufWriter::with_capacity(BUF_SIZE, io::stdout())),
+            });
+        }
+        let display = path.display().to_string();
+        let create_error = |source| Error::Create {
+            file: display.clone(),
+            source,
+        };
+        if path.is_dir() {
+            return Err(create_error(io::ErrorKind::IsADirectory.into()));
+        }
+        let file_name = path
+            .file_name()
+            .ok_or_else(|| create_error(io::Error::other("not a file name")))?;
+        let temp = create_temp(file_name, parent_dir(path)).map_err(create_error)?;
+        Ok(AtomicFile {
+            display,
+            target: Target::File {
+                writer: BufWriter::with_capacity(BUF_SIZE, temp),
+                dest: path.to_path_buf(),
+            },
+        })
+    }
+
+    /// The name used in messages: the path as given, or `<stdout>`.
+    pub fn display_name(&self) -> &str {
+        &self.display
+    }
+
+    /// Wraps an I/O error from writing to this file so that it names the
+    /// file.
+    pub fn write_error(&self, source: io::Error) -> Error {
+        Error::Write {
+            file: self.display.clone(),
+            source,
+        }
+    }
+
+    /// Flushes, syncs the data to disk and renames the temporary file onto
+    /// the destination, replacing any existing file. For standard output it
+    /// only flushes.
+    pub fn commit(self) -> Result<(), Error> {
+        let display = self.display;
+        let write_error = |source| Error::Write {
+            file: display.clone(),
+            source,
+        };
+        match self.target {
+            Target::Stdout(mut writer) => writer.flush().map_err(write_error),
+            Target::File { writer, dest } => {
+                let temp = writer
+                    .into_inner()
+                    .map_err(|e| write_error(e.into_error()))?;
+                // Sync before the rename: otherwise a crash shortly after
+                // could leave the final name pointing at an empty file.
+                temp.as_file().sync_all().map_err(write_error)?;
+                temp.persist(&dest).map_err(|e| Error::Commit {
+                    file: display.clone(),
+                    source: e.error,
+                })?;
+                sync_dir(parent_dir(&dest));
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.target {
+            Target::File { writer, .. } => writer.write(buf),
+            Target::Stdout(writer) => writer.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        // Forwarded explicitly so BufWriter's fast path is used.
+        match &mut self.target {
+            Target::File { writer, .. } => writer.write_all(buf),
+            Target::Stdout(writer) => writer.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.target {
+            Target::File { writer, .. } => writer.flush(),
+            Target::Stdout(writer) => writer.flush(),
+        }
+    }
+}
+
+impl std::fmt::Debug for AtomicFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AtomicFile")
+            .field("display", &self.display)
+            .finish_non_exhaustive()
+    }
+}
+
+// Dropping without commit needs no code: dropping the NamedTempFile
+// deletes the temporary file.
+
+/// The directory a destination lives in; `.` for a bare file name.
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// Creates `.<file name>.strand-tmp.XXXXXX` in `dir`: hidden, and
+/// recognisably ours if a hard kill leaves it behind.
+fn create_temp(file_name: &std::ffi::OsStr, dir: &Path) -> io::Result<NamedTempFile> {
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(file_name);
+    prefix.push(".strand-tmp.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).rand_bytes(6);
+    // tempfile creates files 0600 for privacy; an output file should get
+    // the usual 0666 minus umask, like any file the user creates.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
+}
+
+/// Makes a rename durable. Best effort: some file systems cannot sync a
+/// directory, and the data itself is already safe.
+#[cfg(unix)]
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn commit_moves_temp_into_place() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let dest = dir.path().join("out.tsv");
+        let mut f = AtomicFile::create(&dest).expect("create");
+        f.write_all(b"hello\n").expect("write");
+        // Before commit only the hidden temporary exists.
+        let names = names_in(dir.path());
+        assert_eq!(names.len(), 1);
+        assert!(names[0].starts_with(".out.tsv.strand-tmp."), "{names:?}");
+        assert_eq!(names[0].len(), ".out.tsv.strand-tmp.".len() + 6);
+        f.commit().expect("commit");
+        assert_eq!(names_in(dir.path()), vec!["out.tsv"]);
+        assert_eq!(std::fs::read(&dest).expect("read"), b"hello\n");
+    }
+
+    #[test]
+    fn commit_replaces_existing_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let dest = dir.path().join("out.tsv");
+        std::fs::write(&dest, b"old").expect("write");
+        let mut f = AtomicFile::create(&dest).expect("create");
+        f.write_all(b"new").expect("write");
+        // Until commit the old content stays intact.
+        assert_eq!(std::fs::read(&dest).expect("read"), b"old");
+        f.commit().expect("commit");
+        assert_eq!(std::fs::read(&dest).expect("read"), b"new");
+    }
+
+    #[test]
+    fn drop_without_commit_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let dest = dir.path().join("out.tsv");
+        let mut f = AtomicFile::create(&dest).expect("create");
+        f.write_all(&[7u8; 1_000_000]).expect("write");
+        drop(f);
+        assert!(names_in(dir.path()).is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn committed_file_is_not_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let dest = dir.path().join("out.tsv");
+        AtomicFile::create(&dest)
+            .expect("create")
+            .commit()
+            .expect("commit");
+        let mode = std::fs::metadata(&dest).expect("stat").permissions().mode();
+        // Readable by the owner at least, and not narrowed to 0600 by us:
+        // the group/other bits follow the umask.
+        assert_eq!(mode & 0o600, 0o600);
+    }
+
+    #[test]
+    fn create_errors_name_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let err = AtomicFile::create(dir.path()).expect_err("directory");
+        assert_eq!(
+            err.to_string(),
+            format!("{}: cannot create: is a directory", dir.path().display())
+        );
+        let dest = dir.path().join("missing").join("out.tsv");
+        let err = AtomicFile::create(&dest).expect_err("missing dir");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}: cannot create: ", dest.display())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bare_file_name_uses_current_dir() {
+        assert_eq!(parent_dir(Path::new("out.tsv")), Path::new("."));
+        assert_eq!(parent_dir(Path::new("a/out.tsv")), Path::new("a"));
+    }
+
+    #[test]
+    fn stdout_target() {
+        let mut f = AtomicFile::create(Path::new("-")).expect("stdout");
+        assert_eq!(f.display_name(), "<stdout>");
+        f.write_all(b"").expect("write");
+        f.commit().expect("flush");
+    }
+
+    #[test]
+    fn write_error_names_file() {
+        let f = AtomicFile::create(Path::new("-")).expect("stdout");
+        let e = f.write_error(io::ErrorKind::BrokenPipe.into());
+        assert_eq!(e.to_string(), "<stdout>: write failed: broken pipe");
+    }
+}

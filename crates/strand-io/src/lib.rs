@@ -1,0 +1,34 @@
+//! Input and output for strand.
+//!
+//! - [`seq`]: streaming FASTA/FASTQ reader (plain, gzip, BGZF), with
+//!   errors that name the file, record and line.
+//! - [`atomic`]: output files that appear under their final name only once
+//!   complete, so a killed or failed job never leaves a file that looks
+//!   finished.
+//! - [`safetensors`]: streaming safetensors writer with bounded memory.
+//!
+//! All fallible functions return [`Error`], whose messages are complete
+//! (lower case, naming the file) and can be shown to the user as they are.
+
+pub mod atomic;
+pub mod error;
+pub mod safetensors;
+pub mod seq;
+
+pub use atomic::AtomicFile;
+pub use error::{Error, Position};
+pub use seq::{check_unique_ids, Format, IdSet, Reader, Record};
+
+#[cfg(test)]
+mod tests {
+    /// The CLI moves readers and writers between threads (e.g. a reader
+    /// thread feeding workers), so they must stay `Send`.
+    #[test]
+    fn public_types_are_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<crate::Reader>();
+        assert_send::<crate::AtomicFile>();
+        assert_send::<crate::safetensors::Writer>();
+        assert_send::<crate::Error>();
+    }
+}
