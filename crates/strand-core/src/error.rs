@@ -30,7 +30,9 @@ pub enum Error {
     Unsupported(String),
     #[error("{0}")]
     Input(String),
-    #[error("strand was built without CUDA support; rebuild with `--features cuda` or use --device cpu")]
+    #[error(
+        "strand was built without CUDA support; rebuild with `--features cuda` or use --device cpu"
+    )]
     CudaNotCompiled,
 }
 

@@ -20,7 +20,10 @@ fn records() -> Vec<(String, Vec<u8>)> {
         if let Some(h) = line.strip_prefix('>') {
             out.push((h.split_whitespace().next().unwrap().to_string(), Vec::new()));
         } else {
-            out.last_mut().unwrap().1.extend_from_slice(line.trim().as_bytes());
+            out.last_mut()
+                .unwrap()
+                .1
+                .extend_from_slice(line.trim().as_bytes());
         }
     }
     out
@@ -40,7 +43,12 @@ impl Goldens {
             .as_object()
             .unwrap()
             .iter()
-            .filter_map(|(k, v)| Some((k.clone(), (v.get("atol")?.as_f64()? as f32, v["rtol"].as_f64()? as f32))))
+            .filter_map(|(k, v)| {
+                Some((
+                    k.clone(),
+                    (v.get("atol")?.as_f64()? as f32, v["rtol"].as_f64()? as f32),
+                ))
+            })
             .collect();
         Goldens {
             bytes: std::fs::read(dir.join(format!("{family}.safetensors"))).unwrap(),
@@ -49,16 +57,27 @@ impl Goldens {
     }
     fn f32(&self, name: &str) -> Vec<f32> {
         let st = SafeTensors::deserialize(&self.bytes).unwrap();
-        let t = st.tensor(name).unwrap_or_else(|_| panic!("golden {name} missing"));
-        t.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+        let t = st
+            .tensor(name)
+            .unwrap_or_else(|_| panic!("golden {name} missing"));
+        t.data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
     }
     fn ids(&self, name: &str) -> Vec<u32> {
         let st = SafeTensors::deserialize(&self.bytes).unwrap();
         let t = st.tensor(name).unwrap();
-        t.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32).collect()
+        t.data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32)
+            .collect()
     }
     fn has(&self, name: &str) -> bool {
-        SafeTensors::deserialize(&self.bytes).unwrap().tensor(name).is_ok()
+        SafeTensors::deserialize(&self.bytes)
+            .unwrap()
+            .tensor(name)
+            .is_ok()
     }
     /// allclose with the manifest tolerance for `kind`; returns the worst error.
     fn check(&self, name: &str, kind: &str, got: &[f32]) -> f32 {
@@ -93,9 +112,17 @@ fn check_family(family: &str) {
         let ids = encode_with_specials(&seq);
         assert_eq!(ids, g.ids(&format!("{rec}.input_ids")), "{rec}: token ids");
         let nosep = encode_bases(&seq);
-        assert_eq!(nosep, g.ids(&format!("{rec}.nosep.input_ids")), "{rec}: nosep ids");
+        assert_eq!(
+            nosep,
+            g.ids(&format!("{rec}.nosep.input_ids")),
+            "{rec}: nosep ids"
+        );
 
-        assert_eq!(lm.embed(&ids).unwrap(), g.f32(&format!("{rec}.embed")), "{rec}: embed is exact");
+        assert_eq!(
+            lm.embed(&ids).unwrap(),
+            g.f32(&format!("{rec}.embed")),
+            "{rec}: embed is exact"
+        );
         let mut first = None;
         let hidden = lm
             .forward_traced(&ids, |i, st| {
@@ -111,27 +138,51 @@ fn check_family(family: &str) {
         let out: Vec<f32> = st.hidden.iter().zip(&res).map(|(a, b)| a + b).collect();
         g.check(&format!("{rec}.layer1_out"), "layer1_out", &out);
         let e = g.check(&format!("{rec}.hidden"), "hidden", &hidden);
-        g.check(&format!("{rec}.logits"), "logits", &lm.lm_logits(&hidden).unwrap());
+        g.check(
+            &format!("{rec}.logits"),
+            "logits",
+            &lm.lm_logits(&hidden).unwrap(),
+        );
         let hn = lm.forward(&nosep).unwrap();
         g.check(&format!("{rec}.nosep.hidden"), "nosep.hidden", &hn);
-        g.check(&format!("{rec}.nosep.logits"), "nosep.logits", &lm.lm_logits(&hn).unwrap());
+        g.check(
+            &format!("{rec}.nosep.logits"),
+            "nosep.logits",
+            &lm.lm_logits(&hn).unwrap(),
+        );
 
         let hc = cls.forward(&ids).unwrap();
-        g.check(&format!("{rec}.class_logits"), "class_logits", &cls.class_logits(&hc).unwrap());
+        g.check(
+            &format!("{rec}.class_logits"),
+            "class_logits",
+            &cls.class_logits(&hc).unwrap(),
+        );
         if g.has(&format!("{rec}.rc.input_ids")) {
             let mut rc_ids = encode_with_specials(&reverse_complement(&seq));
-            assert_eq!(rc_ids, g.ids(&format!("{rec}.rc.input_ids")), "{rec}: rc ids");
+            assert_eq!(
+                rc_ids,
+                g.ids(&format!("{rec}.rc.input_ids")),
+                "{rec}: rc ids"
+            );
             let fwd = cls.class_logits(&hc).unwrap();
             let rc = cls.class_logits(&cls.forward(&rc_ids).unwrap()).unwrap();
             let conj: Vec<f32> = fwd.iter().zip(&rc).map(|(a, b)| (a + b) / 2.0).collect();
-            g.check(&format!("{rec}.class_logits_conjoin"), "class_logits_conjoin", &conj);
+            g.check(
+                &format!("{rec}.class_logits_conjoin"),
+                "class_logits_conjoin",
+                &conj,
+            );
             rc_ids.clear();
         }
         eprintln!("{family} {rec}: hidden max |diff| {e:.2e}");
     }
 
     // Masked-position logits of len1000 without special tokens.
-    let seq = records().into_iter().find(|(r, _)| r == "len1000").unwrap().1;
+    let seq = records()
+        .into_iter()
+        .find(|(r, _)| r == "len1000")
+        .unwrap()
+        .1;
     let positions = g.ids("len1000.nosep.masked_positions");
     let v = lm.config.vocab_size;
     let mut got = Vec::new();

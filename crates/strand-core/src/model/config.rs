@@ -152,20 +152,29 @@ impl Config {
                 "ssm_cfg.{k} is not an option of the Mamba (v1) mixer; this model is not supported"
             )));
         }
-        let s = Fields { obj: ssm, err: &err };
+        let s = Fields {
+            obj: ssm,
+            err: &err,
+        };
         let d_state = s.usize_or("d_state", 16)?;
         let d_conv = s.usize_or("d_conv", 4)?;
         let expand = s.usize_or("expand", 2)?;
         let dt_rank = match ssm.get("dt_rank") {
             None | Some(Value::Null) => d_model.div_ceil(16),
             Some(Value::String(a)) if a == "auto" => d_model.div_ceil(16),
-            Some(v) => v
-                .as_u64()
-                .filter(|&r| r > 0)
-                .ok_or_else(|| err(format!("ssm_cfg.dt_rank must be \"auto\" or a positive integer, not {v}")))?
-                as usize,
+            Some(v) => v.as_u64().filter(|&r| r > 0).ok_or_else(|| {
+                err(format!(
+                    "ssm_cfg.dt_rank must be \"auto\" or a positive integer, not {v}"
+                ))
+            })? as usize,
         };
-        for (name, v) in [("d_model", d_model), ("n_layer", n_layer), ("d_state", d_state), ("d_conv", d_conv), ("expand", expand)] {
+        for (name, v) in [
+            ("d_model", d_model),
+            ("n_layer", n_layer),
+            ("d_state", d_state),
+            ("d_conv", d_conv),
+            ("expand", expand),
+        ] {
             if v == 0 {
                 return Err(err(format!("{name} must be positive")));
             }
@@ -225,10 +234,9 @@ impl<E: Fn(String) -> Error> Fields<'_, E> {
     fn usize_or(&self, key: &str, default: usize) -> Result<usize> {
         match self.obj.get(key) {
             None | Some(Value::Null) => Ok(default),
-            Some(v) => v
-                .as_u64()
-                .map(|x| x as usize)
-                .ok_or_else(|| (self.err)(format!("{key} must be a non-negative integer, not {v}"))),
+            Some(v) => v.as_u64().map(|x| x as usize).ok_or_else(|| {
+                (self.err)(format!("{key} must be a non-negative integer, not {v}"))
+            }),
         }
     }
     fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
@@ -294,17 +302,21 @@ fn parse_id2label(v: Option<&Value>, err: &impl Fn(String) -> Error) -> Result<V
     };
     let mut labels = vec![None; obj.len()];
     for (k, v) in obj {
-        let i: usize = k
-            .parse()
-            .ok()
-            .filter(|&i| i < obj.len())
-            .ok_or_else(|| err(format!("id2label key \"{k}\" is not a label id 0..{}", obj.len())))?;
+        let i: usize = k.parse().ok().filter(|&i| i < obj.len()).ok_or_else(|| {
+            err(format!(
+                "id2label key \"{k}\" is not a label id 0..{}",
+                obj.len()
+            ))
+        })?;
         let name = v
             .as_str()
             .ok_or_else(|| err(format!("id2label[{k}] must be a string")))?;
         labels[i] = Some(name.to_string());
     }
-    Ok(labels.into_iter().map(|l| l.expect("each of n distinct keys < n fills one slot")).collect())
+    Ok(labels
+        .into_iter()
+        .map(|l| l.expect("each of n distinct keys < n fills one slot"))
+        .collect())
 }
 
 #[cfg(test)]
@@ -323,15 +335,20 @@ mod tests {
         )))
         .unwrap();
         assert!(c.rcps && c.bidirectional && c.fused_add_norm);
-        assert_eq!((c.d_model, c.n_layer, c.vocab_size, c.dt_rank), (24, 2, 16, 2));
+        assert_eq!(
+            (c.d_model, c.n_layer, c.vocab_size, c.dt_rank),
+            (24, 2, 16, 2)
+        );
         assert_eq!(&c.complement_map[7..12], &[10, 9, 8, 7, 11]);
         assert_eq!(c.arch, Arch::MaskedLm);
     }
 
     #[test]
     fn vocab_is_padded_and_map_extended() {
-        let c = parse(r#"{"d_model": 8, "n_layer": 1, "vocab_size": 12, "rcps": true,
-            "complement_map": {"0":0,"7":10,"10":7}}"#)
+        let c = parse(
+            r#"{"d_model": 8, "n_layer": 1, "vocab_size": 12, "rcps": true,
+            "complement_map": {"0":0,"7":10,"10":7}}"#,
+        )
         .unwrap();
         assert_eq!(c.vocab_size, 16);
         assert_eq!(c.complement_map.len(), 16);
@@ -354,6 +371,11 @@ mod tests {
     #[test]
     fn dt_rank_auto_and_explicit() {
         assert_eq!(parse(r#"{"d_model": 256}"#).unwrap().dt_rank, 16);
-        assert_eq!(parse(r#"{"d_model": 24, "ssm_cfg": {"dt_rank": 5}}"#).unwrap().dt_rank, 5);
+        assert_eq!(
+            parse(r#"{"d_model": 24, "ssm_cfg": {"dt_rank": 5}}"#)
+                .unwrap()
+                .dt_rank,
+            5
+        );
     }
 }

@@ -119,7 +119,11 @@ mod tests {
             move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.into())
         };
         assert_eq!(
-            cache_dir_from(env(&[("HF_HUB_CACHE", "/a"), ("HF_HOME", "/b"), ("HOME", "/h")])),
+            cache_dir_from(env(&[
+                ("HF_HUB_CACHE", "/a"),
+                ("HF_HOME", "/b"),
+                ("HOME", "/h")
+            ])),
             Some(PathBuf::from("/a"))
         );
         assert_eq!(
@@ -145,6 +149,9 @@ mod tests {
         assert_eq!(got, repo.join("snapshots/abc"));
 
         let e = resolve_in_cache("org/other", tmp.path()).unwrap_err();
-        assert!(e.to_string().contains("huggingface-cli download org/other"), "{e}");
+        assert!(
+            e.to_string().contains("huggingface-cli download org/other"),
+            "{e}"
+        );
     }
 }

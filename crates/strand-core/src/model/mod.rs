@@ -154,7 +154,9 @@ impl Model {
                 } else {
                     // flipLC(outB): position order is irrelevant to a mean,
                     // the channel reversal is not.
-                    sum.iter_mut().zip(part.iter().rev()).for_each(|(s, &x)| *s += x as f64);
+                    sum.iter_mut()
+                        .zip(part.iter().rev())
+                        .for_each(|(s, &x)| *s += x as f64);
                 }
             }
         }

@@ -44,7 +44,10 @@ pub struct HalfPlan<'a> {
 pub fn half_plan<'a>(cfg: &Config, layer: &'a Layer, half: usize) -> HalfPlan<'a> {
     let flip = half == 1;
     let out_f = if flip {
-        layer.out_fwd_flip.as_ref().expect("PS layers carry flipped out_proj")
+        layer
+            .out_fwd_flip
+            .as_ref()
+            .expect("PS layers carry flipped out_proj")
     } else {
         &layer.out_fwd
     };

@@ -61,7 +61,11 @@ pub fn write_checkpoint(dir: &Path, config: &serde_json::Value, seed: u64) -> Re
         }
         let count: usize = shape.iter().product();
         if name.ends_with("complement_map") {
-            let bytes = cfg.complement_map.iter().flat_map(|&c| (c as i64).to_le_bytes()).collect();
+            let bytes = cfg
+                .complement_map
+                .iter()
+                .flat_map(|&c| (c as i64).to_le_bytes())
+                .collect();
             data.insert(name.clone(), (Dtype::I64, shape.clone(), bytes));
             continue;
         }
@@ -86,7 +90,9 @@ pub fn write_checkpoint(dir: &Path, config: &serde_json::Value, seed: u64) -> Re
                 rng.normal() / fan_in.sqrt()
             }
         };
-        let bytes = (0..count).flat_map(|_| (gen() as f32).to_le_bytes()).collect();
+        let bytes = (0..count)
+            .flat_map(|_| (gen() as f32).to_le_bytes())
+            .collect();
         data.insert(name.clone(), (Dtype::F32, shape.clone(), bytes));
     }
     let views: Vec<(String, TensorView)> = data
@@ -97,7 +103,10 @@ pub fn write_checkpoint(dir: &Path, config: &serde_json::Value, seed: u64) -> Re
         })
         .collect();
     let path = dir.join("model.safetensors");
-    let meta = Some(std::collections::HashMap::from([("format".to_string(), "pt".to_string())]));
+    let meta = Some(std::collections::HashMap::from([(
+        "format".to_string(),
+        "pt".to_string(),
+    )]));
     safetensors::serialize_to_file(views, meta, &path).map_err(|e| Error::Checkpoint {
         path: path.clone(),
         msg: e.to_string(),
@@ -107,11 +116,12 @@ pub fn write_checkpoint(dir: &Path, config: &serde_json::Value, seed: u64) -> Re
 /// A config in the published layout: PS or PH, `d_model` × `n_layer`,
 /// everything else as in the released Caduceus checkpoints.
 pub fn published_config(rcps: bool, d_model: usize, n_layer: usize) -> serde_json::Value {
-    let comp: serde_json::Map<String, serde_json::Value> = [0, 1, 2, 3, 4, 5, 6, 10, 9, 8, 7, 11, 12, 13, 14, 15]
-        .iter()
-        .enumerate()
-        .map(|(i, &c)| (i.to_string(), c.into()))
-        .collect();
+    let comp: serde_json::Map<String, serde_json::Value> =
+        [0, 1, 2, 3, 4, 5, 6, 10, 9, 8, 7, 11, 12, 13, 14, 15]
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| (i.to_string(), c.into()))
+            .collect();
     serde_json::json!({
         "architectures": ["CaduceusForMaskedLM"],
         "model_type": "caduceus",

@@ -136,7 +136,11 @@ impl Expected {
                 Some(_) => {}
             }
         }
-        if let Some(extra) = ckpt.names().into_iter().find(|n| !self.map.contains_key(*n)) {
+        if let Some(extra) = ckpt
+            .names()
+            .into_iter()
+            .find(|n| !self.map.contains_key(*n))
+        {
             return Err(Error::Tensor {
                 path: ckpt.path_of(extra).to_path_buf(),
                 name: extra.to_string(),
@@ -173,7 +177,11 @@ impl Expected {
             if !cfg.rms_norm {
                 ex.need(keys.norm(i, "bias"), &[d]);
             }
-            let dirs: &[&str] = if cfg.bidirectional { &["mamba_fwd", "mamba_rev"] } else { &["mamba_fwd"] };
+            let dirs: &[&str] = if cfg.bidirectional {
+                &["mamba_fwd", "mamba_rev"]
+            } else {
+                &["mamba_fwd"]
+            };
             for dir in dirs {
                 let m = |t: &str| keys.mixer(i, dir, t);
                 let tied_proj = *dir == "mamba_rev" && cfg.bidirectional_weight_tie;
@@ -219,7 +227,8 @@ impl Expected {
             Arch::SequenceClassification => {
                 if cfg.num_labels() == 0 {
                     return Err(Error::Unsupported(
-                        "config.json: a CaduceusForSequenceClassification config needs id2label".into(),
+                        "config.json: a CaduceusForSequenceClassification config needs id2label"
+                            .into(),
                     ));
                 }
                 ex.need("score.weight".into(), &[cfg.num_labels(), d]);
@@ -233,14 +242,24 @@ impl Expected {
 impl Weights {
     /// Checks and loads every tensor `cfg` calls for.
     pub fn load(ckpt: &Checkpoint, cfg: &Config) -> Result<Weights> {
-        let prefix = if ckpt.names().iter().any(|k| k.starts_with("caduceus.backbone.")) {
+        let prefix = if ckpt
+            .names()
+            .iter()
+            .any(|k| k.starts_with("caduceus.backbone."))
+        {
             "caduceus.backbone."
         } else {
             "backbone."
         };
         Expected::for_config(cfg, prefix)?.check(ckpt)?;
         let keys = Keys::new(prefix, cfg);
-        let (d, di, n, r, v) = (cfg.d_model, cfg.d_inner(), cfg.d_state, cfg.dt_rank, cfg.vocab_size);
+        let (d, di, n, r, v) = (
+            cfg.d_model,
+            cfg.d_inner(),
+            cfg.d_state,
+            cfg.dt_rank,
+            cfg.vocab_size,
+        );
 
         let get = |name: &str| -> Result<Vec<f32>> { Ok(ckpt.load_f32(name)?.data) };
         let linear = |w: &str, b: Option<String>, out: usize, inp: usize| -> Result<Linear> {
@@ -259,7 +278,11 @@ impl Weights {
         };
 
         let complement_map = if cfg.rcps {
-            load_map(ckpt, &keys.bb("embeddings.word_embeddings.complement_map"), v)?
+            load_map(
+                ckpt,
+                &keys.bb("embeddings.word_embeddings.complement_map"),
+                v,
+            )?
         } else {
             cfg.complement_map.clone()
         };
@@ -271,7 +294,10 @@ impl Weights {
             let ssm = |dir: &str| -> Result<Ssm> {
                 Ok(Ssm {
                     conv_w: get(&m(dir, "conv1d.weight"))?,
-                    conv_b: cfg.conv_bias.then(|| get(&m(dir, "conv1d.bias"))).transpose()?,
+                    conv_b: cfg
+                        .conv_bias
+                        .then(|| get(&m(dir, "conv1d.bias")))
+                        .transpose()?,
                     x_proj: linear(&m(dir, "x_proj.weight"), None, r + 2 * n, di)?,
                     dt_w: get(&m(dir, "dt_proj.weight"))?,
                     dt_b: get(&m(dir, "dt_proj.bias"))?,
@@ -279,19 +305,47 @@ impl Weights {
                     d: get(&m(dir, "D"))?,
                 })
             };
-            let in_fwd = linear(&m("mamba_fwd", "in_proj.weight"), bias("mamba_fwd", "in_proj"), 2 * di, d)?;
-            let out_fwd = linear(&m("mamba_fwd", "out_proj.weight"), bias("mamba_fwd", "out_proj"), d, di)?;
+            let in_fwd = linear(
+                &m("mamba_fwd", "in_proj.weight"),
+                bias("mamba_fwd", "in_proj"),
+                2 * di,
+                d,
+            )?;
+            let out_fwd = linear(
+                &m("mamba_fwd", "out_proj.weight"),
+                bias("mamba_fwd", "out_proj"),
+                d,
+                di,
+            )?;
             let untied = cfg.bidirectional && !cfg.bidirectional_weight_tie;
             let in_rev = untied
-                .then(|| linear(&m("mamba_rev", "in_proj.weight"), bias("mamba_rev", "in_proj"), 2 * di, d))
+                .then(|| {
+                    linear(
+                        &m("mamba_rev", "in_proj.weight"),
+                        bias("mamba_rev", "in_proj"),
+                        2 * di,
+                        d,
+                    )
+                })
                 .transpose()?;
             let out_rev = untied
-                .then(|| linear(&m("mamba_rev", "out_proj.weight"), bias("mamba_rev", "out_proj"), d, di))
+                .then(|| {
+                    linear(
+                        &m("mamba_rev", "out_proj.weight"),
+                        bias("mamba_rev", "out_proj"),
+                        d,
+                        di,
+                    )
+                })
                 .transpose()?;
             layers.push(Layer {
                 norm: norm(keys.norm(i, "weight"), keys.norm(i, "bias"))?,
                 out_fwd_flip: cfg.rcps.then(|| out_fwd.flip_out()),
-                out_rev_flip: if cfg.rcps { out_rev.as_ref().map(Linear::flip_out) } else { None },
+                out_rev_flip: if cfg.rcps {
+                    out_rev.as_ref().map(Linear::flip_out)
+                } else {
+                    None
+                },
                 in_fwd,
                 out_fwd,
                 in_rev,
@@ -371,8 +425,16 @@ impl Keys {
         Keys {
             prefix,
             embedding,
-            mixer: if cfg.rcps { "mixer.submodule." } else { "mixer." },
-            norm_sub: if cfg.rcps && !cfg.fused_add_norm { "submodule." } else { "" },
+            mixer: if cfg.rcps {
+                "mixer.submodule."
+            } else {
+                "mixer."
+            },
+            norm_sub: if cfg.rcps && !cfg.fused_add_norm {
+                "submodule."
+            } else {
+                ""
+            },
         }
     }
     fn bb(&self, rest: &str) -> String {

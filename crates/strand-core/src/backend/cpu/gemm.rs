@@ -1,9 +1,29 @@
 //! Dense projections on the CPU through the `gemm` crate (runtime-dispatched
 //! AVX2/AVX-512/NEON micro-kernels).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
 use gemm::Parallelism;
 
 use crate::model::weights::Linear;
+
+static FLOPS: AtomicU64 = AtomicU64::new(0);
+static NANOS: AtomicU64 = AtomicU64::new(0);
+
+/// FLOPs and wall-clock nanoseconds spent in the multi-threaded projections
+/// (`in_proj`, `out_proj`, heads) since the last [`reset_stats`]. The small
+/// `x_proj` products, which run inside already-parallel loops, are not
+/// counted. For benchmarks: the share of the machine's GEMM throughput
+/// the model's projections reach.
+pub fn stats() -> (u64, u64) {
+    (FLOPS.load(Ordering::Relaxed), NANOS.load(Ordering::Relaxed))
+}
+
+pub fn reset_stats() {
+    FLOPS.store(0, Ordering::Relaxed);
+    NANOS.store(0, Ordering::Relaxed);
+}
 
 /// `y[m, w.out] (+)= x[m, w.inp] · W^T + b`.
 ///
@@ -14,6 +34,7 @@ use crate::model::weights::Linear;
 ///
 /// # Panics
 /// If the slices are too short for the shapes and strides given.
+#[allow(clippy::too_many_arguments)] // mirrors a BLAS call: shapes, strides, flags
 pub fn linear(
     m: usize,
     x: &[f32],
@@ -28,14 +49,22 @@ pub fn linear(
         return;
     }
     let (n, k) = (w.out, w.inp);
-    assert!(x.len() >= (m - 1) * ldx + k && ldx >= k, "gemm lhs too short");
-    assert!(y.len() >= (m - 1) * ldy + n && ldy >= n, "gemm dst too short");
+    assert!(
+        x.len() >= (m - 1) * ldx + k && ldx >= k,
+        "gemm lhs too short"
+    );
+    assert!(
+        y.len() >= (m - 1) * ldy + n && ldy >= n,
+        "gemm dst too short"
+    );
     assert_eq!(w.w.len(), n * k);
+    let timed = threads > 1;
     let par = if threads > 1 && m * n * k >= 1 << 18 {
         Parallelism::Rayon(threads)
     } else {
         Parallelism::None
     };
+    let start = timed.then(Instant::now);
     // SAFETY: the asserts above bound every element the strides reach:
     // lhs rows i < m at i*ldx + [0, k), dst rows at i*ldy + [0, n), and
     // rhs = W^T read as (kk, j) -> W[j*k + kk].
@@ -61,6 +90,10 @@ pub fn linear(
             false,
             par,
         );
+    }
+    if let Some(t) = start {
+        FLOPS.fetch_add((2 * m * n * k) as u64, Ordering::Relaxed);
+        NANOS.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
     if let Some(b) = &w.b {
         for row in y.chunks_mut(ldy).take(m) {

@@ -104,10 +104,24 @@ impl CpuBackend {
         let ssm = |p: &ScanPass| &self.ssm[layer][p.ssm_index];
 
         if plan.fused {
-            gemm::linear(len, &h[col..], width, plan.passes[0].in_proj, xz, 2 * di, false, t);
+            gemm::linear(
+                len,
+                &h[col..],
+                width,
+                plan.passes[0].in_proj,
+                xz,
+                2 * di,
+                false,
+                t,
+            );
             let last = plan.passes.len() - 1;
             for (i, p) in plan.passes.iter().enumerate() {
-                scan::run(self.isa, &pass(ssm(p), p, xz, len, i > 0, i == last), scan::Scratch { xd, u, y }, t);
+                scan::run(
+                    self.isa,
+                    &pass(ssm(p), p, xz, len, i > 0, i == last),
+                    scan::Scratch { xd, u, y },
+                    t,
+                );
             }
             let out = plan.passes[0].out_proj;
             gemm::linear(len, y, di, out, &mut h[col..], width, false, t);
@@ -131,7 +145,12 @@ impl CpuBackend {
         let mut other = vec![0.0f32; len * d];
         for (i, p) in plan.passes.iter().enumerate() {
             gemm::linear(len, &x, d, p.in_proj, xz, 2 * di, false, t);
-            scan::run(self.isa, &pass(ssm(p), p, xz, len, false, true), scan::Scratch { xd, u, y }, t);
+            scan::run(
+                self.isa,
+                &pass(ssm(p), p, xz, len, false, true),
+                scan::Scratch { xd, u, y },
+                t,
+            );
             if i == 0 {
                 gemm::linear(len, y, di, p.out_proj, &mut h[col..], width, false, t);
             } else {
@@ -245,7 +264,14 @@ impl Backend for CpuBackend {
         let halves = if cfg.rcps { 2 } else { 1 };
         for half in 0..halves {
             let plan = half_plan(cfg, l, half);
-            self.mixer_half(layer, &plan, &mut st.hidden, half * d, len, &mut state.scratch);
+            self.mixer_half(
+                layer,
+                &plan,
+                &mut st.hidden,
+                half * d,
+                len,
+                &mut state.scratch,
+            );
         }
         Ok(())
     }
@@ -287,7 +313,16 @@ impl Backend for CpuBackend {
         let v = self.cfg.vocab_size;
         let mut logits = vec![0.0f32; len * v];
         let head = &self.w.lm_head;
-        gemm::linear(len, hidden, head.inp, head, &mut logits, v, false, self.threads());
+        gemm::linear(
+            len,
+            hidden,
+            head.inp,
+            head,
+            &mut logits,
+            v,
+            false,
+            self.threads(),
+        );
         Ok(logits)
     }
 

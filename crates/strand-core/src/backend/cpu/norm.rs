@@ -42,13 +42,13 @@ pub fn norm_row(x: &[f32], norm: &Norm, eps: f32, flip: Flip, out: &mut [f32]) {
     };
     let w = &norm.weight;
     let bias = |j: usize| norm.bias.as_ref().map_or(0.0, |b| b[j]);
-    for j in 0..d {
+    for (j, o) in out.iter_mut().enumerate() {
         let (xi, wi) = match flip {
             Flip::None => (j, j),
             Flip::Input => (d - 1 - j, j),
             Flip::Weight => (j, d - 1 - j),
         };
-        out[j] = (x[xi] - mean) * rstd * w[wi] + bias(wi);
+        *o = (x[xi] - mean) * rstd * w[wi] + bias(wi);
     }
 }
 

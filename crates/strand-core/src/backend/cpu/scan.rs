@@ -143,7 +143,10 @@ pub fn run(isa: Isa, p: &Pass, scratch: Scratch, threads: usize) {
                     // SAFETY: rows l0..l0+rows of every block belong to this
                     // chunk alone; `ub` holds len * di elements (asserted).
                     let dst = unsafe {
-                        std::slice::from_raw_parts_mut(ubp.at(c0 * p.len + l0 * lanes), rows * lanes)
+                        std::slice::from_raw_parts_mut(
+                            ubp.at(c0 * p.len + l0 * lanes),
+                            rows * lanes,
+                        )
                     };
                     for (i, d) in dst.chunks_exact_mut(lanes).enumerate() {
                         d.copy_from_slice(&u[i * s.di + c0..i * s.di + c0 + lanes]);
@@ -191,7 +194,10 @@ pub struct Scratch<'a> {
 /// Channel blocks `(c0, lanes)`: blocks of 8, then single channels.
 fn blocks(di: usize) -> impl Iterator<Item = (usize, usize)> {
     let full = di / 8 * 8;
-    (0..full).step_by(8).map(|c| (c, 8)).chain((full..di).map(|c| (c, 1)))
+    (0..full)
+        .step_by(8)
+        .map(|c| (c, 8))
+        .chain((full..di).map(|c| (c, 1)))
 }
 
 /// A block of channels: its carried state and tile-local buffers.
@@ -278,7 +284,16 @@ fn conv_silu<S: Simd>(p: &Pass, l: usize, c0: usize) -> S {
 
 /// `ub` is this block's `[len, lanes]` slice of `u`.
 #[allow(clippy::too_many_arguments)]
-fn scan_unit(isa: Isa, p: &Pass, xd: &[f32], ub: &[f32], y: SyncPtr, u: &mut Unit, lo: usize, hi: usize) {
+fn scan_unit(
+    isa: Isa,
+    p: &Pass,
+    xd: &[f32],
+    ub: &[f32],
+    y: SyncPtr,
+    u: &mut Unit,
+    lo: usize,
+    hi: usize,
+) {
     match (isa, u.lanes) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` is only chosen when the CPU has AVX2 and FMA.
@@ -298,7 +313,14 @@ fn scan_avx2(p: &Pass, xd: &[f32], ub: &[f32], y: SyncPtr, u: &mut Unit, lo: usi
 /// States `j0..j0+G` of one channel block over a tile, accumulating
 /// `Σ h·C` into `u.y_tile`.
 #[inline(always)]
-fn scan_states<S: Simd, const G: usize>(p: &Pass, xd: &[f32], u: &mut Unit, j0: usize, lo: usize, len: usize) {
+fn scan_states<S: Simd, const G: usize>(
+    p: &Pass,
+    xd: &[f32],
+    u: &mut Unit,
+    j0: usize,
+    lo: usize,
+    len: usize,
+) {
     let s = p.ssm;
     let (di, n, r, c0, lanes) = (s.di, s.n, s.r, u.c0, S::LANES);
     let w = r + 2 * n;
@@ -318,8 +340,8 @@ fn scan_states<S: Simd, const G: usize>(p: &Pass, xd: &[f32], u: &mut Unit, j0: 
         }
         acc.store(yi);
     }
-    for g in 0..G {
-        h[g].store(&mut u.state[(j0 + g) * lanes..]);
+    for (g, hg) in h.iter().enumerate() {
+        hg.store(&mut u.state[(j0 + g) * lanes..]);
     }
 }
 
@@ -334,7 +356,15 @@ fn scan_states<S: Simd, const G: usize>(p: &Pass, xd: &[f32], u: &mut Unit, j0: 
 /// iterations.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn scan_tile<S: Simd>(p: &Pass, xd: &[f32], ub: &[f32], y: SyncPtr, u: &mut Unit, lo: usize, hi: usize) {
+fn scan_tile<S: Simd>(
+    p: &Pass,
+    xd: &[f32],
+    ub: &[f32],
+    y: SyncPtr,
+    u: &mut Unit,
+    lo: usize,
+    hi: usize,
+) {
     let s = p.ssm;
     let (di, n, r, c0) = (s.di, s.n, s.r, u.c0);
     let lanes = S::LANES;

@@ -47,7 +47,7 @@ pub trait Simd: Copy {
         y = y.fma(x, Self::splat(8.333_452e-3));
         y = y.fma(x, Self::splat(4.166_579_6e-2));
         y = y.fma(x, Self::splat(1.666_666_5e-1));
-        y = y.fma(x, Self::splat(5.000_000_1e-1));
+        y = y.fma(x, Self::splat(0.5));
         y = y.fma(z, x.add(Self::splat(1.0)));
         y.mul(Self::pow2i(fx))
     }
@@ -62,7 +62,14 @@ pub trait Simd: Copy {
         let f = x.sub(fx);
         // Relative-error least-squares fit of 2^f on [-1/2, 1/2] (1.6e-8).
         let mut y = Self::splat(1.533_757e-4);
-        for c in [1.339_986e-3, 9.618_52e-3, 5.550_329e-2, 2.402_264_6e-1, 6.931_472e-1, 1.0] {
+        for c in [
+            1.339_986e-3,
+            9.618_52e-3,
+            5.550_329e-2,
+            2.402_264_6e-1,
+            6.931_472e-1,
+            1.0,
+        ] {
             y = y.fma(f, Self::splat(c));
         }
         y.mul(Self::pow2i(fx))
@@ -361,9 +368,9 @@ mod avx2 {
         #[inline(always)]
         fn round(self) -> Self {
             unsafe {
-                Avx2(_mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-                    self.0,
-                ))
+                Avx2(_mm256_round_ps::<
+                    { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+                >(self.0))
             }
         }
         #[inline(always)]
@@ -422,7 +429,9 @@ mod tests {
     }
 
     fn grid(lo: f32, hi: f32, n: usize) -> Vec<f32> {
-        (0..n).map(|i| lo + (hi - lo) * i as f32 / (n - 1) as f32).collect()
+        (0..n)
+            .map(|i| lo + (hi - lo) * i as f32 / (n - 1) as f32)
+            .collect()
     }
 
     #[test]

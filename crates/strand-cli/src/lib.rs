@@ -1,0 +1,8 @@
+//! The strand command-line tools. Each binary in `src/bin/` parses its
+//! arguments and calls one `cmd::<job>::run`; everything else lives in the
+//! library crates.
+
+pub mod args;
+pub mod cmd;
+pub mod exit;
+pub mod progress;
