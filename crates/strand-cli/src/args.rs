@@ -1,6 +1,6 @@
 //! Options shared by every command.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use strand_core::DeviceSpec;
 
@@ -13,30 +13,36 @@ pub struct ModelArgs {
     pub model: String,
 
     /// Where to run: cpu, cuda, cuda:N, or auto (a GPU when usable, else cpu)
-    #[arg(
-        long,
-        default_value = "auto",
-        value_name = "DEVICE",
-        help_heading = "Model"
-    )]
-    pub device: String,
+    #[arg(long, default_value = "auto", value_name = "DEVICE", value_parser = parse_device, help_heading = "Model")]
+    pub device: Device,
+}
+
+/// `--device` as given: `auto` or a concrete device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Auto,
+    Spec(DeviceSpec),
+}
+
+fn parse_device(s: &str) -> Result<Device, String> {
+    match s {
+        "auto" => Ok(Device::Auto),
+        s => s.parse().map(Device::Spec),
+    }
 }
 
 impl ModelArgs {
     /// The device to use. This build has no GPU backend, so `auto` is the CPU.
-    pub fn device(&self) -> Result<DeviceSpec> {
-        match self.device.as_str() {
-            "auto" => Ok(DeviceSpec::Cpu),
-            s => s
-                .parse()
-                .map_err(|e: String| anyhow::anyhow!("--device: {e}")),
+    pub fn device(&self) -> DeviceSpec {
+        match self.device {
+            Device::Auto => DeviceSpec::Cpu,
+            Device::Spec(d) => d,
         }
     }
 
-    /// Loads the model, with the argument named in any error.
+    /// Loads the model. Its errors name the directory or hub id already.
     pub fn load(&self) -> Result<strand_core::Model> {
-        strand_core::Model::load(&self.model, self.device()?)
-            .with_context(|| format!("--model {}", self.model))
+        Ok(strand_core::Model::load(&self.model, self.device())?)
     }
 }
 
@@ -44,8 +50,8 @@ impl ModelArgs {
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// CPU threads [default: all cores]
-    #[arg(short = '@', long, value_name = "INT", help_heading = "Run")]
-    pub threads: Option<usize>,
+    #[arg(short = '@', long, value_name = "INT", value_parser = clap::value_parser!(u16).range(1..), help_heading = "Run")]
+    pub threads: Option<u16>,
 
     /// No progress output
     #[arg(short, long, help_heading = "Run")]
@@ -60,11 +66,8 @@ impl RunArgs {
     /// Sizes the global thread pool; call once, before any work.
     pub fn init_threads(&self) -> Result<()> {
         if let Some(n) = self.threads {
-            if n == 0 {
-                bail!("--threads must be at least 1");
-            }
             rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
+                .num_threads(n.into())
                 .build_global()
                 .context("starting the thread pool")?;
         }

@@ -24,7 +24,7 @@ pub enum Error {
         name: String,
         msg: String,
     },
-    #[error("model {0}")]
+    #[error("{0}")]
     ModelNotFound(String),
     #[error("{0}")]
     Unsupported(String),

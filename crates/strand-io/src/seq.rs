@@ -29,7 +29,8 @@ pub struct Record {
     pub id: String,
     /// Rest of the header line, trimmed; `None` if empty.
     pub description: Option<String>,
-    /// Sequence bytes as in the file, case kept, line breaks removed.
+    /// Sequence bytes as in the file, case kept, line breaks removed (and,
+    /// in FASTA, spaces and tabs within sequence lines).
     /// Empty for a header without sequence; callers decide whether that is
     /// acceptable.
     pub seq: Vec<u8>,
@@ -208,8 +209,11 @@ impl Reader {
                 break;
             }
             // Blank lines inside a record add nothing, which is what
-            // removing line breaks means for them.
-            seq.extend_from_slice(&self.line_buf);
+            // removing line breaks means for them. Spaces and tabs inside
+            // sequence lines (trailing blanks from editors, column
+            // layouts) are not bases either: dropping them keeps row i of
+            // every output equal to base i, as Biopython's reader does.
+            seq.extend(self.line_buf.iter().filter(|&&b| b != b' ' && b != b'\t'));
         }
         self.record += 1;
         Ok(Some(Record {

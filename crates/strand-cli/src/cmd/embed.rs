@@ -61,6 +61,10 @@ impl Pool {
 
 pub fn run(args: Args) -> Result<()> {
     args.run.init_threads()?;
+    // Open the input and output before loading the model: a typo should
+    // not cost a multi-gigabyte load.
+    let reader = Reader::from_path(&args.input)?;
+    let file = reader.display_name().to_string();
     let model = args.model.load()?;
     if args.run.verbose {
         eprintln!(
@@ -72,9 +76,6 @@ pub fn run(args: Args) -> Result<()> {
             model.describe_device()
         );
     }
-    let reader = Reader::from_path(&args.input)?;
-    let file = reader.display_name().to_string();
-
     let metadata = BTreeMap::from([
         (
             "strand_version".to_string(),

@@ -40,10 +40,13 @@ impl Checkpoint {
         {
             return Err(Error::Checkpoint {
                 path: dir.to_path_buf(),
-                msg: "holds pytorch_model.bin, which strand does not read (it is a pickle and can run code); \
-                      convert it once with python: `from transformers import AutoModelForMaskedLM; \
-                      AutoModelForMaskedLM.from_pretrained(DIR, trust_remote_code=True).save_pretrained(DIR, safe_serialization=True)`"
-                    .into(),
+                msg: format!(
+                    "holds pytorch_model.bin, which strand does not read (it is a pickle and can run code); \
+                     convert it once in python with the class named in config.json `architectures`, e.g. \
+                     `AutoModelForMaskedLM.from_pretrained(\"{d}\", trust_remote_code=True).save_pretrained(\"{d}\", safe_serialization=True)` \
+                     (AutoModelForSequenceClassification for classifiers)",
+                    d = dir.display()
+                ),
             });
         } else {
             return Err(Error::Checkpoint {
@@ -206,4 +209,75 @@ fn shard_paths(index: &Path) -> Result<Vec<PathBuf>> {
         return Err(err("weight_map is empty".into()));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use safetensors::tensor::TensorView;
+
+    /// Writes one tensor of `values` stored as `dtype` and reads it back.
+    fn roundtrip(dtype: Dtype, values: &[f32]) -> Vec<f32> {
+        let bytes: Vec<u8> = match dtype {
+            Dtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            Dtype::BF16 => values
+                .iter()
+                .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+                .collect(),
+            Dtype::F16 => values
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect(),
+            _ => unreachable!("test dtypes"),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let view = TensorView::new(dtype, vec![values.len()], &bytes).unwrap();
+        safetensors::serialize_to_file([("t", view)], None, &dir.path().join("model.safetensors"))
+            .unwrap();
+        let ckpt = Checkpoint::open(dir.path()).unwrap();
+        assert_eq!(ckpt.shape("t"), Some(vec![values.len()]));
+        ckpt.load_f32("t").unwrap().data
+    }
+
+    #[test]
+    fn half_precision_weights_are_widened_exactly() {
+        let v = [1.0f32, -0.333_333_34, 1e-3, 65504.0, -2.5e-5];
+        assert_eq!(roundtrip(Dtype::F32, &v), v.to_vec());
+        let bf: Vec<f32> = v
+            .iter()
+            .map(|&x| half::bf16::from_f32(x).to_f32())
+            .collect();
+        assert_eq!(roundtrip(Dtype::BF16, &v), bf);
+        let f16: Vec<f32> = v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect();
+        assert_eq!(roundtrip(Dtype::F16, &v), f16);
+    }
+
+    #[test]
+    fn sharded_checkpoints_are_read_through_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, name) in [("a.safetensors", "x"), ("b.safetensors", "y")] {
+            let bytes = 2.0f32.to_le_bytes();
+            let view = TensorView::new(Dtype::F32, vec![1], &bytes).unwrap();
+            safetensors::serialize_to_file([(name, view)], None, &dir.path().join(file)).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("model.safetensors.index.json"),
+            r#"{"weight_map": {"x": "a.safetensors", "y": "b.safetensors"}}"#,
+        )
+        .unwrap();
+        let ckpt = Checkpoint::open(dir.path()).unwrap();
+        assert_eq!(ckpt.names().into_iter().collect::<Vec<_>>(), ["x", "y"]);
+        assert_eq!(ckpt.load_f32("y").unwrap().data, [2.0]);
+    }
+
+    #[test]
+    fn pytorch_bin_is_refused_with_a_recipe() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pytorch_model.bin"), b"pickle").unwrap();
+        let e = Checkpoint::open(dir.path()).err().unwrap().to_string();
+        assert!(
+            e.contains("pytorch_model.bin") && e.contains("safe_serialization=True"),
+            "{e}"
+        );
+    }
 }

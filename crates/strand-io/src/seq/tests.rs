@@ -341,3 +341,9 @@ fn non_utf8_header_is_replaced_not_rejected() {
     assert_eq!(recs[0].id, "r\u{fffd}1");
     assert_eq!(recs[0].description.as_deref(), Some("d\u{fffd}"));
 }
+
+#[test]
+fn blanks_inside_fasta_sequence_lines_are_not_bases() {
+    let recs = read_all("blanks.fa", b">a\nAC GT \nA\tC\n").unwrap();
+    assert_eq!(recs[0].seq, b"ACGTAC".to_vec());
+}
