@@ -92,7 +92,14 @@ impl Model {
 
     /// Final hidden states `[len, width]` of token ids `[len]`.
     pub fn forward(&self, ids: &[u32]) -> Result<Vec<f32>> {
-        self.forward_traced(ids, |_, _| {})
+        self.check_ids(ids)?;
+        on_engine!(self, b => {
+            let mut st = b.embed(ids)?;
+            for i in 0..self.config.n_layer {
+                b.block(i, &mut st)?;
+            }
+            b.final_norm(st)
+        })
     }
 
     /// As [`Model::forward`], calling `after_block(i, stream)` after each
@@ -114,7 +121,6 @@ impl Model {
         })
     }
 
-    /// Skips the per-block copies of [`Model::forward_traced`].
     fn check_ids(&self, ids: &[u32]) -> Result<()> {
         if ids.is_empty() {
             return Err(Error::Input("empty sequence: nothing to embed".into()));
