@@ -1,0 +1,370 @@
+//! Bad models, bad inputs and usage errors: one line on stderr naming the
+//! file and the record or tensor, a non-zero exit, and no output left behind.
+
+use super::*;
+
+/// Runs `cmd ARGS -o <dir>/out/out.safetensors`, which must fail at run
+/// time: exit code 1, nothing on stdout, exactly one line on stderr that
+/// starts with `strand-embed: ` and contains every `needle`, and nothing at
+/// all left in the output directory (no output, no temporary file).
+/// Returns the message.
+fn fails_cleanly(dir: &Path, cmd: Cmd, args: &[&str], needles: &[&str]) -> String {
+    let out_dir = dir.join("out");
+    std::fs::create_dir(&out_dir).expect("create output dir");
+    let out = out_dir.join("out.safetensors");
+    let res: Output = cmd
+        .args(args)
+        .args(["-o", &out.to_string_lossy()])
+        .run()
+        .exits(1);
+    let stderr = &res.stderr;
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "`{}`: expected one line on stderr, got:\n{stderr}",
+        res.cmdline
+    );
+    assert!(stderr.ends_with('\n'), "{stderr:?}");
+    assert!(stderr.starts_with("strand-embed: "), "{stderr}");
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "`{}`: stderr does not mention {needle:?}:\n{stderr}",
+            res.cmdline
+        );
+    }
+    assert!(res.stdout.is_empty(), "stdout: {} bytes", res.stdout.len());
+    assert!(!out.exists(), "{} was left behind", out.display());
+    assert_eq!(dir_entries(&out_dir), Vec::<String>::new(), "stray files");
+    stderr.trim_end().to_owned()
+}
+
+/// Copies fixture model `name` to `<dir>/<name>` and returns that path.
+fn copy_model(name: &str, dir: &Path) -> PathBuf {
+    let dst = dir.join(name);
+    std::fs::create_dir_all(&dst).expect("create model dir");
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(root().join(model(name)).join(f), dst.join(f)).expect("copy model file");
+    }
+    dst
+}
+
+/// Rewrites `<model>/model.safetensors` with `edit` applied to its tensors.
+fn edit_weights(model_dir: &Path, edit: impl FnOnce(&mut Vec<Tensor>)) {
+    let path = model_dir.join("model.safetensors");
+    let mut file = SafeFile::read(&path);
+    edit(&mut file.tensors);
+    file.write(&path);
+}
+
+/// Rewrites `<model>/config.json` with `edit` applied.
+fn edit_config(model_dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = model_dir.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read config")).expect("JSON");
+    edit(&mut config);
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("JSON")).expect("write");
+}
+
+fn model_failure(model_dir: &Path, dir: &Path, needles: &[&str]) -> String {
+    let m = model_dir.to_string_lossy();
+    fails_cleanly(dir, embed(), &["--model", &m, &sequences()], needles)
+}
+
+const FWD_D: &str = "caduceus.backbone.layers.1.mixer.submodule.mamba_fwd.D";
+const FWD_CONV: &str = "caduceus.backbone.layers.0.mixer.submodule.mamba_fwd.conv1d.weight";
+
+#[test]
+fn bad_model_missing_tensor() {
+    let dir = tempdir();
+    let m = copy_model("ps-tiny", dir.path());
+    edit_weights(&m, |ts| {
+        let before = ts.len();
+        ts.retain(|t| t.name != FWD_D);
+        assert_eq!(ts.len(), before - 1, "{FWD_D} is in the fixture");
+    });
+    let file = m.join("model.safetensors");
+    model_failure(&m, dir.path(), &[&file.to_string_lossy(), FWD_D, "missing"]);
+}
+
+#[test]
+fn bad_model_misshapen_tensor() {
+    // A reshape that keeps the element count, and a truncation.
+    type Edit = fn(&mut Tensor);
+    let cases: [(&str, Edit, &str); 2] = [
+        (FWD_CONV, |t| t.shape = vec![48, 4], "[48, 4]"),
+        (
+            FWD_D,
+            |t| {
+                t.shape = vec![47];
+                t.bytes.truncate(47 * 4);
+            },
+            "[47]",
+        ),
+    ];
+    for (name, change, shown) in cases {
+        let dir = tempdir();
+        let m = copy_model("ps-tiny", dir.path());
+        edit_weights(&m, |ts| {
+            change(ts.iter_mut().find(|t| t.name == name).expect("in fixture"));
+        });
+        let file = m.join("model.safetensors");
+        model_failure(
+            &m,
+            dir.path(),
+            &[&file.to_string_lossy(), name, "shape", shown],
+        );
+    }
+}
+
+#[test]
+fn bad_model_unexpected_tensor() {
+    let dir = tempdir();
+    let m = copy_model("ps-tiny", dir.path());
+    // What a third layer would add; config.json says n_layer 2.
+    let extra = "caduceus.backbone.layers.2.norm.weight";
+    edit_weights(&m, |ts| {
+        let mut t = ts
+            .iter()
+            .find(|t| t.name == "caduceus.backbone.layers.1.norm.weight")
+            .expect("in fixture")
+            .clone();
+        t.name = extra.to_owned();
+        ts.push(t);
+    });
+    let file = m.join("model.safetensors");
+    model_failure(
+        &m,
+        dir.path(),
+        &[&file.to_string_lossy(), extra, "unexpected"],
+    );
+}
+
+#[test]
+fn bad_model_unsupported_bidirectional_strategy() {
+    let dir = tempdir();
+    let m = copy_model("ps-tiny", dir.path());
+    edit_config(&m, |c| c["bidirectional_strategy"] = "concat".into());
+    let file = m.join("config.json");
+    model_failure(
+        &m,
+        dir.path(),
+        &[&file.to_string_lossy(), "bidirectional_strategy", "concat"],
+    );
+}
+
+#[test]
+fn bad_model_unknown_ssm_cfg_key() {
+    let dir = tempdir();
+    let m = copy_model("ph-tiny", dir.path());
+    edit_config(&m, |c| c["ssm_cfg"]["headdim"] = 64.into());
+    let file = m.join("config.json");
+    model_failure(&m, dir.path(), &[&file.to_string_lossy(), "headdim"]);
+}
+
+#[test]
+fn bad_model_pytorch_bin_only_says_how_to_convert() {
+    let dir = tempdir();
+    let m = dir.path().join("torch-only");
+    std::fs::create_dir(&m).expect("create model dir");
+    std::fs::copy(
+        root().join(model("ps-tiny")).join("config.json"),
+        m.join("config.json"),
+    )
+    .expect("copy config");
+    // Content is irrelevant: it must be refused without being read.
+    std::fs::write(m.join("pytorch_model.bin"), b"PK\x03\x04not really a zip").expect("write .bin");
+    model_failure(
+        &m,
+        dir.path(),
+        &[
+            &m.to_string_lossy(),
+            "pytorch_model.bin",
+            "convert",
+            "save_pretrained",
+            "safe_serialization=True",
+        ],
+    );
+}
+
+/// Writes `bytes` to `<dir>/<name>` and runs ps-tiny on it, expecting a
+/// clean failure that names the file and contains `needles`.
+fn input_failure(dir: &Path, name: &str, bytes: &[u8], needles: &[&str]) -> String {
+    let input = dir.join(name);
+    std::fs::write(&input, bytes).expect("write input");
+    let input = input.to_string_lossy();
+    let mut all = vec![&*input];
+    all.extend_from_slice(needles);
+    fails_cleanly(dir, embed(), &["-m", &model("ps-tiny"), &input], &all)
+}
+
+fn fixture_fasta() -> String {
+    std::fs::read_to_string(root().join(sequences())).expect("read sequences.fa")
+}
+
+#[test]
+fn bad_input_duplicate_ids() {
+    let dir = tempdir();
+    let text = fixture_fasta() + ">len7 the same id again\nACGT\n";
+    input_failure(
+        dir.path(),
+        "dup.fa",
+        text.as_bytes(),
+        &[r#"record 7 ("len7")"#, "duplicate", "record 2"],
+    );
+}
+
+#[test]
+fn bad_input_empty_record() {
+    let dir = tempdir();
+    let text = fixture_fasta().replacen(">len64", ">hollow header only\n>len64", 1);
+    input_failure(
+        dir.path(),
+        "empty.fa",
+        text.as_bytes(),
+        &[r#"record 3 ("hollow")"#, "empty"],
+    );
+}
+
+#[test]
+fn bad_input_truncated_gzip() {
+    let dir = tempdir();
+    let gz = gzip(fixture_fasta().as_bytes());
+    input_failure(
+        dir.path(),
+        "cut.fa.gz",
+        &gz[..gz.len() - 20],
+        &["record ", "line ", "gzip", "truncated"],
+    );
+}
+
+#[test]
+fn bad_input_not_fasta_or_fastq() {
+    let dir = tempdir();
+    let vcf = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n\
+               chr1\t100\t.\tA\tG\t.\tPASS\t.\n";
+    input_failure(
+        dir.path(),
+        "calls.vcf",
+        vcf.as_bytes(),
+        &["not a FASTA or FASTQ"],
+    );
+}
+
+#[test]
+fn bad_input_missing_file() {
+    let dir = tempdir();
+    let missing = dir.path().join("no-such.fa");
+    let missing = missing.to_string_lossy();
+    fails_cleanly(
+        dir.path(),
+        embed(),
+        &["-m", &model("ps-tiny"), &missing],
+        &[&missing, "cannot open"],
+    );
+}
+
+#[test]
+fn bad_input_non_ascii_byte() {
+    let dir = tempdir();
+    let text = ">ok first\nACGTACGT\n>accent second\nACGTN\nACé\n>after\nGGG\n";
+    input_failure(
+        dir.path(),
+        "accent.fa",
+        text.as_bytes(),
+        &[r#"record 2 ("accent")"#, "non-ASCII", "0xc3", "position 8"],
+    );
+}
+
+#[test]
+fn bad_input_keeps_existing_output() {
+    let dir = tempdir();
+    let input = dir.path().join("dup.fa");
+    std::fs::write(&input, fixture_fasta() + ">len1\nA\n").expect("write input");
+    let out = dir.path().join("out.safetensors");
+    std::fs::write(&out, b"previous result").expect("write old output");
+    embed()
+        .args([
+            "-m",
+            &model("ps-tiny"),
+            "-o",
+            &out.to_string_lossy(),
+            &input.to_string_lossy(),
+        ])
+        .run()
+        .exits(1);
+    assert_eq!(std::fs::read(&out).expect("read"), b"previous result");
+    assert_eq!(dir_entries(dir.path()), ["dup.fa", "out.safetensors"]);
+}
+
+#[test]
+fn bad_input_with_stdout_output_writes_nothing() {
+    // Tensors of the first records are ready before the bad one is read;
+    // none of them may reach stdout.
+    let text = fixture_fasta() + ">len1\nA\n";
+    let res = embed()
+        .args(["-m", &model("ps-tiny"), "-o", "-", "-"])
+        .stdin(text.into_bytes())
+        .run()
+        .exits(1);
+    assert!(res.stdout.is_empty(), "stdout: {} bytes", res.stdout.len());
+    assert_eq!(
+        res.stderr,
+        "strand-embed: <stdin>: record 7 (\"len1\"): duplicate id, first used by record 1\n"
+    );
+}
+
+#[test]
+fn bad_output_directory_missing() {
+    let dir = tempdir();
+    let out = dir.path().join("no-such-dir").join("out.safetensors");
+    let res = embed()
+        .args([
+            "-m",
+            &model("ps-tiny"),
+            "-o",
+            &out.to_string_lossy(),
+            &sequences(),
+        ])
+        .run()
+        .exits(1);
+    assert_eq!(res.stderr.lines().count(), 1, "{}", res.stderr);
+    assert!(
+        res.stderr
+            .starts_with(&format!("strand-embed: {}: ", out.display())),
+        "{}",
+        res.stderr
+    );
+    assert_eq!(dir_entries(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn usage_error_exits_2() {
+    let (m, seqs) = (model("ps-tiny"), sequences());
+    let cases: [(&[&str], &str); 5] = [
+        (&["-m", &m, &seqs], "--output"),
+        (&["-m", &m, "-o", "-", "--pool", "max", &seqs], "--pool"),
+        (&["-o", "-", &seqs], "--model"),
+        (&["-m", &m, "-o", "-", "--device", "gpu", &seqs], "--device"),
+        (&["-m", &m, "-o", "-", "--threads", "0", &seqs], "--threads"),
+    ];
+    for (args, needle) in cases {
+        let res = embed().args(args).run().exits(2);
+        assert!(res.stderr.contains(needle), "{}", res.stderr);
+        assert!(res.stdout.is_empty());
+    }
+}
+
+#[test]
+fn embed_hub_id_missing_says_how_to_download() {
+    let dir = tempdir();
+    let cache = dir.path().join("hub");
+    fake_hub_cache(&cache);
+    let msg = fails_cleanly(
+        dir.path(),
+        embed().env("HF_HUB_CACHE", &cache),
+        &["--model", "org/absent", &sequences()],
+        &["org/absent", "huggingface-cli download org/absent"],
+    );
+    assert!(msg.contains(&cache.display().to_string()), "{msg}");
+}
