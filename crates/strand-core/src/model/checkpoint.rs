@@ -16,8 +16,9 @@ use crate::error::{Error, Result};
 /// Where each tensor of a checkpoint lives.
 pub struct Checkpoint {
     files: Vec<(PathBuf, Mmap)>,
-    /// tensor name -> index into `files`
-    index: BTreeMap<String, usize>,
+    /// tensor name -> (index into `files`, shape), read once at open so
+    /// the checks before loading do not re-parse headers.
+    index: BTreeMap<String, (usize, Vec<usize>)>,
 }
 
 /// A tensor read out of a checkpoint, converted to `f32`.
@@ -66,11 +67,14 @@ impl Checkpoint {
                 path: path.clone(),
                 msg: format!("not a valid safetensors file: {e}"),
             })?;
-            for name in st.names() {
-                if index.insert(name.to_string(), files.len()).is_some() {
+            for (name, view) in st.tensors() {
+                if index
+                    .insert(name.clone(), (files.len(), view.shape().to_vec()))
+                    .is_some()
+                {
                     return Err(Error::Tensor {
                         path: path.clone(),
-                        name: name.to_string(),
+                        name,
                         msg: "stored in more than one shard".into(),
                     });
                 }
@@ -91,15 +95,13 @@ impl Checkpoint {
 
     /// The file a tensor is stored in (for messages); the first file if absent.
     pub fn path_of(&self, name: &str) -> &Path {
-        let i = self.index.get(name).copied().unwrap_or(0);
+        let i = self.index.get(name).map_or(0, |(i, _)| *i);
         &self.files[i].0
     }
 
     /// Shape of a stored tensor.
     pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        let (_, mmap) = &self.files[*self.index.get(name)?];
-        let st = SafeTensors::deserialize(mmap).ok()?;
-        st.tensor(name).ok().map(|t| t.shape().to_vec())
+        self.index.get(name).map(|(_, shape)| shape.clone())
     }
 
     /// Reads a floating-point tensor as `f32` (f32, bf16 and f16 are accepted).
@@ -155,11 +157,15 @@ impl Checkpoint {
     }
 
     fn view(&self, name: &str) -> Result<(&Path, safetensors::tensor::TensorView<'_>)> {
-        let i = *self.index.get(name).ok_or_else(|| Error::Tensor {
-            path: self.files[0].0.clone(),
-            name: name.into(),
-            msg: "missing".into(),
-        })?;
+        let i = self
+            .index
+            .get(name)
+            .map(|(i, _)| *i)
+            .ok_or_else(|| Error::Tensor {
+                path: self.files[0].0.clone(),
+                name: name.into(),
+                msg: "missing".into(),
+            })?;
         let (path, mmap) = &self.files[i];
         let st = SafeTensors::deserialize(mmap).map_err(|e| Error::Checkpoint {
             path: path.clone(),
