@@ -189,14 +189,7 @@ fn sync_dir(_dir: &Path) {}
 mod tests {
     use super::*;
 
-    fn names_in(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .expect("read dir")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
+    use crate::test_util::names_in;
 
     #[test]
     fn commit_moves_temp_into_place() {

@@ -19,6 +19,22 @@ pub use atomic::AtomicFile;
 pub use error::{Error, Position};
 pub use seq::{check_unique_ids, Format, IdSet, Reader, Record};
 
+/// Helpers shared by the unit tests of several modules.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use std::path::Path;
+
+    /// Sorted file names in `dir` (to check that nothing was left behind).
+    pub fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// The CLI moves readers and writers between threads (e.g. a reader
