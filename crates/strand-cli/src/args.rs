@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use strand_core::DeviceSpec;
+use strand_core::{DeviceSpec, Placement, Precision};
 
 /// Model, device and threads.
 #[derive(Args, Debug, Clone)]
@@ -12,37 +12,37 @@ pub struct ModelArgs {
     #[arg(short, long, value_name = "DIR|ID", help_heading = "Model")]
     pub model: String,
 
-    /// Where to run: cpu, cuda, cuda:N, or auto (a GPU when usable, else cpu)
-    #[arg(long, default_value = "auto", value_name = "DEVICE", value_parser = parse_device, help_heading = "Model")]
-    pub device: Device,
-}
+    /// Where to run: auto (a GPU when usable, else the CPU), cpu, cuda, cuda:N
+    #[arg(
+        long,
+        default_value = "auto",
+        value_name = "DEVICE",
+        help_heading = "Model"
+    )]
+    pub device: DeviceSpec,
 
-/// `--device` as given: `auto` or a concrete device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Device {
-    Auto,
-    Spec(DeviceSpec),
-}
-
-fn parse_device(s: &str) -> Result<Device, String> {
-    match s {
-        "auto" => Ok(Device::Auto),
-        s => s.parse().map(Device::Spec),
-    }
+    /// Arithmetic precision: fp32, or bf16 (GPU only) [default: bf16 on a GPU, fp32 on the CPU]
+    #[arg(long, value_name = "PREC", help_heading = "Model")]
+    pub precision: Option<Precision>,
 }
 
 impl ModelArgs {
-    /// The device to use. This build has no GPU backend, so `auto` is the CPU.
-    pub fn device(&self) -> DeviceSpec {
-        match self.device {
-            Device::Auto => DeviceSpec::Cpu,
-            Device::Spec(d) => d,
-        }
-    }
-
     /// Loads the model. Its errors name the directory or hub id already.
-    pub fn load(&self) -> Result<strand_core::Model> {
-        Ok(strand_core::Model::load(&self.model, self.device())?)
+    /// With `--device auto`, says on stderr which device it chose (unless
+    /// `quiet`).
+    pub fn load(&self, prog: &str, quiet: bool) -> Result<strand_core::Model> {
+        let place = Placement {
+            device: self.device,
+            precision: self.precision,
+        };
+        let model = strand_core::Model::load(&self.model, place)?;
+        if self.device == DeviceSpec::Auto && !quiet {
+            match &model.gpu_unused {
+                Some(why) => eprintln!("{prog}: device auto: cpu (no usable GPU: {why})"),
+                None => eprintln!("{prog}: device auto: {}", model.describe_device()),
+            }
+        }
+        Ok(model)
     }
 }
 

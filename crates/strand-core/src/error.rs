@@ -34,6 +34,10 @@ pub enum Error {
         "strand was built without CUDA support; rebuild with `--features cuda` or use --device cpu"
     )]
     CudaNotCompiled,
+    /// A GPU that cannot be used or a CUDA call that failed; the message
+    /// says which and, where it can, what to do.
+    #[error("cuda: {0}")]
+    Cuda(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use safetensors::SafeTensors;
 use strand_core::tokenizer::{encode_bases, encode_with_specials, reverse_complement};
-use strand_core::{DeviceSpec, Model};
+use strand_core::Model;
+
+mod common;
 
 fn test_data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../test-data")
@@ -101,7 +103,7 @@ impl Goldens {
 
 fn model(name: &str) -> Model {
     let dir = test_data().join("models").join(name);
-    Model::load_dir(&dir, name, DeviceSpec::Cpu).unwrap()
+    Model::load_dir(&dir, name, common::place()).unwrap()
 }
 
 fn check_family(family: &str) {

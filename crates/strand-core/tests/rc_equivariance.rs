@@ -14,7 +14,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use strand_core::model::synthetic::{published_config, write_checkpoint};
-use strand_core::{DeviceSpec, Model};
+use strand_core::Model;
+
+mod common;
 
 /// Sequence lengths probed: degenerate (1, 2), shorter than a conv window
 /// plus one (7), and long enough to cross any chunking of the scan.
@@ -127,14 +129,14 @@ fn fixture(name: &str) -> Model {
     Model::load_dir(
         &test_data().join("models").join(name),
         name,
-        DeviceSpec::Cpu,
+        common::place(),
     )
     .expect("load fixture model")
 }
 
 fn synthetic(dir: &Path, config: &serde_json::Value, seed: u64) -> Model {
     write_checkpoint(dir, config, seed).expect("write checkpoint");
-    Model::load_dir(dir, "synthetic", DeviceSpec::Cpu).expect("load synthetic model")
+    Model::load_dir(dir, "synthetic", common::place()).expect("load synthetic model")
 }
 
 fn assert_equivariant(model: &Model, name: &str, seed: u64) {

@@ -25,7 +25,9 @@ use rand::{Rng, SeedableRng};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{json, Value};
 use strand_core::model::synthetic::{published_config, write_checkpoint};
-use strand_core::{DeviceSpec, Model};
+use strand_core::Model;
+
+mod common;
 
 /// Activations, `[L][channels]`.
 type Act = Vec<Vec<f64>>;
@@ -900,7 +902,7 @@ fn reference_matches_strand_on_config_grid() {
 /// stage is within [`REL_TOL`], returns the (hidden, logits) relative errors.
 fn compare(dir: &Path, ids: &[u32], what: &str) -> (f64, f64) {
     let reference = RefModel::load(dir);
-    let model = Model::load_dir(dir, "variant", DeviceSpec::Cpu)
+    let model = Model::load_dir(dir, "variant", common::place())
         .unwrap_or_else(|e| panic!("{what}: strand refuses it: {e}"));
     assert_eq!(
         model.config.vocab_size, reference.c.vocab,
@@ -1023,7 +1025,7 @@ fn concat_strategy_is_refused() {
         )
         .expect("write config.json");
         let outcome = std::panic::catch_unwind(|| {
-            Model::load_dir(&dir, "concat", DeviceSpec::Cpu).map(|_| ())
+            Model::load_dir(&dir, "concat", common::place()).map(|_| ())
         });
         match outcome {
             Err(_) => panic!("rcps={rcps}: loading a concat config panicked"),

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
 use strand_core::backend::cpu::gemm;
 use strand_core::model::synthetic::{published_config, write_checkpoint, Rng};
-use strand_core::{DeviceSpec, Model};
+use strand_core::{DeviceSpec, Model, Placement, Precision};
 
 /// Measure tokens/s and peak memory of the forward pass.
 ///
@@ -37,6 +37,19 @@ pub struct Args {
     /// CPU threads [default: all cores]
     #[arg(short = '@', long)]
     pub threads: Option<usize>,
+
+    /// Where to run: cpu, cuda, cuda:N
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+
+    /// Precisions to measure (fp32, bf16; bf16 needs a GPU) [default: the device's]
+    #[arg(long, value_delimiter = ',')]
+    pub precision: Vec<Precision>,
+
+    /// GPU only: also print a per-op time breakdown (CUDA events) at this
+    /// length, with each op's floor
+    #[arg(long, value_name = "TOKENS")]
+    pub profile: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -51,6 +64,9 @@ pub fn run(args: Args) -> Result<()> {
             .num_threads(n)
             .build_global()?;
     }
+    if args.device != DeviceSpec::Cpu {
+        return run_gpu(&args);
+    }
     let threads = rayon::current_num_threads();
     let peak = gemm_peak(threads);
     println!("# threads {threads}; machine f32 GEMM peak (2048^3, best of 3): {peak:.1} GFLOP/s");
@@ -59,19 +75,7 @@ pub fn run(args: Args) -> Result<()> {
     );
     let tmp = tempfile_dir()?;
     for kind in &args.kind {
-        let rcps = *kind == Kind::Ps;
-        let name = format!(
-            "{}-{}x{}",
-            if rcps { "ps" } else { "ph" },
-            args.d_model,
-            args.n_layer
-        );
-        let dir = tmp.join(&name);
-        write_checkpoint(
-            &dir,
-            &published_config(rcps, args.d_model, args.n_layer),
-            42,
-        )?;
+        let (name, dir) = build_model(&args, *kind, &tmp)?;
         let model = Model::load_dir(&dir, &name, DeviceSpec::Cpu)?;
         model.forward(&random_ids(512, 1))?; // warm-up: thread pool, page faults
         for &len in &args.lengths {
@@ -100,6 +104,180 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     std::fs::remove_dir_all(&tmp).ok();
+    Ok(())
+}
+
+/// Writes the random-weight checkpoint of `kind`; returns its name and dir.
+fn build_model(
+    args: &Args,
+    kind: Kind,
+    tmp: &std::path::Path,
+) -> Result<(String, std::path::PathBuf)> {
+    let rcps = kind == Kind::Ps;
+    let name = format!(
+        "{}-{}x{}",
+        if rcps { "ps" } else { "ph" },
+        args.d_model,
+        args.n_layer
+    );
+    let dir = tmp.join(&name);
+    write_checkpoint(
+        &dir,
+        &published_config(rcps, args.d_model, args.n_layer),
+        42,
+    )?;
+    Ok((name, dir))
+}
+
+/// GPU rows: the forward pass up to hidden states in device memory (the
+/// copy to the host is left out, as upstream's figures leave it out), and
+/// the GPU's peak memory in use (whole device, as nvidia-smi counts it).
+fn run_gpu(args: &Args) -> Result<()> {
+    println!("model\tprecision\ttokens\tseconds\ttokens_per_s\tpeak_gpu_mib");
+    let tmp = tempfile_dir()?;
+    let precisions = if args.precision.is_empty() {
+        vec![Precision::Bf16]
+    } else {
+        args.precision.clone()
+    };
+    for kind in &args.kind {
+        let (name, dir) = build_model(args, *kind, &tmp)?;
+        for &prec in &precisions {
+            let place = Placement {
+                device: args.device,
+                precision: Some(prec),
+            };
+            let model = Model::load_dir(&dir, &name, place)?;
+            eprintln!("# {name} {prec} on {}", model.describe_device());
+            for &len in &args.lengths {
+                let ids = random_ids(len, len as u64);
+                model.forward_discard(&ids)?; // warm-up: allocation, caches
+                let mut best = f64::INFINITY;
+                for _ in 0..args.repeat.max(1) {
+                    let t = Instant::now();
+                    model.forward_discard(&ids)?;
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                let peak = model.peak_gpu_bytes().unwrap_or(0) as f64 / (1 << 20) as f64;
+                println!(
+                    "{name}\t{prec}\t{len}\t{best:.4}\t{:.0}\t{peak:.0}",
+                    len as f64 / best
+                );
+            }
+            if let Some(len) = args.profile {
+                print_profile(&model, args, *kind, prec, len)?;
+            }
+        }
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+    Ok(())
+}
+
+/// Measured ceilings of the H100 this was tuned on (docs/benchmarks.md):
+/// device-to-device copy bandwidth, dense bf16 tensor-core and plain f32
+/// FMA throughput, and MUFU special-function rate.
+const HBM_BYTES_PER_S: f64 = 3.0e12;
+const BF16_FLOP_PER_S: f64 = 790e12;
+const F32_FLOP_PER_S: f64 = 60e12;
+const SFU_PER_S: f64 = 4.06e12;
+
+/// Per-token work of each op: (bytes moved, GEMM FLOPs, special-function
+/// evaluations), summed over the whole forward pass.
+fn op_work(args: &Args, kind: Kind, prec: Precision) -> Vec<(&'static str, f64, f64, f64)> {
+    let (d, layers) = (args.d_model as f64, args.n_layer as f64);
+    let (di, n, r) = (2.0 * d, 16.0, (args.d_model as f64 / 16.0).ceil());
+    let xdw = r + 2.0 * n;
+    let ab = if prec == Precision::Bf16 { 2.0 } else { 4.0 };
+    let halves = if kind == Kind::Ps { 2.0 } else { 1.0 };
+    let passes = 2.0 * halves * layers; // scan passes per token
+    let width = d * halves;
+    vec![
+        ("embed", width * ab, 0.0, 0.0),
+        ("norm", layers * width * (2.0 * ab + 8.0), 0.0, 0.0),
+        (
+            "in_proj",
+            halves * layers * (d + 2.0 * di) * ab,
+            halves * layers * 2.0 * d * 2.0 * di,
+            0.0,
+        ),
+        ("conv", passes * 2.0 * di * ab, 0.0, passes * di * 2.0),
+        (
+            "x_proj",
+            passes * (di * ab + xdw * 4.0),
+            passes * 2.0 * di * xdw,
+            0.0,
+        ),
+        (
+            "scan_chunk_state",
+            passes * (di * ab + xdw * 4.0),
+            0.0,
+            passes * di * (n + 5.0),
+        ),
+        ("scan_carry", 0.0, 0.0, 0.0),
+        (
+            "scan_output",
+            passes * (di * ab * 3.5 + xdw * 4.0),
+            0.0,
+            passes * di * (n + 7.0),
+        ),
+        (
+            "out_proj",
+            halves * layers * (di + d) * ab,
+            halves * layers * 2.0 * di * d,
+            0.0,
+        ),
+    ]
+}
+
+/// Per-op GPU time of one pass at `len` tokens against each op's floor.
+fn print_profile(
+    model: &Model,
+    args: &Args,
+    kind: Kind,
+    prec: Precision,
+    len: usize,
+) -> Result<()> {
+    let ids = random_ids(len, len as u64);
+    let Some(times) = model.profile_forward(&ids)? else {
+        return Ok(());
+    };
+    let total: f64 = times.iter().map(|t| t.1).sum();
+    let flops = if prec == Precision::Bf16 {
+        BF16_FLOP_PER_S
+    } else {
+        F32_FLOP_PER_S
+    };
+    println!(
+        "# profile {} {prec} {len} tokens: {total:.2} ms in timed ops",
+        model.id
+    );
+    println!("op\tms\tshare\tfloor_ms\tbound\tx_floor");
+    let work = op_work(args, kind, prec);
+    for (op, ms) in times {
+        let (bytes, fl, sfu) = work
+            .iter()
+            .find(|w| w.0 == op)
+            .map_or((0.0, 0.0, 0.0), |w| (w.1, w.2, w.3));
+        let tok = len as f64;
+        let floors = [
+            ("hbm", bytes * tok / HBM_BYTES_PER_S),
+            ("flops", fl * tok / flops),
+            ("sfu", sfu * tok / SFU_PER_S),
+        ];
+        let (bound, floor) = floors
+            .into_iter()
+            .fold(("-", 0.0), |a, b| if b.1 > a.1 { b } else { a });
+        let floor_ms = floor * 1e3;
+        println!(
+            "{op}\t{ms:.3}\t{:.1}%\t{floor_ms:.3}\t{bound}\t{}",
+            100.0 * ms / total,
+            if floor_ms > 0.0 {
+                format!("{:.1}", ms / floor_ms)
+            } else {
+                "-".into()
+            }
+        );
+    }
     Ok(())
 }
 

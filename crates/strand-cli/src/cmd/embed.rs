@@ -65,7 +65,7 @@ pub fn run(args: Args) -> Result<()> {
     // not cost a multi-gigabyte load.
     let reader = Reader::from_path(&args.input)?;
     let file = reader.display_name().to_string();
-    let model = args.model.load()?;
+    let model = args.model.load("strand-embed", args.run.quiet)?;
     if args.run.verbose {
         eprintln!(
             "strand-embed: model {} ({} x {}, {}), device {}",

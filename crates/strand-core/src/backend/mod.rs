@@ -9,6 +9,10 @@
 //! reference semantics live in one place, [`crate::model::plan`].
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+#[cfg(not(feature = "cuda"))]
+#[path = "cuda_stub.rs"]
 pub mod cuda;
 
 use crate::error::Result;
@@ -36,6 +40,11 @@ pub trait Backend: Send + Sync {
     fn stream(&self, state: &Self::State) -> Result<Stream>;
     /// Final add + norm: the hidden states `[len, width]`.
     fn final_norm(&self, state: Self::State) -> Result<Vec<f32>>;
+    /// Final add + norm, waiting for the result but not copying it to the
+    /// host (benchmarks time the device's work alone with this).
+    fn final_norm_discard(&self, state: Self::State) -> Result<()> {
+        self.final_norm(state).map(drop)
+    }
     /// Masked-LM logits `[len, vocab]` of final hidden states.
     fn lm_logits(&self, hidden: &[f32], len: usize) -> Result<Vec<f32>>;
     /// A short description for logs, e.g. `cpu (2 threads, avx2)`.
@@ -45,6 +54,8 @@ pub trait Backend: Send + Sync {
 /// Where to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceSpec {
+    /// GPU 0 when one is usable, else the CPU.
+    Auto,
     Cpu,
     Cuda(usize),
 }
@@ -53,13 +64,61 @@ impl std::str::FromStr for DeviceSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
+            "auto" => Ok(DeviceSpec::Auto),
             "cpu" => Ok(DeviceSpec::Cpu),
             "cuda" => Ok(DeviceSpec::Cuda(0)),
             _ => s
                 .strip_prefix("cuda:")
                 .and_then(|n| n.parse().ok())
                 .map(DeviceSpec::Cuda)
-                .ok_or_else(|| format!("unknown device \"{s}\" (cpu, cuda, cuda:N)")),
+                .ok_or_else(|| format!("unknown device \"{s}\" (auto, cpu, cuda, cuda:N)")),
+        }
+    }
+}
+
+/// Arithmetic precision of activations and GEMM operands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 throughout (the CPU's only mode; on a GPU, GEMMs without TF32).
+    F32,
+    /// bf16 activations and weights in GEMMs with f32 accumulation; norms,
+    /// the residual stream and the scan stay f32 (GPU only).
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fp32" | "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(format!("unknown precision \"{s}\" (fp32, bf16)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "fp32",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
+/// Device and precision of a model; `precision: None` is the device's
+/// default (bf16 on a GPU, fp32 on the CPU).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub device: DeviceSpec,
+    pub precision: Option<Precision>,
+}
+
+impl From<DeviceSpec> for Placement {
+    fn from(device: DeviceSpec) -> Self {
+        Placement {
+            device,
+            precision: None,
         }
     }
 }

@@ -13,14 +13,13 @@ use std::sync::Arc;
 
 use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::CudaBackend;
-use crate::backend::{Backend, DeviceSpec, Stream};
+use crate::backend::{Backend, DeviceSpec, Placement, Precision, Stream};
 use crate::error::{Error, Result};
 pub use config::{Arch, Config};
 use weights::Weights;
 
 enum Engine {
     Cpu(CpuBackend),
-    #[allow(dead_code)] // constructed only by builds with the GPU backend
     Cuda(CudaBackend),
 }
 
@@ -29,7 +28,7 @@ macro_rules! on_engine {
     ($self:expr, $b:ident => $e:expr) => {
         match &$self.engine {
             Engine::Cpu($b) => $e,
-            Engine::Cuda(c) => match *c {},
+            Engine::Cuda($b) => $e,
         }
     };
 }
@@ -43,21 +42,23 @@ pub struct Model {
     pub id: String,
     weights: Arc<Weights>,
     engine: Engine,
+    /// Why `--device auto` did not pick the GPU, when it did not.
+    pub gpu_unused: Option<String>,
 }
 
 impl Model {
     /// Resolves `model` (directory or hub id), checks and loads it.
-    pub fn load(model: &str, device: DeviceSpec) -> Result<Model> {
+    pub fn load(model: &str, place: impl Into<Placement>) -> Result<Model> {
         let dir = hub::resolve(model)?;
-        Model::load_dir(&dir, model, device)
+        Model::load_dir(&dir, model, place)
     }
 
     /// Loads from a directory holding `config.json` and the weights.
-    pub fn load_dir(dir: &Path, id: &str, device: DeviceSpec) -> Result<Model> {
+    pub fn load_dir(dir: &Path, id: &str, place: impl Into<Placement>) -> Result<Model> {
         let config = Config::from_file(&dir.join("config.json"))?;
         let ckpt = checkpoint::Checkpoint::open(dir)?;
         let weights = Arc::new(Weights::load(&ckpt, &config)?);
-        Model::from_parts(config, weights, dir, id, device)
+        Model::from_parts(config, weights, dir, id, place)
     }
 
     /// Builds a model from weights made elsewhere (benchmarks, tests).
@@ -66,11 +67,34 @@ impl Model {
         weights: Arc<Weights>,
         dir: &Path,
         id: &str,
-        device: DeviceSpec,
+        place: impl Into<Placement>,
     ) -> Result<Model> {
+        let Placement { device, precision } = place.into();
+        let cpu = |config: &Config| -> Result<Engine> {
+            match precision {
+                Some(Precision::Bf16) => Err(Error::Unsupported(
+                    "bf16 runs on a GPU only; use --precision fp32 on the CPU".into(),
+                )),
+                _ => Ok(Engine::Cpu(CpuBackend::new(config, weights.clone()))),
+            }
+        };
+        let gpu = |n| {
+            let prec = precision.unwrap_or(Precision::Bf16);
+            CudaBackend::new(n, &config, weights.clone(), prec).map(Engine::Cuda)
+        };
+        let mut gpu_unused = None;
         let engine = match device {
-            DeviceSpec::Cpu => Engine::Cpu(CpuBackend::new(&config, weights.clone())),
-            DeviceSpec::Cuda(n) => Engine::Cuda(CudaBackend::new(n)?),
+            DeviceSpec::Cpu => cpu(&config)?,
+            DeviceSpec::Cuda(n) => gpu(n)?,
+            DeviceSpec::Auto => match gpu(0) {
+                Ok(e) => e,
+                // An explicit bf16 request needs the GPU: say why it failed.
+                Err(e) if precision == Some(Precision::Bf16) => return Err(e),
+                Err(e) => {
+                    gpu_unused = Some(e.to_string());
+                    cpu(&config)?
+                }
+            },
         };
         Ok(Model {
             config,
@@ -78,7 +102,22 @@ impl Model {
             id: id.to_string(),
             weights,
             engine,
+            gpu_unused,
         })
+    }
+
+    /// Whether the model runs on a GPU.
+    pub fn on_gpu(&self) -> bool {
+        matches!(self.engine, Engine::Cuda(_))
+    }
+
+    /// Highest GPU memory in use seen during forward passes (whole
+    /// device, as `nvidia-smi` counts it); `None` on the CPU.
+    pub fn peak_gpu_bytes(&self) -> Option<usize> {
+        match &self.engine {
+            Engine::Cpu(_) => None,
+            Engine::Cuda(c) => Some(c.peak_bytes()),
+        }
     }
 
     /// Width of hidden states (`2 * d_model` for PS).
@@ -100,6 +139,34 @@ impl Model {
             }
             b.final_norm(st)
         })
+    }
+
+    /// Runs a whole forward pass and waits for it, leaving the hidden
+    /// states on the device (for benchmarks: no copy to the host).
+    pub fn forward_discard(&self, ids: &[u32]) -> Result<()> {
+        self.check_ids(ids)?;
+        on_engine!(self, b => {
+            let mut st = b.embed(ids)?;
+            for i in 0..self.config.n_layer {
+                b.block(i, &mut st)?;
+            }
+            b.final_norm_discard(st)
+        })
+    }
+
+    /// Milliseconds per GPU op of one forward pass over `ids`, timed with
+    /// CUDA events (each op is bracketed, so the total slightly exceeds an
+    /// untimed pass); `None` on the CPU.
+    pub fn profile_forward(&self, ids: &[u32]) -> Result<Option<Vec<(&'static str, f64)>>> {
+        match &self.engine {
+            Engine::Cpu(_) => Ok(None),
+            Engine::Cuda(c) => {
+                c.profile_start();
+                let run = self.forward_discard(ids);
+                let times = c.profile_take()?;
+                run.map(|_| Some(times))
+            }
+        }
     }
 
     /// As [`Model::forward`], calling `after_block(i, stream)` after each

@@ -1,0 +1,548 @@
+//! The CUDA backend: NVRTC-compiled kernels from `kernels/` plus cuBLAS
+//! GEMMs, driving the same block plan as the CPU (`model::plan`).
+//!
+//! Per block: one fused add+norm kernel (writes the PS half swap and the RC
+//! half's channel reversal directly), then per channel half one `in_proj`
+//! GEMM, per direction a conv+SiLU / `x_proj` pass and the three-phase
+//! chunked scan, and one `out_proj` GEMM. Nothing is ever flipped in
+//! memory.
+//!
+//! Precision: with bf16, activations between kernels and GEMM operands are
+//! bf16 (fp32 accumulation); the residual stream, norms, the scan state and
+//! all scan arithmetic stay f32. With f32 everything is f32 and cuBLAS is
+//! kept off TF32.
+//!
+//! Memory per pass is O(L·(width + di)): the stream (`hidden` act,
+//! `residual` f32), `xz [L, 2di]`, `y [L, di]`, `xd [L, R+2N]` f32, a
+//! bounded `u` segment for `x_proj`, and the scan's chunk states.
+
+mod device;
+pub mod kernels;
+mod weights;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use self::device::{Buf, Dtype, Gpu};
+use self::kernels::*;
+use self::weights::{DLayer, DLinear, DWeights};
+use super::{Backend, Precision, Stream};
+use crate::error::Result;
+use crate::model::config::{BiStrategy, Config};
+use crate::model::plan::{half_plan, HalfPlan, ScanPass};
+use crate::model::weights::Weights;
+
+pub use self::device::{cublas_available, driver_available};
+
+/// Rows of `u` materialised at a time for the `x_proj` GEMM.
+const U_SEGMENT: usize = 1 << 16;
+/// Threads (channels) per block of the conv kernel.
+const CONV_CHANNELS: usize = 256;
+
+/// Runs a model on one GPU.
+pub struct CudaBackend {
+    cfg: Config,
+    host: Arc<Weights>,
+    gpu: Gpu,
+    w: DWeights,
+    act: Dtype,
+    peak: AtomicUsize,
+}
+
+/// The residual stream and work buffers of one forward pass.
+pub struct CudaState {
+    nseq: usize,
+    seqlen: usize,
+    /// No block has run yet (the reference's `residual = None`).
+    first: bool,
+    hidden: Buf,
+    residual: Buf,
+    xz: Buf,
+    xd: Buf,
+    y: Buf,
+    u: Buf,
+    scan_state: Buf,
+    dsum: Buf,
+    chunk: usize,
+    nchunks: usize,
+    /// General (untied or multiply) path only: a copy of the half's norm
+    /// output and the second direction's projection.
+    xin: Option<Buf>,
+    other: Option<Buf>,
+}
+
+impl CudaState {
+    fn rows(&self) -> usize {
+        self.nseq * self.seqlen
+    }
+}
+
+impl CudaBackend {
+    pub fn new(ordinal: usize, cfg: &Config, host: Arc<Weights>, prec: Precision) -> Result<Self> {
+        let act = match prec {
+            Precision::F32 => Dtype::F32,
+            Precision::Bf16 => Dtype::Bf16,
+        };
+        let defines = Defines {
+            bf16: act == Dtype::Bf16,
+            d_state: cfg.d_state,
+            dt_rank: cfg.dt_rank,
+            d_conv: cfg.d_conv,
+        };
+        let gpu = Gpu::open(ordinal, &defines)?;
+        let w = DWeights::upload(&gpu, &host, act)?;
+        Ok(CudaBackend {
+            cfg: cfg.clone(),
+            host,
+            gpu,
+            w,
+            act,
+            peak: AtomicUsize::new(0),
+        })
+    }
+
+    /// Starts timing every op with CUDA events (see [`Self::profile_take`]).
+    pub fn profile_start(&self) {
+        self.gpu.profile_start();
+    }
+
+    /// Stops timing; returns (op, milliseconds) summed since the start.
+    pub fn profile_take(&self) -> Result<Vec<(&'static str, f64)>> {
+        self.gpu.profile_take()
+    }
+
+    /// Highest device memory in use (whole GPU) seen during a forward pass.
+    pub fn peak_bytes(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    fn ab(&self) -> usize {
+        self.act.bytes()
+    }
+
+    /// Sequence chunks of the scan: enough blocks to fill the GPU several
+    /// times over, chunks a multiple of 32 steps and at most 65,535 of them
+    /// (a grid dimension).
+    fn chunking(&self, nseq: usize, seqlen: usize) -> (usize, usize) {
+        let cblocks = self.cfg.d_inner().div_ceil(SCAN_CHANNELS as usize);
+        let want = (nseq * seqlen * cblocks).div_ceil(4096);
+        let chunk = want
+            .max(seqlen.div_ceil(65_535))
+            .next_multiple_of(32)
+            .max(32);
+        (chunk, seqlen.div_ceil(chunk))
+    }
+
+    fn alloc_state(&self, nseq: usize, seqlen: usize) -> Result<CudaState> {
+        let cfg = &self.cfg;
+        let rows = nseq * seqlen;
+        let (width, d, di, n) = (cfg.width(), cfg.d_model, cfg.d_inner(), cfg.d_state);
+        let xdw = cfg.dt_rank + 2 * n;
+        let (chunk, nchunks) = self.chunking(nseq, seqlen);
+        let general = !half_plan(cfg, &self.host.layers[0], 0).fused;
+        let g = &self.gpu;
+        let ab = self.ab();
+        Ok(CudaState {
+            nseq,
+            seqlen,
+            first: true,
+            hidden: g.alloc(rows * width * ab)?,
+            residual: g.alloc(rows * width * 4)?,
+            xz: g.alloc(rows * 2 * di * ab)?,
+            xd: g.alloc(rows * xdw * 4)?,
+            y: g.alloc(rows * di * ab)?,
+            u: g.alloc(rows.min(U_SEGMENT) * di * ab)?,
+            scan_state: g.alloc(nseq * nchunks * n * di * 4)?,
+            dsum: g.alloc(nseq * nchunks * di * 4)?,
+            chunk,
+            nchunks,
+            xin: general.then(|| g.alloc(rows * d * ab)).transpose()?,
+            other: general.then(|| g.alloc(rows * d * ab)).transpose()?,
+        })
+    }
+
+    /// `y = x · Wᵀ` for `rows` rows, x in the activation type.
+    #[allow(clippy::too_many_arguments)]
+    fn linear(
+        &self,
+        rows: usize,
+        lin: &DLinear,
+        x: u64,
+        ldx: usize,
+        y: u64,
+        yt: Dtype,
+        ldy: usize,
+    ) -> Result<()> {
+        self.gpu.gemm(
+            rows, lin.out, lin.inp, lin.w.ptr, self.act, x, self.act, ldx, y, yt, ldy,
+        )
+    }
+
+    /// `out[r, :n] += scale · b` for `rows` rows of stride `ld` (activations).
+    fn add_bias(
+        &self,
+        out: u64,
+        ld: usize,
+        b: &Buf,
+        rows: usize,
+        n: usize,
+        scale: f32,
+    ) -> Result<()> {
+        self.gpu.launch_1d(
+            &self.gpu.f.add_bias,
+            rows * n,
+            RowsParams {
+                dst: out,
+                b: b.ptr,
+                ld_dst: ld as i32,
+                rows: rows as i32,
+                n: n as i32,
+                scale,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// One direction: conv + `x_proj` by segments, then the chunked scan
+    /// into `st.y` (accumulating onto and/or gating what it holds).
+    fn scan_pass(
+        &self,
+        layer: &DLayer,
+        p: &ScanPass,
+        st: &CudaState,
+        accumulate: bool,
+        gate: bool,
+    ) -> Result<()> {
+        let cfg = &self.cfg;
+        let (di, n, r) = (cfg.d_inner(), cfg.d_state, cfg.dt_rank);
+        let xdw = r + 2 * n;
+        let rows = st.rows();
+        let s = &layer.ssm[p.ssm_index];
+        let g = &self.gpu;
+
+        let mut row0 = 0;
+        while row0 < rows {
+            let seg = (rows - row0).min(U_SEGMENT);
+            let conv = ConvParams {
+                xz: st.xz.ptr,
+                u: st.u.ptr,
+                w: s.conv_w.ptr,
+                b: s.conv_b.as_ref().map_or(0, |b| b.ptr),
+                ld_xz: (2 * di) as i32,
+                di: di as i32,
+                seqlen: st.seqlen as i32,
+                row0: row0 as i32,
+                rows: seg as i32,
+                reverse: p.reverse as i32,
+            };
+            g.timed("conv", || {
+                let grid = (seg as u32, di.div_ceil(CONV_CHANNELS) as u32, 1);
+                g.launch(&g.f.conv_silu, grid, CONV_CHANNELS as u32, conv)
+            })?;
+            g.timed("x_proj", || {
+                let xd = st.xd.at(row0 * xdw * 4);
+                self.linear(seg, &s.x_proj, st.u.ptr, di, xd, Dtype::F32, xdw)
+            })?;
+            row0 += seg;
+        }
+
+        let params = ScanParams {
+            xz: st.xz.ptr,
+            xd: st.xd.ptr,
+            y: st.y.ptr,
+            conv_w: s.conv_w.ptr,
+            conv_b: s.conv_b.as_ref().map_or(0, |b| b.ptr),
+            dt_w: s.dt_w.ptr,
+            dt_b: s.dt_b.ptr,
+            at2: s.at2.ptr,
+            dskip: s.d.ptr,
+            state: st.scan_state.ptr,
+            dsum: st.dsum.ptr,
+            ld_xz: (2 * di) as i32,
+            di: di as i32,
+            nseq: st.nseq as i32,
+            seqlen: st.seqlen as i32,
+            chunk: st.chunk as i32,
+            nchunks: st.nchunks as i32,
+            reverse: p.reverse as i32,
+            accumulate: accumulate as i32,
+            gate: gate as i32,
+        };
+        let cblocks = di.div_ceil(SCAN_CHANNELS as usize) as u32;
+        let (nseq, nchunks) = (st.nseq as u32, st.nchunks as u32);
+        if nchunks > 1 {
+            g.timed("scan_chunk_state", || {
+                let grid = (cblocks, nchunks - 1, nseq);
+                g.launch(&g.f.scan_chunk_state, grid, SCAN_CHANNELS, params)
+            })?;
+        }
+        // Also zeroes the state entering each sequence's first chunk.
+        g.timed("scan_carry", || {
+            g.launch_1d(&g.f.scan_carry, st.nseq * n * di, params)
+        })?;
+        g.timed("scan_output", || {
+            let grid = (cblocks, nchunks, nseq);
+            g.launch(&g.f.scan_output, grid, SCAN_CHANNELS, params)
+        })?;
+        Ok(())
+    }
+
+    /// One channel half's mixer: input is columns `col..col+d` of
+    /// `hidden` (the norm output), output overwrites the same columns.
+    fn mixer_half(&self, li: usize, plan: &HalfPlan, col: usize, st: &CudaState) -> Result<()> {
+        let cfg = &self.cfg;
+        let (d, di, width) = (cfg.d_model, cfg.d_inner(), cfg.width());
+        let rows = st.rows();
+        let (host, dev) = (&self.host.layers[li], &self.w.layers[li]);
+        let ab = self.ab();
+        let h_col = st.hidden.at(col * ab);
+        let g = &self.gpu;
+
+        if plan.fused {
+            let inp = dev.twin(host, plan.passes[0].in_proj);
+            g.timed("in_proj", || {
+                self.linear(rows, inp, h_col, width, st.xz.ptr, self.act, 2 * di)
+            })?;
+            if let Some(b) = &inp.b {
+                self.add_bias(st.xz.ptr, 2 * di, b, rows, 2 * di, 1.0)?;
+            }
+            let last = plan.passes.len() - 1;
+            for (i, p) in plan.passes.iter().enumerate() {
+                self.scan_pass(dev, p, st, i > 0, i == last)?;
+            }
+            let out = dev.twin(host, plan.passes[0].out_proj);
+            g.timed("out_proj", || {
+                self.linear(rows, out, st.y.ptr, di, h_col, self.act, width)
+            })?;
+            if let Some(b) = &out.b {
+                let scale = plan.passes.len() as f32;
+                self.add_bias(h_col, width, b, rows, d, scale)?;
+            }
+            return Ok(());
+        }
+
+        // General path: each direction has its own projections; outputs
+        // are combined by `combine` afterwards.
+        let (xin, other) = (
+            st.xin.as_ref().expect("allocated for the general path"),
+            st.other.as_ref().expect("allocated for the general path"),
+        );
+        g.launch_1d(
+            &g.f.copy_cols,
+            rows * d,
+            RowsParams {
+                dst: xin.ptr,
+                src: h_col,
+                ld_dst: d as i32,
+                ld_src: width as i32,
+                rows: rows as i32,
+                n: d as i32,
+                ..Default::default()
+            },
+        )?;
+        for (i, p) in plan.passes.iter().enumerate() {
+            let inp = dev.twin(host, p.in_proj);
+            self.linear(rows, inp, xin.ptr, d, st.xz.ptr, self.act, 2 * di)?;
+            if let Some(b) = &inp.b {
+                self.add_bias(st.xz.ptr, 2 * di, b, rows, 2 * di, 1.0)?;
+            }
+            self.scan_pass(dev, p, st, false, true)?;
+            let out = dev.twin(host, p.out_proj);
+            let (dst, ld) = if i == 0 {
+                (h_col, width)
+            } else {
+                (other.ptr, d)
+            };
+            self.linear(rows, out, st.y.ptr, di, dst, self.act, ld)?;
+            if let Some(b) = &out.b {
+                self.add_bias(dst, ld, b, rows, d, 1.0)?;
+            }
+            if i > 0 {
+                g.launch_1d(
+                    &g.f.combine,
+                    rows * d,
+                    RowsParams {
+                        dst: h_col,
+                        src: other.ptr,
+                        ld_dst: width as i32,
+                        ld_src: d as i32,
+                        rows: rows as i32,
+                        n: d as i32,
+                        mul: (plan.strategy == BiStrategy::Multiply) as i32,
+                        ..Default::default()
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn note_memory(&self) {
+        self.peak
+            .fetch_max(self.gpu.used_bytes(), Ordering::Relaxed);
+    }
+
+    fn norm_params(&self, st: &CudaState, w: &weights::DNorm) -> NormParams {
+        let cfg = &self.cfg;
+        NormParams {
+            hidden: st.hidden.ptr,
+            residual: st.residual.ptr,
+            w: w.w.ptr,
+            b: w.b.as_ref().map_or(0, |b| b.ptr),
+            out: 0,
+            rows: st.rows() as i32,
+            d: cfg.d_model as i32,
+            halves: if cfg.rcps { 2 } else { 1 },
+            first: st.first as i32,
+            swap: 0,
+            flip1: 0,
+            eps: cfg.norm_epsilon,
+            _pad: 0,
+        }
+    }
+
+    /// Host copy of an activation buffer of `n` elements, as f32.
+    fn download_act(&self, buf: &Buf, n: usize) -> Result<Vec<f32>> {
+        match self.act {
+            Dtype::F32 => {
+                let mut v = vec![0.0f32; n];
+                self.gpu.download(buf.ptr, &mut v)?;
+                Ok(v)
+            }
+            Dtype::Bf16 => {
+                let mut v = vec![0u16; n];
+                self.gpu.download(buf.ptr, &mut v)?;
+                Ok(v.into_iter()
+                    .map(|b| half::bf16::from_bits(b).to_f32())
+                    .collect())
+            }
+        }
+    }
+}
+
+impl Backend for CudaBackend {
+    type State = CudaState;
+
+    fn embed(&self, ids: &[u32]) -> Result<CudaState> {
+        let cfg = &self.cfg;
+        let st = self.alloc_state(1, ids.len())?;
+        let g = &self.gpu;
+        let dids = g.upload(ids)?;
+        g.timed("embed", || {
+            g.launch_1d(
+                &g.f.embed,
+                ids.len() * cfg.width(),
+                EmbedParams {
+                    ids: dids.ptr,
+                    table: self.w.embedding.ptr,
+                    comp: self.w.complement_map.ptr,
+                    out: st.hidden.ptr,
+                    rows: ids.len() as i32,
+                    d: cfg.d_model as i32,
+                    width: cfg.width() as i32,
+                    _pad: 0,
+                },
+            )
+        })?;
+        // `dids` must outlive the kernel.
+        g.sync()?;
+        Ok(st)
+    }
+
+    fn block(&self, li: usize, st: &mut CudaState) -> Result<()> {
+        let cfg = &self.cfg;
+        let g = &self.gpu;
+        let mut p = self.norm_params(st, &self.w.layers[li].norm);
+        // Fused RCPS blocks swap the halves of the stream (spec section 4).
+        p.swap = (cfg.rcps && cfg.fused_add_norm) as i32;
+        p.flip1 = FLIP_INPUT;
+        // One warp per row.
+        g.timed("norm", || g.launch_1d(&g.f.norm_block, st.rows() * 32, p))?;
+        st.first = false;
+        let halves = if cfg.rcps { 2 } else { 1 };
+        for half in 0..halves {
+            let plan = half_plan(cfg, &self.host.layers[li], half);
+            self.mixer_half(li, &plan, half * cfg.d_model, st)?;
+        }
+        if li == 0 {
+            self.note_memory();
+        }
+        Ok(())
+    }
+
+    fn stream(&self, st: &CudaState) -> Result<Stream> {
+        let n = st.rows() * self.cfg.width();
+        let hidden = self.download_act(&st.hidden, n)?;
+        let residual = if st.first {
+            None
+        } else {
+            let mut r = vec![0.0f32; n];
+            self.gpu.download(st.residual.ptr, &mut r)?;
+            Some(r)
+        };
+        Ok(Stream {
+            len: st.rows(),
+            width: self.cfg.width(),
+            hidden,
+            residual,
+        })
+    }
+
+    fn final_norm(&self, st: CudaState) -> Result<Vec<f32>> {
+        let g = &self.gpu;
+        let mut p = self.norm_params(&st, &self.w.norm_f);
+        p.flip1 = FLIP_WEIGHT;
+        p.out = st.residual.ptr;
+        g.timed("norm", || g.launch_1d(&g.f.norm_final, st.rows() * 32, p))?;
+        let mut out = vec![0.0f32; st.rows() * self.cfg.width()];
+        g.download(st.residual.ptr, &mut out)?;
+        Ok(out)
+    }
+
+    fn final_norm_discard(&self, st: CudaState) -> Result<()> {
+        let g = &self.gpu;
+        let mut p = self.norm_params(&st, &self.w.norm_f);
+        p.flip1 = FLIP_WEIGHT;
+        p.out = st.residual.ptr;
+        g.timed("norm", || g.launch_1d(&g.f.norm_final, st.rows() * 32, p))?;
+        g.sync()
+    }
+
+    fn lm_logits(&self, hidden: &[f32], len: usize) -> Result<Vec<f32>> {
+        let head = &self.w.lm_head;
+        let g = &self.gpu;
+        let x = g.upload(hidden)?;
+        let y = g.alloc(len * head.out * 4)?;
+        g.gemm(
+            len,
+            head.out,
+            head.inp,
+            head.w.ptr,
+            Dtype::F32,
+            x.ptr,
+            Dtype::F32,
+            head.inp,
+            y.ptr,
+            Dtype::F32,
+            head.out,
+        )?;
+        // The head never has a bias (weights.rs builds it without one).
+        debug_assert!(head.b.is_none());
+        let mut out = vec![0.0f32; len * head.out];
+        g.download(y.ptr, &mut out)?;
+        Ok(out)
+    }
+
+    fn describe(&self) -> String {
+        let prec = match self.act {
+            Dtype::F32 => "fp32",
+            Dtype::Bf16 => "bf16",
+        };
+        format!(
+            "cuda:{} ({}, {}, {prec})",
+            self.gpu.ctx.ordinal(),
+            self.gpu.name,
+            self.gpu.arch
+        )
+    }
+}

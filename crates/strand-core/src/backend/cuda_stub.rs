@@ -1,0 +1,60 @@
+//! Stand-in for the CUDA backend in builds without the `cuda` feature:
+//! asking for it is an error, and model code does not need to know (no
+//! `#[cfg]` outside `backend/mod.rs`).
+
+use std::sync::Arc;
+
+use super::{Backend, Precision, Stream};
+use crate::error::{Error, Result};
+use crate::model::config::Config;
+use crate::model::weights::Weights;
+
+/// Cannot be constructed, so the `Cuda` arms of the engine are unreachable.
+#[derive(Debug)]
+pub enum CudaBackend {}
+
+impl CudaBackend {
+    pub fn new(_: usize, _: &Config, _: Arc<Weights>, _: Precision) -> Result<CudaBackend> {
+        Err(Error::CudaNotCompiled)
+    }
+
+    pub fn peak_bytes(&self) -> usize {
+        match *self {}
+    }
+
+    pub fn profile_start(&self) {
+        match *self {}
+    }
+
+    pub fn profile_take(&self) -> Result<Vec<(&'static str, f64)>> {
+        match *self {}
+    }
+}
+
+/// The uninhabited state of the stand-in.
+pub enum CudaState {}
+
+impl Backend for CudaBackend {
+    type State = CudaState;
+    fn embed(&self, _: &[u32]) -> Result<CudaState> {
+        match *self {}
+    }
+    fn block(&self, _: usize, _: &mut CudaState) -> Result<()> {
+        match *self {}
+    }
+    fn stream(&self, _: &CudaState) -> Result<Stream> {
+        match *self {}
+    }
+    fn final_norm(&self, _: CudaState) -> Result<Vec<f32>> {
+        match *self {}
+    }
+    fn final_norm_discard(&self, _: CudaState) -> Result<()> {
+        match *self {}
+    }
+    fn lm_logits(&self, _: &[f32], _: usize) -> Result<Vec<f32>> {
+        match *self {}
+    }
+    fn describe(&self) -> String {
+        match *self {}
+    }
+}

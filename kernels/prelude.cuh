@@ -1,0 +1,69 @@
+// Shared by every kernel: prepended to each .cu by the Rust side
+// (crates/strand-core/src/backend/cuda/kernels.rs), after the defines it
+// chooses per model:
+//
+//   ACT_BF16  1: activations between kernels and GEMMs are bf16 (stored as
+//             raw 16-bit words); 0: f32. Arithmetic is always f32.
+//   NSTATE    d_state (N), DTRANK dt_rank (R), KCONV d_conv (K): sizes of
+//             register arrays in the scan, so they must be constants.
+//
+// No CUDA headers: NVRTC on a bare driver machine has no include path.
+// Every params struct here is mirrored field for field by a #[repr(C)]
+// struct in kernels.rs; pointers are 64-bit on both sides.
+
+typedef unsigned int u32;
+typedef unsigned short u16;
+typedef long long i64;
+
+#if ACT_BF16
+typedef u16 act_t;
+__device__ __forceinline__ float act_ld(const act_t *p) {
+    return __uint_as_float(((u32)*p) << 16);
+}
+// Round to nearest even; NaN stays a quiet NaN.
+__device__ __forceinline__ act_t to_act(float v) {
+    u32 u = __float_as_uint(v);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (act_t)0x7fc0;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (act_t)(u >> 16);
+}
+#else
+typedef float act_t;
+__device__ __forceinline__ float act_ld(const act_t *p) { return *p; }
+__device__ __forceinline__ act_t to_act(float v) { return v; }
+#endif
+
+// The MUFU unit's base-2 exponential and logarithm: one instruction each,
+// relative error about 2^-22, subnormal results flushed to zero (a decay
+// below 1e-38 is zero for every purpose here).
+__device__ __forceinline__ float ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+__device__ __forceinline__ float lg2(float x) {
+    float y;
+    asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+#define LOG2E 1.4426950408889634f
+#define LN2 0.6931471805599453f
+
+__device__ __forceinline__ float silu(float x) {
+    return __fdividef(x, 1.0f + ex2(-x * LOG2E));
+}
+
+// The reference's softplus: log(1 + e^x), and x itself above 20.
+// log1p(t) = log(u) * t / (u - 1) with u = 1 + t keeps full relative
+// precision for tiny t (the CPU engine uses the same form).
+__device__ __forceinline__ float softplus(float x) {
+    if (x > 20.0f) return x;
+    float t = ex2(x * LOG2E), u = 1.0f + t;
+    return u == 1.0f ? t : lg2(u) * LN2 * __fdividef(t, u - 1.0f);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}

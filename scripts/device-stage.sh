@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds the release binaries and test executables and copies them into
+# dev-out/ (git-ignored) for scripts/device-check.sh on a GPU machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release
+mkdir -p dev-out
+cp target/release/strand target/release/strand-embed dev-out/
+cargo test --release --no-run --message-format=json 2>/dev/null |
+  python3 -c '
+import json, shutil, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    exe = m.get("executable")
+    if exe and m["target"]["kind"] == ["test"]:
+        shutil.copy(exe, "dev-out/" + m["target"]["name"])
+'
+# The carry limit is 64 MiB: drop debug info.
+strip dev-out/* 2>/dev/null || true
+pwd >dev-out/built_at
+ls -la dev-out
