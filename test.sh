@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
 # Sets up and runs strand's whole test suite on a fresh machine (no GPU
 # needed): formatting, lints, then every unit, conformance and end-to-end
-# test. Needs only a Rust toolchain; crates are fetched by cargo.
+# test. Needs a Rust toolchain and python3; crates are fetched by cargo,
+# and NVRTC (to compile every CUDA kernel, no GPU needed) comes from the
+# nvidia-cuda-nvrtc wheel in a local virtualenv.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+echo "== NVRTC for the kernel compile tests"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check "nvidia-cuda-nvrtc==13.0.*"
+nvrtc_lib=$(.venv/bin/python -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13", "lib"))')
+export LD_LIBRARY_PATH="$nvrtc_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# Kernel tests fail rather than skip when NVRTC is missing.
+export STRAND_REQUIRE_NVRTC=1
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -15,5 +27,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # property tests, the binaries end to end), which is slow unoptimised.
 echo "== cargo test"
 cargo test --workspace --release --locked
+
+# GPU tests skip on a machine without one; say so visibly.
+cargo test --release --locked -p strand-core --test gpu -- --show-output 2>&1 | grep SKIPPED || true
 
 echo "== all tests passed"

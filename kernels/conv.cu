@@ -24,19 +24,45 @@ struct ConvParams {
     int reverse;
 };
 
-// Grid: x = rows of the segment, y = blocks of channels; no 64-bit
-// division per element.
+// Grid: x = blocks of CONV_ROWS rows of the segment, y = blocks of
+// channels. Each thread walks its rows keeping the last K inputs in
+// registers, so every x is loaded once instead of K times.
+#define CONV_ROWS 16
+
 extern "C" __global__ void conv_silu(ConvParams p) {
     const int c = blockIdx.y * blockDim.x + threadIdx.x;
     if (c >= p.di) return;
-    const i64 row = p.row0 + (i64)blockIdx.x;
-    const int l = (int)(row % p.seqlen);
-    const act_t *x = p.xz + (row - l) * p.ld_xz + c;  // the sequence's row 0
-    float acc = p.b ? p.b[c] : 0.0f;
+    const i64 first = (i64)blockIdx.x * CONV_ROWS;  // within the segment
+    const int nrows = (int)min((i64)CONV_ROWS, p.rows - first);
+    const float bias = p.b ? p.b[c] : 0.0f;
+    float w[KCONV];
 #pragma unroll
-    for (int k = 0; k < KCONV; k++) {
-        int src = p.reverse ? l + (KCONV - 1) - k : l - (KCONV - 1) + k;
-        if (src >= 0 && src < p.seqlen) acc = fmaf(p.w[c * KCONV + k], act_ld(x + (i64)src * p.ld_xz), acc);
+    for (int k = 0; k < KCONV; k++) w[k] = p.w[c * KCONV + k];
+    // Walk order: a reverse pass visits rows from the last to the first,
+    // so its window also holds the K-1 previous inputs of the walk.
+    float win[KCONV];
+    i64 seq_row0 = -1;
+    for (int t = 0; t < nrows; t++) {
+        const int tt = p.reverse ? nrows - 1 - t : t;
+        const i64 row = p.row0 + first + tt;
+        const int l = (int)(row % p.seqlen);
+        const i64 r0 = row - l;
+        const act_t *x = p.xz + r0 * p.ld_xz + c;
+        if (r0 != seq_row0) {
+            // First row of this thread in this sequence: load the window.
+            seq_row0 = r0;
+#pragma unroll
+            for (int k = 0; k < KCONV - 1; k++) {
+                int src = p.reverse ? l + (KCONV - 1) - k : l - (KCONV - 1) + k;
+                win[k] = src >= 0 && src < p.seqlen ? act_ld(x + (i64)src * p.ld_xz) : 0.0f;
+            }
+        }
+        win[KCONV - 1] = act_ld(x + (i64)l * p.ld_xz);
+        float acc = bias;
+#pragma unroll
+        for (int k = 0; k < KCONV; k++) acc = fmaf(w[k], win[k], acc);
+#pragma unroll
+        for (int k = 0; k < KCONV - 1; k++) win[k] = win[k + 1];
+        p.u[(first + tt) * p.di + c] = to_act(silu(acc));
     }
-    p.u[(i64)blockIdx.x * p.di + c] = to_act(silu(acc));
 }

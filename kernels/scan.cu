@@ -142,20 +142,24 @@ __device__ __forceinline__ void scan_chunk(const ScanParams &p) {
             for (int j = 0; j < KCONV - 1; j++) win[j] = win[j + 1];
             const float u = silu(acc);
 
-            float dt = db;
+            // Four partial sums: a 16-long dependent FMA chain per step
+            // would dominate the step's latency.
+            float dtp[4] = {db, 0.0f, 0.0f, 0.0f};
 #pragma unroll
             for (int r4 = 0; r4 < R4; r4 += 4) {
                 const float4 v = *reinterpret_cast<const float4 *>(&sdt[i][r4]);
                 const float vs[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
                 for (int j = 0; j < 4; j++)
-                    if (r4 + j < DTRANK) dt = fmaf(dw[r4 + j], vs[j], dt);
+                    if (r4 + j < DTRANK) dtp[j] = fmaf(dw[r4 + j], vs[j], dtp[j]);
             }
+            const float dt = (dtp[0] + dtp[1]) + (dtp[2] + dtp[3]);
             const float delta = softplus(dt);
             const float du = delta * u;
             if (!OUT) dsum += delta;
 
-            float yv = dskip * u;
+            // Per-lane partial sums of C·h, for the same reason.
+            float yp[4] = {dskip * u, 0.0f, 0.0f, 0.0f};
 #pragma unroll
             for (int m4 = 0; m4 < N4; m4 += 4) {
                 const float4 b = *reinterpret_cast<const float4 *>(&sb[i][m4]);
@@ -172,10 +176,11 @@ __device__ __forceinline__ void scan_chunk(const ScanParams &p) {
                     // delta > 0 and A < 0: the exponent is never positive.
                     const float da = ex2(delta * a2[m]);
                     h[m] = fmaf(da, h[m], du * bs[j]);
-                    if (OUT) yv = fmaf(h[m], cs[j], yv);
+                    if (OUT) yp[j] = fmaf(h[m], cs[j], yp[j]);
                 }
             }
             if (OUT) {
+                float yv = (yp[0] + yp[1]) + (yp[2] + yp[3]);
                 i64 row = base + POS(t0 + i);
                 if (p.accumulate) yv += act_ld(&sy[i][tid]);
                 if (p.gate) yv *= silu(act_ld(&sz[i][tid]));

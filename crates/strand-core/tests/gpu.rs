@@ -180,3 +180,21 @@ fn gpu_ps_is_rc_equivariant() {
         assert!(e <= bound, "{prec}: rel L2 {e:.3e}");
     }
 }
+
+/// A batch of equal-length sequences in one pass gives what each gives
+/// alone.
+#[test]
+fn gpu_batch_matches_single_sequences() {
+    let dir = synthetic(true);
+    let Some(g) = gpu(dir.path(), Precision::F32, "gpu_batch_matches_single") else {
+        return;
+    };
+    let mut rng = StdRng::seed_from_u64(3);
+    let seqs: Vec<Vec<u32>> = (0..5).map(|_| random_ids(&mut rng, 1000)).collect();
+    let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+    let batch = g.forward_batch(&refs).unwrap();
+    for (i, s) in seqs.iter().enumerate() {
+        let alone = g.forward(s).unwrap();
+        assert_close(&format!("batch member {i}"), &batch[i], &alone, F32_TOL);
+    }
+}

@@ -46,6 +46,11 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     pub precision: Vec<Precision>,
 
+    /// GPU only: run this many sequences of each length as one batch
+    /// (tokens/s counts all of them)
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+
     /// GPU only: also print a per-op time breakdown (CUDA events) at this
     /// length, with each op's floor
     #[arg(long, value_name = "TOKENS")]
@@ -133,7 +138,8 @@ fn build_model(
 /// copy to the host is left out, as upstream's figures leave it out), and
 /// the GPU's peak memory in use (whole device, as nvidia-smi counts it).
 fn run_gpu(args: &Args) -> Result<()> {
-    println!("model\tprecision\ttokens\tseconds\ttokens_per_s\tpeak_gpu_mib");
+    println!("model\tprecision\tbatch\ttokens\tseconds\ttokens_per_s\tpeak_gpu_mib");
+    let batch = args.batch.max(1);
     let tmp = tempfile_dir()?;
     let precisions = if args.precision.is_empty() {
         vec![Precision::Bf16]
@@ -150,18 +156,21 @@ fn run_gpu(args: &Args) -> Result<()> {
             let model = Model::load_dir(&dir, &name, place)?;
             eprintln!("# {name} {prec} on {}", model.describe_device());
             for &len in &args.lengths {
-                let ids = random_ids(len, len as u64);
-                model.forward_discard(&ids)?; // warm-up: allocation, caches
+                let seqs: Vec<Vec<u32>> = (0..batch)
+                    .map(|i| random_ids(len, (len + i) as u64))
+                    .collect();
+                let seqs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+                model.forward_batch_discard(&seqs)?; // warm-up: allocation, caches
                 let mut best = f64::INFINITY;
                 for _ in 0..args.repeat.max(1) {
                     let t = Instant::now();
-                    model.forward_discard(&ids)?;
+                    model.forward_batch_discard(&seqs)?;
                     best = best.min(t.elapsed().as_secs_f64());
                 }
                 let peak = model.peak_gpu_bytes().unwrap_or(0) as f64 / (1 << 20) as f64;
                 println!(
-                    "{name}\t{prec}\t{len}\t{best:.4}\t{:.0}\t{peak:.0}",
-                    len as f64 / best
+                    "{name}\t{prec}\t{batch}\t{len}\t{best:.4}\t{:.0}\t{peak:.0}",
+                    (batch * len) as f64 / best
                 );
             }
             if let Some(len) = args.profile {

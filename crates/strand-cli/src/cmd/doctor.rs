@@ -17,7 +17,9 @@ pub fn run() -> Result<()> {
     println!("cpu\t{cpu}");
     println!("threads\t{}", rayon::current_num_threads());
     println!("cpu kernels\t{:?}", Isa::detect());
-    println!("cuda\tnot available: this build has no GPU backend (--device cpu)");
+    for (item, finding) in strand_core::backend::cuda::probe::report() {
+        println!("{item}\t{finding}");
+    }
     match strand_core::model::hub::cache_dir() {
         Some(d) => println!("hf cache\t{}", d.display()),
         None => println!("hf cache\tnot found (set HF_HUB_CACHE or HF_HOME)"),

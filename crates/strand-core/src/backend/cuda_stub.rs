@@ -58,3 +58,13 @@ impl Backend for CudaBackend {
         match *self {}
     }
 }
+
+/// `strand doctor`'s CUDA findings in a build without the backend.
+pub mod probe {
+    pub fn report() -> Vec<(String, String)> {
+        vec![(
+            "cuda".into(),
+            "not available: strand was built without the cuda feature".into(),
+        )]
+    }
+}

@@ -34,6 +34,13 @@ pub trait Backend: Send + Sync {
     type State;
     /// Embeds token ids (`[len]`) into a fresh stream.
     fn embed(&self, ids: &[u32]) -> Result<Self::State>;
+    /// Embeds `nseq` sequences of equal length, concatenated in `ids`, into
+    /// one stream that the other calls then process as a batch (one pass
+    /// for all); `None` where the backend runs one sequence at a time.
+    fn embed_batch(&self, ids: &[u32], nseq: usize) -> Result<Option<Self::State>> {
+        let _ = (ids, nseq);
+        Ok(None)
+    }
     /// Runs block `layer` in place.
     fn block(&self, layer: usize, state: &mut Self::State) -> Result<()>;
     /// Copies the stream to the host (for tracing and tests).

@@ -141,6 +141,63 @@ impl Model {
         })
     }
 
+    /// Final hidden states of several sequences of equal length, each
+    /// `[len, width]`: one batched pass on a GPU, one pass per sequence on
+    /// the CPU. The result is the same as [`Model::forward`] on each.
+    pub fn forward_batch(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        Ok(self.run_batch(seqs, true)?.unwrap_or_default())
+    }
+
+    /// As [`Model::forward_batch`], leaving the result on the device (for
+    /// benchmarks).
+    pub fn forward_batch_discard(&self, seqs: &[&[u32]]) -> Result<()> {
+        self.run_batch(seqs, false).map(drop)
+    }
+
+    fn run_batch(&self, seqs: &[&[u32]], keep: bool) -> Result<Option<Vec<Vec<f32>>>> {
+        let Some(len) = seqs.first().map(|s| s.len()) else {
+            return Ok(Some(Vec::new()));
+        };
+        for s in seqs {
+            if s.len() != len {
+                return Err(Error::Input(format!(
+                    "a batch needs sequences of equal length ({len} and {})",
+                    s.len()
+                )));
+            }
+            self.check_ids(s)?;
+        }
+        let one_by_one = || -> Result<Option<Vec<Vec<f32>>>> {
+            if keep {
+                seqs.iter()
+                    .map(|s| self.forward(s))
+                    .collect::<Result<_>>()
+                    .map(Some)
+            } else {
+                seqs.iter()
+                    .try_for_each(|s| self.forward_discard(s))
+                    .map(|_| None)
+            }
+        };
+        if seqs.len() == 1 {
+            return one_by_one();
+        }
+        on_engine!(self, b => {
+            let ids: Vec<u32> = seqs.concat();
+            let Some(mut st) = b.embed_batch(&ids, seqs.len())? else {
+                return one_by_one();
+            };
+            for i in 0..self.config.n_layer {
+                b.block(i, &mut st)?;
+            }
+            if !keep {
+                return b.final_norm_discard(st).map(|_| None);
+            }
+            let all = b.final_norm(st)?;
+            Ok(Some(all.chunks_exact(len * self.width()).map(<[f32]>::to_vec).collect()))
+        })
+    }
+
     /// Runs a whole forward pass and waits for it, leaving the hidden
     /// states on the device (for benchmarks: no copy to the host).
     pub fn forward_discard(&self, ids: &[u32]) -> Result<()> {

@@ -18,6 +18,7 @@
 
 mod device;
 pub mod kernels;
+pub mod probe;
 mod weights;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,8 +37,10 @@ pub use self::device::{cublas_available, driver_available};
 
 /// Rows of `u` materialised at a time for the `x_proj` GEMM.
 const U_SEGMENT: usize = 1 << 16;
-/// Threads (channels) per block of the conv kernel.
+/// Threads (channels) per block of the conv kernel, and rows per thread
+/// (`CONV_ROWS` in conv.cu).
 const CONV_CHANNELS: usize = 256;
+const CONV_ROWS: usize = 16;
 
 /// Runs a model on one GPU.
 pub struct CudaBackend {
@@ -236,7 +239,11 @@ impl CudaBackend {
                 reverse: p.reverse as i32,
             };
             g.timed("conv", || {
-                let grid = (seg as u32, di.div_ceil(CONV_CHANNELS) as u32, 1);
+                let grid = (
+                    seg.div_ceil(CONV_ROWS) as u32,
+                    di.div_ceil(CONV_CHANNELS) as u32,
+                    1,
+                );
                 g.launch(&g.f.conv_silu, grid, CONV_CHANNELS as u32, conv)
             })?;
             g.timed("x_proj", || {
@@ -401,6 +408,40 @@ impl CudaBackend {
         }
     }
 
+    /// The embedding of `nseq` equal-length sequences concatenated in `ids`.
+    fn embed_rows(&self, ids: &[u32], nseq: usize) -> Result<CudaState> {
+        let cfg = &self.cfg;
+        assert!(nseq > 0 && ids.len() % nseq == 0, "equal-length sequences");
+        if nseq > 65_535 {
+            // The scan's grid holds sequences in its z dimension.
+            return Err(crate::error::Error::Input(format!(
+                "a batch of {nseq} sequences exceeds the GPU limit of 65,535"
+            )));
+        }
+        let st = self.alloc_state(nseq, ids.len() / nseq)?;
+        let g = &self.gpu;
+        let dids = g.upload(ids)?;
+        g.timed("embed", || {
+            g.launch_1d(
+                &g.f.embed,
+                ids.len() * cfg.width(),
+                EmbedParams {
+                    ids: dids.ptr,
+                    table: self.w.embedding.ptr,
+                    comp: self.w.complement_map.ptr,
+                    out: st.hidden.ptr,
+                    rows: ids.len() as i32,
+                    d: cfg.d_model as i32,
+                    width: cfg.width() as i32,
+                    _pad: 0,
+                },
+            )
+        })?;
+        // `dids` must outlive the kernel.
+        g.sync()?;
+        Ok(st)
+    }
+
     /// Host copy of an activation buffer of `n` elements, as f32.
     fn download_act(&self, buf: &Buf, n: usize) -> Result<Vec<f32>> {
         match self.act {
@@ -424,29 +465,11 @@ impl Backend for CudaBackend {
     type State = CudaState;
 
     fn embed(&self, ids: &[u32]) -> Result<CudaState> {
-        let cfg = &self.cfg;
-        let st = self.alloc_state(1, ids.len())?;
-        let g = &self.gpu;
-        let dids = g.upload(ids)?;
-        g.timed("embed", || {
-            g.launch_1d(
-                &g.f.embed,
-                ids.len() * cfg.width(),
-                EmbedParams {
-                    ids: dids.ptr,
-                    table: self.w.embedding.ptr,
-                    comp: self.w.complement_map.ptr,
-                    out: st.hidden.ptr,
-                    rows: ids.len() as i32,
-                    d: cfg.d_model as i32,
-                    width: cfg.width() as i32,
-                    _pad: 0,
-                },
-            )
-        })?;
-        // `dids` must outlive the kernel.
-        g.sync()?;
-        Ok(st)
+        self.embed_rows(ids, 1)
+    }
+
+    fn embed_batch(&self, ids: &[u32], nseq: usize) -> Result<Option<CudaState>> {
+        self.embed_rows(ids, nseq).map(Some)
     }
 
     fn block(&self, li: usize, st: &mut CudaState) -> Result<()> {

@@ -1,0 +1,104 @@
+//! What this machine offers the CUDA backend, for `strand doctor`: each
+//! check runs on its own, so one missing library does not hide the others.
+
+use std::time::Instant;
+
+use cudarc::driver::sys as drv;
+
+use super::device::{cublas_available, cuda_err, driver_available};
+use super::kernels::{self, Defines};
+use crate::error::{Error, Result};
+
+/// The message without the `cuda: ` prefix the error's display adds.
+fn msg(e: Error) -> String {
+    match e {
+        Error::Cuda(m) => m,
+        e => e.to_string(),
+    }
+}
+
+/// `(item, finding)` lines, in order.
+pub fn report() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut arch = None;
+    match devices() {
+        Ok((driver, devs)) => {
+            out.push(("cuda driver".into(), driver));
+            for (i, (name, cc, mem)) in devs.into_iter().enumerate() {
+                out.push((
+                    format!("cuda:{i}"),
+                    format!(
+                        "{name}, sm_{}{}, {:.1} GiB",
+                        cc.0,
+                        cc.1,
+                        mem as f64 / (1u64 << 30) as f64
+                    ),
+                ));
+                arch.get_or_insert(format!("sm_{}{}", cc.0, cc.1));
+            }
+        }
+        Err(e) => out.push(("cuda driver".into(), format!("unusable: {}", msg(e)))),
+    }
+    out.push((
+        "cublas".into(),
+        match cublas_available() {
+            Ok(()) => "found".into(),
+            Err(e) => msg(e),
+        },
+    ));
+    match kernels::nvrtc_version() {
+        Ok((maj, min)) => {
+            out.push(("nvrtc".into(), format!("{maj}.{min}")));
+            // Without a GPU, compile for Hopper: the check is whether the
+            // sources compile, which does not depend on the device.
+            let arch = arch.unwrap_or_else(|| "sm_90".into());
+            out.push(("kernels".into(), compile_check(&arch)));
+        }
+        Err(e) => out.push(("nvrtc".into(), msg(e))),
+    }
+    out
+}
+
+type DeviceInfo = (String, (i32, i32), usize);
+
+fn devices() -> Result<(String, Vec<DeviceInfo>)> {
+    let n = driver_available()?;
+    let mut v = 0;
+    // SAFETY: out-parameter; the library is loaded (checked above).
+    unsafe { drv::cuDriverGetVersion(&mut v) }
+        .result()
+        .map_err(cuda_err("reading the driver version"))?;
+    let driver = format!("CUDA {}.{} driver, {n} GPU(s)", v / 1000, v % 1000 / 10);
+    let mut devs = Vec::new();
+    for i in 0..n {
+        let ctx = cudarc::driver::CudaContext::new(i).map_err(cuda_err("opening a GPU"))?;
+        devs.push((
+            ctx.name().map_err(cuda_err("reading the name"))?,
+            ctx.compute_capability()
+                .map_err(cuda_err("reading the architecture"))?,
+            ctx.total_mem()
+                .map_err(cuda_err("reading the memory size"))?,
+        ));
+    }
+    Ok((driver, devs))
+}
+
+fn compile_check(arch: &str) -> String {
+    let t = Instant::now();
+    for bf16 in [false, true] {
+        let d = Defines {
+            bf16,
+            d_state: 16,
+            dt_rank: 16,
+            d_conv: 4,
+        };
+        if let Err(e) = kernels::cubin(&d, arch) {
+            return format!("do not compile for {arch}: {}", msg(e));
+        }
+    }
+    format!(
+        "compile for {arch} ({:.1} s, cached in {})",
+        t.elapsed().as_secs_f64(),
+        kernels::cache_dir().map_or("nowhere".into(), |d| d.display().to_string())
+    )
+}
