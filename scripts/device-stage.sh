@@ -3,9 +3,10 @@
 # dev-out/ (git-ignored) for scripts/device-check.sh on a GPU machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-target}
 cargo build --release
 mkdir -p dev-out
-cp target/release/strand target/release/strand-embed dev-out/
+cp "$target/release/strand" "$target/release/strand-embed" dev-out/
 cargo test --release --no-run --message-format=json 2>/dev/null |
   python3 -c '
 import json, shutil, sys
