@@ -42,6 +42,11 @@
 #define SUB 8
 #endif
 #define XDW (DTRANK + 2 * NSTATE)
+// Resident blocks per SM the compiler must allow for (it caps registers
+// to fit); set per program by the host (kernels.rs).
+#ifndef SCAN_MIN_BLOCKS
+#define SCAN_MIN_BLOCKS 1
+#endif
 // xd elements of one row each thread stages.
 #define XPT ((XDW + CB - 1) / CB)
 // Shared-memory copies of dt_low, B and C are padded to whole float4s so
@@ -240,11 +245,11 @@ __device__ __forceinline__ void scan_chunk(const ScanParams &p) {
 #undef POS
 }
 
-extern "C" __global__ void __launch_bounds__(CB) scan_chunk_state(ScanParams p) {
+extern "C" __global__ void __launch_bounds__(CB, SCAN_MIN_BLOCKS) scan_chunk_state(ScanParams p) {
     scan_chunk<false>(p);
 }
 
-extern "C" __global__ void __launch_bounds__(CB) scan_output(ScanParams p) {
+extern "C" __global__ void __launch_bounds__(CB, SCAN_MIN_BLOCKS) scan_output(ScanParams p) {
     scan_chunk<true>(p);
 }
 

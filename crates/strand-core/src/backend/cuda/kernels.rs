@@ -56,13 +56,26 @@ pub struct Defines {
     pub d_state: usize,
     pub dt_rank: usize,
     pub d_conv: usize,
+    /// Resident scan blocks per SM to fit registers for (`SCAN_MIN_BLOCKS`).
+    pub scan_min_blocks: u32,
 }
 
 impl Defines {
+    pub fn new(bf16: bool, d_state: usize, dt_rank: usize, d_conv: usize) -> Defines {
+        Defines {
+            bf16,
+            d_state,
+            dt_rank,
+            d_conv,
+            scan_min_blocks: scan_min_blocks(),
+        }
+    }
+
     fn source(&self) -> String {
         let mut s = format!(
-            "#define ACT_BF16 {}\n#define NSTATE {}\n#define DTRANK {}\n#define KCONV {}\n",
-            self.bf16 as u8, self.d_state, self.dt_rank, self.d_conv
+            "#define ACT_BF16 {}\n#define NSTATE {}\n#define DTRANK {}\n#define KCONV {}\n\
+             #define SCAN_MIN_BLOCKS {}\n",
+            self.bf16 as u8, self.d_state, self.dt_rank, self.d_conv, self.scan_min_blocks
         );
         for (name, src) in SOURCES {
             s.push_str(&format!("// ---- {name}\n{src}\n"));
@@ -70,6 +83,20 @@ impl Defines {
         s
     }
 }
+
+/// Register budget of the scan kernels, as resident blocks per SM: more
+/// blocks hide more latency, fewer leave more registers per thread.
+/// `STRAND_SCAN_MIN_BLOCKS` overrides the default for tuning.
+fn scan_min_blocks() -> u32 {
+    std::env::var("STRAND_SCAN_MIN_BLOCKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| (1..=16).contains(&n))
+        .unwrap_or(DEFAULT_SCAN_MIN_BLOCKS)
+}
+
+/// Measured on the H100 (docs/benchmarks.md).
+const DEFAULT_SCAN_MIN_BLOCKS: u32 = 1;
 
 /// The NVRTC library's version, `(major, minor)`.
 pub fn nvrtc_version() -> Result<(i32, i32)> {
@@ -318,12 +345,7 @@ mod tests {
         }
         for bf16 in [false, true] {
             for (n, r, k) in [(16, 16, 4), (4, 3, 2), (8, 1, 4)] {
-                let d = Defines {
-                    bf16,
-                    d_state: n,
-                    dt_rank: r,
-                    d_conv: k,
-                };
+                let d = Defines::new(bf16, n, r, k);
                 for arch in ["sm_80", "sm_90"] {
                     let cubin = compile(&d.source(), &options(arch))
                         .unwrap_or_else(|e| panic!("{d:?} {arch}: {e}"));
@@ -353,12 +375,7 @@ mod tests {
             ("ScanParams", size_of::<ScanParams>()),
             ("RowsParams", size_of::<RowsParams>()),
         ];
-        let d = Defines {
-            bf16: true,
-            d_state: 16,
-            dt_rank: 16,
-            d_conv: 4,
-        };
+        let d = Defines::new(true, 16, 16, 4);
         let mut src = d.source();
         for (name, size) in checks {
             src.push_str(&format!(

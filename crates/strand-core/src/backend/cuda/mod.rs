@@ -86,12 +86,7 @@ impl CudaBackend {
             Precision::F32 => Dtype::F32,
             Precision::Bf16 => Dtype::Bf16,
         };
-        let defines = Defines {
-            bf16: act == Dtype::Bf16,
-            d_state: cfg.d_state,
-            dt_rank: cfg.dt_rank,
-            d_conv: cfg.d_conv,
-        };
+        let defines = Defines::new(act == Dtype::Bf16, cfg.d_state, cfg.dt_rank, cfg.d_conv);
         let gpu = Gpu::open(ordinal, &defines)?;
         let w = DWeights::upload(&gpu, &host, act)?;
         Ok(CudaBackend {

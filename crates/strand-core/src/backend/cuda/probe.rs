@@ -86,12 +86,7 @@ fn devices() -> Result<(String, Vec<DeviceInfo>)> {
 fn compile_check(arch: &str) -> String {
     let t = Instant::now();
     for bf16 in [false, true] {
-        let d = Defines {
-            bf16,
-            d_state: 16,
-            dt_rank: 16,
-            d_conv: 4,
-        };
+        let d = Defines::new(bf16, 16, 16, 4);
         if let Err(e) = kernels::cubin(&d, arch) {
             return format!("do not compile for {arch}: {}", msg(e));
         }
