@@ -14,6 +14,7 @@
 typedef unsigned int u32;
 typedef unsigned short u16;
 typedef long long i64;
+typedef unsigned long long u64;
 
 #if ACT_BF16
 typedef u16 act_t;

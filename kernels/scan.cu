@@ -33,13 +33,14 @@
 // One thread per channel holds all N states in registers; a block is CB
 // channels of one chunk. Each SUB-step tile of xd is staged in shared
 // memory (every channel reads every row); x, z and y_other are staged
-// per thread, in the thread's own column. Tiles are double-buffered.
+// per thread, in the thread's own column, so those loads are issued all
+// at once instead of one per step.
 
 #define CB 128
 #if ACT_BF16
-#define SUB 16
+#define SUB 32
 #else
-#define SUB 8
+#define SUB 16
 #endif
 #define XDW (DTRANK + 2 * NSTATE)
 // Resident blocks per SM the compiler must allow for (it caps registers
@@ -47,8 +48,6 @@
 #ifndef SCAN_MIN_BLOCKS
 #define SCAN_MIN_BLOCKS 1
 #endif
-// xd elements of one row each thread stages.
-#define XPT ((XDW + CB - 1) / CB)
 // Shared-memory copies of dt_low, B and C are padded to whole float4s so
 // the inner loop reads four values per instruction.
 #define R4 ((DTRANK + 3) / 4 * 4)
@@ -77,64 +76,102 @@ struct ScanParams {
     int gate;
 };
 
-// One step's inputs for one thread, fetched a tile ahead (see scan_chunk).
-struct Staged {
-    act_t x, z, y;
-    float xd[XPT];
-};
+// Rows a position step; all staging loads of a tile are issued before the
+// first store into shared memory, so a tile costs one memory round trip
+// rather than one per row (profiled: load-to-store chains were a third of
+// all stall cycles).
+#define POS(s) (p.reverse ? p.seqlen - 1 - (s) : (s))
+// 16-byte vectors per row of a block's channels, rows covered by one pass
+// of the block's threads, and passes per tile.
+#define VPR (CB * (int)sizeof(act_t) / 16)
+#define RPP (CB / VPR)
+#define VPASSES ((SUB + RPP - 1) / RPP)
+// Elements of a tile of xd each thread stages.
+#define XD_ITERS ((SUB * XDW + CB - 1) / CB)
 
-template <bool OUT>
-__device__ __forceinline__ void fetch_row(const ScanParams &p, i64 row, int cc, int tid,
-                                          Staged &s) {
-    s.x = p.xz[row * p.ld_xz + cc];
-    if (OUT) {
-        s.z = p.xz[row * p.ld_xz + p.di + cc];
-        if (p.accumulate) s.y = p.y[row * p.di + cc];
-    }
-#pragma unroll
-    for (int q = 0; q < XPT; q++) {
-        int e = tid + q * CB;
-        if (e < XDW) s.xd[q] = p.xd[row * XDW + e];
-    }
+// Asynchronous copies global -> shared (sm_80+): no registers held, every
+// copy of a tile in flight at once.
+__device__ __forceinline__ u32 smem_addr(const void *p) {
+    u64 a;
+    asm("cvta.to.shared.u64 %0, %1;" : "=l"(a) : "l"(p));
+    return (u32)a;
+}
+__device__ __forceinline__ void cp_async16(void *dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_addr(dst)), "l"(src));
+}
+__device__ __forceinline__ void cp_async4(void *dst, const void *src) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(smem_addr(dst)), "l"(src));
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+    asm volatile("cp.async.commit_group;\n\tcp.async.wait_group 0;" ::: "memory");
 }
 
 template <bool OUT>
+__device__ __forceinline__ void stage_tile(const ScanParams &p, int t0, int n, i64 base, int cc,
+                                           float (*sdt)[R4], float (*sb)[N4], float (*sc)[N4],
+                                           act_t (*sx)[CB], act_t (*sz)[CB], act_t (*sy)[CB]) {
+    const int tid = threadIdx.x;
+#pragma unroll
+    for (int q = 0; q < XD_ITERS; q++) {
+        int e = q * CB + tid, i = e / XDW, col = e - i * XDW;
+        if (i < n) {
+            const float *src = p.xd + (base + POS(t0 + i)) * XDW + col;
+            if (col < DTRANK) cp_async4(&sdt[i][col], src);
+            else if (col < DTRANK + NSTATE) cp_async4(&sb[i][col - DTRANK], src);
+            else if (OUT) cp_async4(&sc[i][col - DTRANK - NSTATE], src);
+        }
+    }
+    const int c0 = blockIdx.x * CB;
+    // Whole 16-byte vectors when the block's channels are a full, aligned
+    // run (di a multiple of CB: every published model); else per element.
+    if (p.di % CB == 0) {
+        const int r0 = tid / VPR, v = tid % VPR;
+        const int epv = 16 / (int)sizeof(act_t);
+#pragma unroll
+        for (int q = 0; q < VPASSES; q++) {
+            const int r = q * RPP + r0;
+            if (r < n) {
+                const i64 row = base + POS(t0 + r);
+                const act_t *x = p.xz + row * p.ld_xz + c0 + v * epv;
+                cp_async16(&sx[r][v * epv], x);
+                if (OUT) {
+                    cp_async16(&sz[r][v * epv], x + p.di);
+                    if (p.accumulate) cp_async16(&sy[r][v * epv], p.y + row * p.di + c0 + v * epv);
+                }
+            }
+        }
+    } else {
+        for (int i = 0; i < n; i++) {
+            const i64 row = base + POS(t0 + i);
+            sx[i][tid] = p.xz[row * p.ld_xz + cc];
+            if (OUT) {
+                sz[i][tid] = p.xz[row * p.ld_xz + p.di + cc];
+                if (p.accumulate) sy[i][tid] = p.y[row * p.di + cc];
+            }
+        }
+    }
+    cp_async_wait_all();
+}
+#undef POS
+
+template <bool OUT>
 __device__ __forceinline__ void scan_chunk(const ScanParams &p) {
-    // Two buffers: while a tile is scanned out of one, the next tile is
-    // fetched into the other, one row per step, so the global loads'
-    // latency hides behind a step's arithmetic instead of stalling at a
-    // barrier (profiled: without this, a third of all stall cycles).
-    __shared__ __align__(16) float sdt[2][SUB][R4];
-    __shared__ __align__(16) float sb[2][SUB][N4];
-    __shared__ __align__(16) float sc[2][OUT ? SUB : 1][N4];
-    __shared__ act_t sx[2][SUB][CB];
-    __shared__ act_t sz[2][OUT ? SUB : 1][CB];
-    __shared__ act_t sy[2][OUT ? SUB : 1][CB];
+    __shared__ __align__(16) float sdt[SUB][R4];
+    __shared__ __align__(16) float sb[SUB][N4];
+    __shared__ __align__(16) float sc[OUT ? SUB : 1][N4];
+    __shared__ __align__(16) act_t sx[SUB][CB];
+    __shared__ __align__(16) act_t sz[OUT ? SUB : 1][CB];
+    __shared__ __align__(16) act_t sy[OUT ? SUB : 1][CB];
 
     const int tid = threadIdx.x;
     const int c = blockIdx.x * CB + tid;
     const bool on = c < p.di;
-    const int cc = on ? c : 0;  // in-range index for loads of idle threads
+    const int cc = on ? c : 0;  // in-range index for weight loads
     const int k = blockIdx.y, seq = blockIdx.z;
     const int s0 = k * p.chunk, s1 = min(s0 + p.chunk, p.seqlen);
     const i64 base = (i64)seq * p.seqlen;
     const int di = p.di;
 #define POS(s) (p.reverse ? p.seqlen - 1 - (s) : (s))
-
-    auto put = [&](int buf, int i, const Staged &v) {
-        sx[buf][i][tid] = v.x;
-        if (OUT) {
-            sz[buf][i][tid] = v.z;
-            if (p.accumulate) sy[buf][i][tid] = v.y;
-        }
-#pragma unroll
-        for (int q = 0; q < XPT; q++) {
-            int e = tid + q * CB;
-            if (e < DTRANK) sdt[buf][i][e] = v.xd[q];
-            else if (e < DTRANK + NSTATE) sb[buf][i][e - DTRANK] = v.xd[q];
-            else if (OUT && e < XDW) sc[buf][i][e - DTRANK - NSTATE] = v.xd[q];
-        }
-    };
 
     float cw[KCONV], dw[DTRANK], a2[NSTATE], h[NSTATE];
 #pragma unroll
@@ -159,83 +196,66 @@ __device__ __forceinline__ void scan_chunk(const ScanParams &p) {
     }
     float dsum = 0.0f;
 
-    const int ntiles = (s1 - s0 + SUB - 1) / SUB;
-    {
-        const int n = min(SUB, s1 - s0);
+    for (int t0 = s0; t0 < s1; t0 += SUB) {
+        const int n = min(SUB, s1 - t0);
+        __syncthreads();  // the previous tile is consumed
+        stage_tile<OUT>(p, t0, n, base, cc, sdt, sb, sc, sx, sz, sy);
+        __syncthreads();
+        if (!on) continue;
         for (int i = 0; i < n; i++) {
-            Staged v;
-            fetch_row<OUT>(p, base + POS(s0 + i), cc, tid, v);
-            put(0, i, v);
-        }
-    }
-    __syncthreads();
+            win[KCONV - 1] = act_ld(&sx[i][tid]);
+            float acc = cb;
+#pragma unroll
+            for (int j = 0; j < KCONV; j++) acc = fmaf(cw[j], win[j], acc);
+#pragma unroll
+            for (int j = 0; j < KCONV - 1; j++) win[j] = win[j + 1];
+            const float u = silu(acc);
 
-    for (int t = 0; t < ntiles; t++) {
-        const int buf = t & 1;
-        const int t0 = s0 + t * SUB, n = min(SUB, s1 - t0);
-        const int n_next = t + 1 < ntiles ? min(SUB, s1 - t0 - SUB) : 0;
-        for (int i = 0; i < n; i++) {
-            Staged next;
-            const bool ahead = i < n_next;
-            if (ahead) fetch_row<OUT>(p, base + POS(t0 + SUB + i), cc, tid, next);
-            if (on) {
-                win[KCONV - 1] = act_ld(&sx[buf][i][tid]);
-                float acc = cb;
+            // Four partial sums: a 16-long dependent FMA chain per step
+            // would dominate the step's latency.
+            float dtp[4] = {db, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-                for (int j = 0; j < KCONV; j++) acc = fmaf(cw[j], win[j], acc);
+            for (int r4 = 0; r4 < R4; r4 += 4) {
+                const float4 v = *reinterpret_cast<const float4 *>(&sdt[i][r4]);
+                const float vs[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-                for (int j = 0; j < KCONV - 1; j++) win[j] = win[j + 1];
-                const float u = silu(acc);
+                for (int j = 0; j < 4; j++)
+                    if (r4 + j < DTRANK) dtp[j] = fmaf(dw[r4 + j], vs[j], dtp[j]);
+            }
+            const float dt = (dtp[0] + dtp[1]) + (dtp[2] + dtp[3]);
+            const float delta = softplus(dt);
+            const float du = delta * u;
+            if (!OUT) dsum += delta;
 
-                // Four partial sums: a 16-long dependent FMA chain per step
-                // would dominate the step's latency.
-                float dtp[4] = {db, 0.0f, 0.0f, 0.0f};
+            // Per-lane partial sums of C·h, for the same reason.
+            float yp[4] = {dskip * u, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-                for (int r4 = 0; r4 < R4; r4 += 4) {
-                    const float4 v = *reinterpret_cast<const float4 *>(&sdt[buf][i][r4]);
-                    const float vs[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-                    for (int j = 0; j < 4; j++)
-                        if (r4 + j < DTRANK) dtp[j] = fmaf(dw[r4 + j], vs[j], dtp[j]);
-                }
-                const float dt = (dtp[0] + dtp[1]) + (dtp[2] + dtp[3]);
-                const float delta = softplus(dt);
-                const float du = delta * u;
-                if (!OUT) dsum += delta;
-
-                // Per-lane partial sums of C·h, for the same reason.
-                float yp[4] = {dskip * u, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-                for (int m4 = 0; m4 < N4; m4 += 4) {
-                    const float4 b = *reinterpret_cast<const float4 *>(&sb[buf][i][m4]);
-                    const float bs[4] = {b.x, b.y, b.z, b.w};
-                    float cs[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-                    if (OUT) {
-                        const float4 c4 = *reinterpret_cast<const float4 *>(&sc[buf][i][m4]);
-                        cs[0] = c4.x, cs[1] = c4.y, cs[2] = c4.z, cs[3] = c4.w;
-                    }
-#pragma unroll
-                    for (int j = 0; j < 4; j++) {
-                        const int m = m4 + j;
-                        if (m >= NSTATE) break;
-                        // delta > 0 and A < 0: the exponent is never positive.
-                        const float da = ex2(delta * a2[m]);
-                        h[m] = fmaf(da, h[m], du * bs[j]);
-                        if (OUT) yp[j] = fmaf(h[m], cs[j], yp[j]);
-                    }
-                }
+            for (int m4 = 0; m4 < N4; m4 += 4) {
+                const float4 b = *reinterpret_cast<const float4 *>(&sb[i][m4]);
+                const float bs[4] = {b.x, b.y, b.z, b.w};
+                float cs[4] = {0.0f, 0.0f, 0.0f, 0.0f};
                 if (OUT) {
-                    float yv = (yp[0] + yp[1]) + (yp[2] + yp[3]);
-                    if (p.accumulate) yv += act_ld(&sy[buf][i][tid]);
-                    if (p.gate) yv *= silu(act_ld(&sz[buf][i][tid]));
-                    p.y[(base + POS(t0 + i)) * di + c] = to_act(yv);
+                    const float4 c4 = *reinterpret_cast<const float4 *>(&sc[i][m4]);
+                    cs[0] = c4.x, cs[1] = c4.y, cs[2] = c4.z, cs[3] = c4.w;
+                }
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const int m = m4 + j;
+                    if (m >= NSTATE) break;
+                    // delta > 0 and A < 0: the exponent is never positive.
+                    const float da = ex2(delta * a2[m]);
+                    h[m] = fmaf(da, h[m], du * bs[j]);
+                    if (OUT) yp[j] = fmaf(h[m], cs[j], yp[j]);
                 }
             }
-            if (ahead) put(buf ^ 1, i, next);
+            if (OUT) {
+                float yv = (yp[0] + yp[1]) + (yp[2] + yp[3]);
+                i64 row = base + POS(t0 + i);
+                if (p.accumulate) yv += act_ld(&sy[i][tid]);
+                if (p.gate) yv *= silu(act_ld(&sz[i][tid]));
+                p.y[row * di + c] = to_act(yv);
+            }
         }
-        // The next tile is complete, and nobody reads this one any more
-        // (it is refilled during the next tile).
-        __syncthreads();
     }
     if (!OUT && on) {
 #pragma unroll

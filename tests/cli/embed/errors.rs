@@ -7,12 +7,14 @@ use super::*;
 /// time: exit code 1, nothing on stdout, exactly one line on stderr that
 /// starts with `strand-embed: ` and contains every `needle`, and nothing at
 /// all left in the output directory (no output, no temporary file).
-/// Returns the message.
+/// Runs on `--device cpu`, so that `auto`'s note of the device it chose
+/// is not among the lines. Returns the message.
 fn fails_cleanly(dir: &Path, cmd: Cmd, args: &[&str], needles: &[&str]) -> String {
     let out_dir = dir.join("out");
     std::fs::create_dir(&out_dir).expect("create output dir");
     let out = out_dir.join("out.safetensors");
     let res: Output = cmd
+        .args(["--device", "cpu"])
         .args(args)
         .args(["-o", &out.to_string_lossy()])
         .run()
@@ -320,6 +322,8 @@ fn bad_output_directory_missing() {
     let out = dir.path().join("no-such-dir").join("out.safetensors");
     let res = embed()
         .args([
+            "--device",
+            "cpu",
             "-m",
             &model("ps-tiny"),
             "-o",

@@ -412,3 +412,49 @@ fn embed_hub_id_resolves_from_cache() {
 }
 
 mod errors;
+
+/// `--device auto` (the default) says on stderr which device it chose:
+/// the GPU when one is usable, else the CPU with the reason; `-q` silences
+/// it, and an explicit device never prints it.
+#[test]
+fn embed_auto_device_says_which_device() {
+    let dir = tempdir();
+    let out = dir.path().join("o.safetensors");
+    let res = embed()
+        .args([
+            "-m",
+            &model("ps-tiny"),
+            "-o",
+            &out.to_string_lossy(),
+            &sequences(),
+        ])
+        .run()
+        .ok();
+    let note = res
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("strand-embed: device auto: "))
+        .unwrap_or_else(|| panic!("no device note in:\n{}", res.stderr));
+    assert!(
+        note.contains("cuda:0") || note.contains("cpu (no usable GPU: "),
+        "{note}"
+    );
+    for args in [&["-q"][..], &["--device", "cpu"][..]] {
+        let res = embed()
+            .args(args)
+            .args([
+                "-m",
+                &model("ps-tiny"),
+                "-o",
+                &out.to_string_lossy(),
+                &sequences(),
+            ])
+            .run()
+            .ok();
+        assert!(
+            !res.stderr.contains("device auto"),
+            "{args:?}: {}",
+            res.stderr
+        );
+    }
+}

@@ -20,7 +20,8 @@ use weights::Weights;
 
 enum Engine {
     Cpu(CpuBackend),
-    Cuda(CudaBackend),
+    // Boxed: the GPU backend carries its device weights and handles.
+    Cuda(Box<CudaBackend>),
 }
 
 /// One dispatch per call; backends never see each other.
@@ -80,7 +81,7 @@ impl Model {
         };
         let gpu = |n| {
             let prec = precision.unwrap_or(Precision::Bf16);
-            CudaBackend::new(n, &config, weights.clone(), prec).map(Engine::Cuda)
+            CudaBackend::new(n, &config, weights.clone(), prec).map(|b| Engine::Cuda(Box::new(b)))
         };
         let mut gpu_unused = None;
         let engine = match device {

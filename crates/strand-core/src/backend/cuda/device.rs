@@ -94,6 +94,9 @@ impl Buf {
     }
 }
 
+/// An op's label and the events recorded around it.
+type TimedOp = (&'static str, CudaEvent, CudaEvent);
+
 /// Compiled kernels of one program.
 pub struct Functions {
     pub embed: CudaFunction,
@@ -116,8 +119,8 @@ pub struct Gpu {
     pub f: Functions,
     pub name: String,
     pub arch: String,
-    /// While profiling: (label, start, end) events of every timed op.
-    profile: Mutex<Option<Vec<(&'static str, CudaEvent, CudaEvent)>>>,
+    /// While profiling: the events of every timed op.
+    profile: Mutex<Option<Vec<TimedOp>>>,
 }
 
 // SAFETY: the cuBLAS handle is only used from `&self` methods that enqueue
