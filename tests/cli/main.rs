@@ -3,5 +3,6 @@
 //!
 //! Run with `cargo test --release -p strand-cli --test cli`.
 
+mod classify;
 mod embed;
 mod util;

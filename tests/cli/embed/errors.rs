@@ -305,7 +305,7 @@ fn bad_input_with_stdout_output_writes_nothing() {
     // none of them may reach stdout.
     let text = fixture_fasta() + ">len1\nA\n";
     let res = embed()
-        .args(["-m", &model("ps-tiny"), "-o", "-", "-"])
+        .args(["--device", "cpu", "-m", &model("ps-tiny"), "-o", "-", "-"])
         .stdin(text.into_bytes())
         .run()
         .exits(1);

@@ -354,7 +354,11 @@ fn embed_stdout_is_byte_identical_to_file() {
         .args(["-m", &m, "-o", &out.to_string_lossy(), &seqs])
         .run()
         .ok();
-    let piped = embed().args(["-m", &m, "-o", "-", &seqs]).run().ok();
+    // An explicit device: `auto` would add its note to stderr.
+    let piped = embed()
+        .args(["--device", "cpu", "-m", &m, "-o", "-", &seqs])
+        .run()
+        .ok();
     let file = std::fs::read(&out).expect("read output");
     assert!(!file.is_empty());
     assert!(

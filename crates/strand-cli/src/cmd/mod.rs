@@ -1,5 +1,6 @@
 //! One module per command.
 
 pub mod bench;
+pub mod classify;
 pub mod doctor;
 pub mod embed;

@@ -1,0 +1,219 @@
+//! From sequence records to what the classification head sees: checked
+//! records, their mean-pooled views, and the head's logits.
+
+use anyhow::{Context, Result};
+use indicatif::ProgressBar;
+use strand_core::{tokenizer, Model};
+use strand_io::{Error as IoError, IdSet, Reader, Record};
+
+use super::labels::Labels;
+
+/// `--shard I/N`: of the records numbered 0, 1, 2, ... in file order,
+/// those with `number % N == I - 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// 1-based.
+    pub index: u64,
+    pub count: u64,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let bad = || format!("\"{s}\" is not I/N with 1 <= I <= N (e.g. 2/8)");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u64, u64) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if index == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl Shard {
+    /// Whether the 0-based record `i` belongs to this shard.
+    fn takes(&self, i: u64) -> bool {
+        i % self.count == self.index - 1
+    }
+}
+
+/// Calls `f(number, record)` for every record of `reader` (of `shard`
+/// only, if given), with `number` 1-based in the whole file. Every record,
+/// in the shard or not, must have a unique id, so all shards of a file
+/// fail or succeed together; records given to `f` are non-empty ASCII.
+pub fn each_record(
+    reader: Reader,
+    shard: Option<Shard>,
+    mut f: impl FnMut(u64, Record) -> Result<()>,
+) -> Result<()> {
+    let file = reader.display_name().to_string();
+    let mut ids = IdSet::new(file.clone());
+    for (i, rec) in reader.enumerate() {
+        let rec = rec?;
+        let n = i as u64 + 1;
+        ids.insert(&rec.id, n)?;
+        if shard.is_some_and(|s| !s.takes(i as u64)) {
+            continue;
+        }
+        let bad = |msg: String| IoError::invalid_record(file.clone(), n, rec.id.clone(), msg);
+        if rec.seq.is_empty() {
+            return Err(bad("empty sequence".into()).into());
+        }
+        if let Some(p) = rec.seq.iter().position(|b| !b.is_ascii()) {
+            // The reference tokenizes characters, not bytes.
+            return Err(bad(format!(
+                "non-ASCII byte 0x{:02x} at position {}",
+                rec.seq[p],
+                p + 1
+            ))
+            .into());
+        }
+        f(n, rec)?;
+    }
+    Ok(())
+}
+
+/// What the head sees of one record: mean-pooled `d_model`-wide views
+/// (`Model::pooled_views`). A PS model gives two (forward strand and
+/// channel-reversed reverse-complement strand); a PH model one, or with
+/// `--conjoin` two (the record and its reverse complement, each run
+/// through the model).
+pub type Views = Vec<Vec<f32>>;
+
+/// Runs records through a model.
+pub struct Embedder<'a> {
+    pub model: &'a Model,
+    /// Append `[SEP]` as the reference tokenizer does by default.
+    pub special_tokens: bool,
+    /// PH only: also run the reverse complement (a PS model's two views
+    /// already cover both strands, so it changes nothing there).
+    pub conjoin: bool,
+}
+
+impl Embedder<'_> {
+    fn tokens(&self, seq: &[u8]) -> Vec<u32> {
+        if self.special_tokens {
+            tokenizer::encode_with_specials(seq)
+        } else {
+            tokenizer::encode_bases(seq)
+        }
+    }
+
+    /// The views of record `n` of `file`.
+    pub fn views(&self, file: &str, n: u64, rec: &Record) -> Result<Views> {
+        let at = || format!("{file}: record {n} (\"{}\")", rec.id);
+        let m = self.model;
+        let mut views = m.pooled_views(&m.forward(&self.tokens(&rec.seq)).with_context(at)?);
+        if self.conjoin && !m.config.rcps {
+            // As the reference dataloader: reverse-complement the string
+            // (case and other letters kept), then tokenize it.
+            let rc = tokenizer::reverse_complement(&rec.seq);
+            views.extend(m.pooled_views(&m.forward(&self.tokens(&rc)).with_context(at)?));
+        }
+        Ok(views)
+    }
+}
+
+/// A labelled record, run through the model.
+pub struct Sample {
+    /// 1-based record number in its file (for messages).
+    pub n: u64,
+    pub id: String,
+    pub len: usize,
+    pub label: String,
+    pub views: Views,
+}
+
+/// Every record of `reader` with its label, run through `emb`. A record
+/// without a label fails before its forward pass.
+pub fn embed_labelled(
+    reader: Reader,
+    labels: &Labels,
+    emb: &Embedder,
+    bar: &ProgressBar,
+) -> Result<Vec<Sample>> {
+    let file = reader.display_name().to_string();
+    let mut out = Vec::new();
+    each_record(reader, None, |n, rec| {
+        let label = labels
+            .of(&rec)
+            .map_err(|msg| IoError::invalid_record(file.clone(), n, rec.id.clone(), msg))?;
+        let views = emb.views(&file, n, &rec)?;
+        bar.inc(rec.seq.len() as u64);
+        out.push(Sample {
+            n,
+            id: rec.id,
+            len: rec.seq.len(),
+            label,
+            views,
+        });
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The logits `head` gives for `views`: bit for bit what
+/// `Model::class_logits` gives on the record's hidden states (for PH
+/// `--conjoin`, the mean of the forward and reverse-complement logits, as
+/// the reference's conjoin mode computes them).
+///
+/// `class_logits` only looks at the pooled views, and the mean of a single
+/// row is that row exactly; so a one-row "hidden state" built from the
+/// views goes through the very code `predict` runs.
+pub fn head_logits(head: &Model, views: &Views) -> Result<Vec<f32>> {
+    if head.config.rcps {
+        let [a, b] = &views[..] else {
+            unreachable!("a PS model pools two views");
+        };
+        // pooled_views reverses the channels of the second half back.
+        let row: Vec<f32> = a.iter().chain(b.iter().rev()).copied().collect();
+        return Ok(head.class_logits(&row)?);
+    }
+    let per_view = views
+        .iter()
+        .map(|v| head.class_logits(v))
+        .collect::<strand_core::Result<Vec<_>>>()?;
+    Ok(match &per_view[..] {
+        [one] => one.clone(),
+        [fwd, rc] => fwd.iter().zip(rc).map(|(a, b)| (a + b) / 2.0).collect(),
+        _ => unreachable!("one or two views"),
+    })
+}
+
+/// The strand-symmetric pooled embedding the head is trained on: the mean
+/// of the views, in f64. A bias-free head `W` gives exactly
+/// `W mean(views) = mean(W view)`, which is what [`head_logits`] computes.
+pub fn feature(views: &Views) -> Vec<f64> {
+    let n = views.len() as f64;
+    let mut x = vec![0.0f64; views[0].len()];
+    for v in views {
+        x.iter_mut().zip(v).for_each(|(s, &e)| *s += e as f64);
+    }
+    x.iter_mut().for_each(|s| *s /= n);
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_parsing_and_membership() {
+        let s: Shard = "2/3".parse().unwrap();
+        assert_eq!(s, Shard { index: 2, count: 3 });
+        let taken: Vec<u64> = (0..7).filter(|&i| s.takes(i)).collect();
+        assert_eq!(taken, [1, 4]);
+        for bad in ["0/3", "4/3", "3", "a/b", "1/0"] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn feature_is_the_mean_view() {
+        let views = vec![vec![1.0f32, 2.0], vec![3.0, 6.0]];
+        assert_eq!(feature(&views), [2.0, 4.0]);
+    }
+}

@@ -1,0 +1,440 @@
+//! `strand-classify` end to end: `predict` against the reference's
+//! classification logits, input routes and shards; `eval` tables and plot;
+//! `train` (in `train.rs`) on a planted-motif task; failures (in
+//! `errors.rs`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::util::{
+    allclose, assert_no_failures, fasta_records, gzip, root, tempdir, test_data, Cmd, SafeFile, Tol,
+};
+
+mod errors;
+mod train;
+
+const BIN: &str = env!("CARGO_BIN_EXE_strand-classify");
+
+/// `strand-classify` on the CPU (so no "device auto" note on stderr).
+fn classify(sub: &str) -> Cmd {
+    Cmd::new(BIN).args([sub, "--device", "cpu"])
+}
+
+/// `test-data/models/<name>`, relative to the workspace root.
+fn model(name: &str) -> String {
+    test_data(&format!("models/{name}"))
+}
+
+fn sequences() -> String {
+    test_data("sequences.fa")
+}
+
+/// A parsed TSV table: header and rows, every row as long as the header.
+struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn parse(bytes: &[u8]) -> Table {
+        let text = std::str::from_utf8(bytes).expect("UTF-8 table");
+        assert!(text.ends_with('\n'), "table ends with a newline");
+        let mut lines = text
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect::<Vec<_>>());
+        let header = lines.next().expect("a header line");
+        let rows: Vec<Vec<String>> = lines.collect();
+        for r in &rows {
+            assert_eq!(r.len(), header.len(), "row {r:?} vs header {header:?}");
+        }
+        Table { header, rows }
+    }
+
+    fn read(path: &Path) -> Table {
+        Table::parse(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+    }
+
+    fn col(&self, name: &str) -> usize {
+        self.header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name} in {:?}", self.header))
+    }
+
+    /// The values of the label columns (everything between `length` or
+    /// `label` and `pred`) of each row, as f32.
+    fn values(&self, labels: &[&str]) -> Vec<Vec<f32>> {
+        let cols: Vec<usize> = labels.iter().map(|l| self.col(l)).collect();
+        self.rows
+            .iter()
+            .map(|r| {
+                cols.iter()
+                    .map(|&c| r[c].parse().expect("a number"))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn column(&self, name: &str) -> Vec<String> {
+        let c = self.col(name);
+        self.rows.iter().map(|r| r[c].clone()).collect()
+    }
+}
+
+/// `recommended_tolerance[kind]` of the goldens' manifest.
+fn tolerance(kind: &str) -> Tol {
+    let path = root().join("test-data/goldens/manifest.json");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read manifest.json"))
+            .expect("manifest.json is JSON");
+    let t = &manifest["recommended_tolerance"][kind];
+    Tol {
+        atol: t["atol"].as_f64().expect("atol"),
+        rtol: t["rtol"].as_f64().expect("rtol"),
+    }
+}
+
+const FIXTURE_LABELS: [&str; 3] = ["LABEL_0", "LABEL_1", "LABEL_2"];
+
+/// `predict --logits --special-tokens` (the reference's input) on the
+/// fixture classifier of `family` against golden `<record>.<kind>`.
+fn predict_matches(family: &str, extra: &[&str], kind: &str) {
+    let m = model(&format!("{family}-cls"));
+    let out = classify("predict")
+        .args(["-m", &m, "--logits", "--special-tokens"])
+        .args(extra)
+        .arg_seq()
+        .run()
+        .ok();
+    let table = Table::parse(&out.stdout);
+    let mut header = vec!["name", "length"];
+    header.extend(FIXTURE_LABELS);
+    header.push("pred");
+    assert_eq!(table.header, header);
+    let records = fasta_records(&root().join(sequences()));
+    assert_eq!(
+        table.column("name"),
+        records.iter().map(|r| r.0.clone()).collect::<Vec<_>>()
+    );
+    let lengths: Vec<String> = records.iter().map(|r| r.2.len().to_string()).collect();
+    assert_eq!(table.column("length"), lengths);
+    let gold = SafeFile::read(&root().join(format!("test-data/goldens/{family}.safetensors")));
+    let tol = tolerance(kind);
+    let mut failures = Vec::new();
+    for ((id, _, _), (got, pred)) in records.iter().zip(
+        table
+            .values(&FIXTURE_LABELS)
+            .iter()
+            .zip(table.column("pred")),
+    ) {
+        let want = gold.get(&format!("{id}.{kind}")).f32();
+        failures.extend(allclose(
+            &format!("{family} {id} {extra:?} vs {kind}"),
+            &[3],
+            got,
+            &want,
+            tol,
+        ));
+        let best = (0..3).fold(0, |b, i| if got[i] > got[b] { i } else { b });
+        assert_eq!(pred, FIXTURE_LABELS[best], "{id}: pred is the argmax");
+    }
+    assert_no_failures(&failures);
+}
+
+impl Cmd {
+    /// Appends the fixture sequences as the input.
+    fn arg_seq(self) -> Cmd {
+        self.args([sequences()])
+    }
+}
+
+#[test]
+fn predict_matches_reference_ps() {
+    predict_matches("ps-tiny", &[], "class_logits");
+}
+
+#[test]
+fn predict_matches_reference_ph() {
+    predict_matches("ph-tiny", &[], "class_logits");
+}
+
+#[test]
+fn predict_conjoin_matches_reference_ph() {
+    predict_matches("ph-tiny", &["--conjoin"], "class_logits_conjoin");
+}
+
+/// PS logits average both strands already; the reference ignores conjoin
+/// for PS models, and so does predict.
+#[test]
+fn predict_conjoin_changes_nothing_for_ps() {
+    let m = model("ps-tiny-cls");
+    let plain = classify("predict").args(["-m", &m]).arg_seq().run().ok();
+    let conj = classify("predict")
+        .args(["-m", &m, "--conjoin"])
+        .arg_seq()
+        .run()
+        .ok();
+    assert_eq!(plain.stdout, conj.stdout);
+}
+
+#[test]
+fn predict_probabilities_are_the_softmax_of_the_logits() {
+    for family in ["ps-tiny-cls", "ph-tiny-cls"] {
+        let m = model(family);
+        let probs = Table::parse(
+            &classify("predict")
+                .args(["-m", &m])
+                .arg_seq()
+                .run()
+                .ok()
+                .stdout,
+        );
+        let logits = Table::parse(
+            &classify("predict")
+                .args(["-m", &m, "--logits"])
+                .arg_seq()
+                .run()
+                .ok()
+                .stdout,
+        );
+        assert_eq!(probs.column("pred"), logits.column("pred"), "{family}");
+        for (p, l) in probs
+            .values(&FIXTURE_LABELS)
+            .iter()
+            .zip(logits.values(&FIXTURE_LABELS))
+        {
+            let m = l.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+            let z: f64 = l.iter().map(|&x| (x as f64 - m).exp()).sum();
+            for (pi, li) in p.iter().zip(&l) {
+                let want = (*li as f64 - m).exp() / z;
+                assert!(
+                    (*pi as f64 - want).abs() <= 1e-7 * want.max(1e-30) + 1e-12,
+                    "{family}: {pi} vs {want}"
+                );
+            }
+            let sum: f64 = p.iter().map(|&x| x as f64).sum();
+            assert!(
+                (sum - 1.0).abs() < 1e-6,
+                "{family}: probabilities sum to {sum}"
+            );
+        }
+    }
+}
+
+/// stdin, gzip and FASTQ input give the table of the plain file; shards
+/// partition it.
+#[test]
+fn predict_input_routes_and_shards() {
+    let dir = tempdir();
+    let m = model("ps-tiny-cls");
+    let plain = classify("predict")
+        .args(["-m", &m])
+        .arg_seq()
+        .run()
+        .ok()
+        .stdout;
+    let fasta = std::fs::read(root().join(sequences())).expect("read sequences.fa");
+    let stdin = classify("predict")
+        .args(["-m", &m, "-"])
+        .stdin(fasta.clone())
+        .run()
+        .ok()
+        .stdout;
+    assert_eq!(stdin, plain, "stdin");
+    let gz = dir.path().join("seqs.fa.gz");
+    std::fs::write(&gz, gzip(&fasta)).expect("write gzip");
+    let gz_out = dir.path().join("out.tsv");
+    classify("predict")
+        .args([
+            "-m",
+            &m,
+            "-o",
+            &gz_out.to_string_lossy(),
+            &gz.to_string_lossy(),
+        ])
+        .run()
+        .ok();
+    assert_eq!(
+        std::fs::read(&gz_out).expect("read output"),
+        plain,
+        "gzip input, file output"
+    );
+    let fastq: String = fasta_records(&root().join(sequences()))
+        .iter()
+        .map(|(id, _, s)| {
+            format!(
+                "@{id}\n{}\n+\n{}\n",
+                String::from_utf8_lossy(s),
+                "I".repeat(s.len())
+            )
+        })
+        .collect();
+    let fq = classify("predict")
+        .args(["-m", &m, "-"])
+        .stdin(fastq.into_bytes())
+        .run()
+        .ok()
+        .stdout;
+    assert_eq!(fq, plain, "FASTQ");
+
+    let full = Table::parse(&plain);
+    let mut seen = BTreeMap::new();
+    for i in 1..=4 {
+        let shard = format!("{i}/4");
+        let part = Table::parse(
+            &classify("predict")
+                .args(["-m", &m, "--shard", &shard])
+                .arg_seq()
+                .run()
+                .ok()
+                .stdout,
+        );
+        assert_eq!(part.header, full.header);
+        for row in part.rows {
+            let at = full
+                .rows
+                .iter()
+                .position(|r| *r == row)
+                .expect("a row of the full table");
+            assert_eq!(at % 4, i - 1, "record {at} belongs to shard {i}/4");
+            assert!(seen.insert(at, i).is_none(), "record {at} in two shards");
+        }
+    }
+    assert_eq!(seen.len(), full.rows.len(), "shards cover every record");
+}
+
+#[test]
+fn eval_writes_metrics_confusion_and_plot() {
+    let dir = tempdir();
+    let m = model("ph-tiny-cls");
+    // Labels chosen so some predictions are right and some wrong.
+    let ids: Vec<String> = fasta_records(&root().join(sequences()))
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    let truth = [
+        "LABEL_0", "LABEL_1", "LABEL_0", "LABEL_2", "LABEL_0", "LABEL_0",
+    ];
+    let tsv: String = ids
+        .iter()
+        .zip(truth)
+        .map(|(id, l)| format!("{id}\t{l}\n"))
+        .collect();
+    let labels = dir.path().join("labels.tsv");
+    std::fs::write(&labels, format!("name\tlabel\n{tsv}")).expect("write labels");
+    let (metrics, confusion, plot) = (
+        dir.path().join("m.tsv"),
+        dir.path().join("c.tsv"),
+        dir.path().join("c.png"),
+    );
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    let res = classify("eval")
+        .args(["-m", &m, "--data", &sequences(), "--labels", &path(&labels)])
+        .args([
+            "-o",
+            &path(&metrics),
+            "--confusion",
+            &path(&confusion),
+            "--plot",
+            &path(&plot),
+        ])
+        .run()
+        .ok();
+    assert!(res.stdout.is_empty());
+    assert!(res.stderr.contains("accuracy"), "{}", res.stderr);
+
+    let preds = Table::parse(
+        &classify("predict")
+            .args(["-m", &m])
+            .arg_seq()
+            .run()
+            .ok()
+            .stdout,
+    )
+    .column("pred");
+    let right = preds.iter().zip(truth).filter(|(p, t)| *p == t).count();
+    assert!(
+        right > 0 && right < ids.len(),
+        "the labels make a non-trivial test ({right} right)"
+    );
+
+    let table = Table::read(&metrics);
+    assert_eq!(table.header, ["split", "metric", "label", "value"]);
+    let get = |metric: &str, label: &str| -> String {
+        table
+            .rows
+            .iter()
+            .find(|r| r[1] == metric && r[2] == label)
+            .unwrap_or_else(|| panic!("no row {metric} {label}"))[3]
+            .clone()
+    };
+    assert!(table.rows.iter().all(|r| r[0] == "eval"));
+    assert_eq!(get("n", "."), "6");
+    let acc: f64 = get("accuracy", ".").parse().unwrap();
+    assert!((acc - right as f64 / 6.0).abs() < 1e-6, "accuracy {acc}");
+    assert_eq!(get("support", "LABEL_0"), "4");
+    // Every label occurs at least once and not in every record, so every
+    // AUROC is defined.
+    for l in FIXTURE_LABELS {
+        let recall: f64 = get("recall", l).parse().unwrap();
+        let tp = preds
+            .iter()
+            .zip(truth)
+            .filter(|(p, t)| *p == l && *t == l)
+            .count() as f64;
+        let support = truth.iter().filter(|&&t| t == l).count() as f64;
+        assert!((recall - tp / support).abs() < 1e-6, "{l}: recall {recall}");
+        let auroc: f64 = get("auroc", l).parse().unwrap();
+        assert!((0.0..=1.0).contains(&auroc));
+    }
+
+    let c = Table::read(&confusion);
+    assert_eq!(
+        c.header,
+        ["true\\predicted", "LABEL_0", "LABEL_1", "LABEL_2"]
+    );
+    let mut total = 0;
+    for (t, row) in c.rows.iter().enumerate() {
+        assert_eq!(row[0], FIXTURE_LABELS[t]);
+        for (p, count) in row[1..].iter().enumerate() {
+            let n: usize = count.parse().unwrap();
+            let want = preds
+                .iter()
+                .zip(truth)
+                .filter(|(pr, tr)| *tr == FIXTURE_LABELS[t] && pr.as_str() == FIXTURE_LABELS[p])
+                .count();
+            assert_eq!(n, want, "confusion[{t}][{p}]");
+            total += n;
+        }
+    }
+    assert_eq!(total, 6);
+
+    let png = std::fs::read(&plot).expect("read plot");
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png))
+        .read_info()
+        .expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size().expect("buffer size")];
+    let info = reader.next_frame(&mut buf).expect("PNG data");
+    assert!(
+        info.width >= 200 && info.height >= 200,
+        "{}x{}",
+        info.width,
+        info.height
+    );
+
+    // Metrics to stdout by default, identical to the file.
+    let stdout = classify("eval")
+        .args([
+            "-q",
+            "-m",
+            &m,
+            "--data",
+            &sequences(),
+            "--labels",
+            &path(&labels),
+        ])
+        .run()
+        .ok();
+    assert_eq!(stdout.stdout, std::fs::read(&metrics).unwrap());
+    assert!(stdout.stderr.is_empty(), "-q: {}", stdout.stderr);
+}
