@@ -5,4 +5,5 @@
 
 mod classify;
 mod embed;
+mod strand;
 mod util;
