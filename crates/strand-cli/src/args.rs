@@ -38,7 +38,13 @@ impl ModelArgs {
         let model = strand_core::Model::load(&self.model, place)?;
         if self.device == DeviceSpec::Auto && !quiet {
             match &model.gpu_unused {
-                Some(why) => eprintln!("{prog}: device auto: cpu (no usable GPU: {why})"),
+                Some(why) => {
+                    // The reason as `--device cuda` would print it, minus
+                    // the advice to use the CPU, which auto just took.
+                    let why = why.strip_prefix("cuda: ").unwrap_or(why);
+                    let why = why.trim_end_matches("; use --device cpu");
+                    eprintln!("{prog}: device auto: cpu (no usable GPU: {why})")
+                }
                 None => eprintln!("{prog}: device auto: {}", model.describe_device()),
             }
         }
