@@ -29,7 +29,10 @@ macro_rules! on_engine {
     ($self:expr, $b:ident => $e:expr) => {
         match &$self.engine {
             Engine::Cpu($b) => $e,
-            Engine::Cuda($b) => $e,
+            Engine::Cuda(c) => {
+                let $b = &**c;
+                $e
+            }
         }
     };
 }
@@ -133,13 +136,7 @@ impl Model {
     /// Final hidden states `[len, width]` of token ids `[len]`.
     pub fn forward(&self, ids: &[u32]) -> Result<Vec<f32>> {
         self.check_ids(ids)?;
-        on_engine!(self, b => {
-            let mut st = b.embed(ids)?;
-            for i in 0..self.config.n_layer {
-                b.block(i, &mut st)?;
-            }
-            b.final_norm(st)
-        })
+        on_engine!(self, b => b.final_norm(self.blocks(b, b.embed(ids)?)?))
     }
 
     /// Final hidden states of several sequences of equal length, each
@@ -185,12 +182,10 @@ impl Model {
         }
         on_engine!(self, b => {
             let ids: Vec<u32> = seqs.concat();
-            let Some(mut st) = b.embed_batch(&ids, seqs.len())? else {
+            let Some(st) = b.embed_batch(&ids, seqs.len())? else {
                 return one_by_one();
             };
-            for i in 0..self.config.n_layer {
-                b.block(i, &mut st)?;
-            }
+            let st = self.blocks(b, st)?;
             if !keep {
                 return b.final_norm_discard(st).map(|_| None);
             }
@@ -203,13 +198,7 @@ impl Model {
     /// states on the device (for benchmarks: no copy to the host).
     pub fn forward_discard(&self, ids: &[u32]) -> Result<()> {
         self.check_ids(ids)?;
-        on_engine!(self, b => {
-            let mut st = b.embed(ids)?;
-            for i in 0..self.config.n_layer {
-                b.block(i, &mut st)?;
-            }
-            b.final_norm_discard(st)
-        })
+        on_engine!(self, b => b.final_norm_discard(self.blocks(b, b.embed(ids)?)?))
     }
 
     /// Milliseconds per GPU op of one forward pass over `ids`, timed with
@@ -244,6 +233,14 @@ impl Model {
             }
             b.final_norm(st)
         })
+    }
+
+    /// Runs every block on `st`.
+    fn blocks<B: Backend>(&self, b: &B, mut st: B::State) -> Result<B::State> {
+        for i in 0..self.config.n_layer {
+            b.block(i, &mut st)?;
+        }
+        Ok(st)
     }
 
     fn check_ids(&self, ids: &[u32]) -> Result<()> {
