@@ -438,3 +438,51 @@ fn eval_writes_metrics_confusion_and_plot() {
     assert_eq!(stdout.stdout, std::fs::read(&metrics).unwrap());
     assert!(stdout.stderr.is_empty(), "-q: {}", stdout.stderr);
 }
+
+/// Equal-length records are batched (runs of equal length, up to
+/// `--batch-tokens`); the table is the same, in input order, whatever the
+/// batch size, and on whatever device runs it.
+#[test]
+fn predict_batches_equal_lengths_without_changing_results() {
+    let dir = tempdir();
+    let fa = dir.path().join("eq.fa");
+    let mut text = String::new();
+    let bases = b"ACGT";
+    for i in 0..9u32 {
+        // Three runs of equal length, then one odd record.
+        let len = if i < 8 { 40 + 10 * (i / 3) as usize } else { 7 };
+        let seq: String = (0..len)
+            .map(|j| bases[(j * 7 + i as usize * 3 + j / 5) % 4] as char)
+            .collect();
+        text.push_str(&format!(">r{i}\n{seq}\n"));
+    }
+    std::fs::write(&fa, text).unwrap();
+    let fa = fa.to_string_lossy().to_string();
+    let run = |extra: &[&str]| {
+        classify("predict")
+            .args(["-m", &model("ph-tiny-cls"), "--conjoin", "--logits"])
+            .args(extra)
+            .args([&fa])
+            .run()
+            .ok()
+            .stdout
+    };
+    let one = run(&["--batch-tokens", "1"]);
+    let many = run(&[]);
+    let two = run(&["--batch-tokens", "100"]);
+    let (a, b, c) = (Table::parse(&one), Table::parse(&many), Table::parse(&two));
+    assert_eq!(a.rows.len(), 9);
+    for (t, name) in [(&b, "default"), (&c, "100 tokens")] {
+        assert_eq!(t.header, a.header, "{name}");
+        for (ra, rb) in a.rows.iter().zip(&t.rows) {
+            assert_eq!(ra[..2], rb[..2], "{name}: order");
+            for (x, y) in ra[2..ra.len() - 1].iter().zip(&rb[2..rb.len() - 1]) {
+                let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+                assert!(
+                    (x - y).abs() <= 1e-5 * (1.0 + x.abs()),
+                    "{name}: {x} vs {y}"
+                );
+            }
+        }
+    }
+}

@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::Args as ClapArgs;
 use strand_io::{AtomicFile, Reader};
 
-use super::records::{each_record, head_logits, Embedder, Shard};
+use super::records::{each_record, head_logits, Batcher, Embedder, Shard};
 use super::{class_labels, describe, prediction_cells, FeedArgs, PROG};
 use crate::args::{ModelArgs, RunArgs};
 
@@ -43,6 +43,11 @@ pub struct Args {
     #[arg(long, value_name = "I/N", help_heading = "Input")]
     pub shard: Option<Shard>,
 
+    /// Records of equal length are run through the model together, up to
+    /// this many tokens per pass (on a GPU; the CPU runs them one by one)
+    #[arg(long, value_name = "INT", default_value_t = 1 << 20, help_heading = "Run")]
+    pub batch_tokens: usize,
+
     #[command(flatten)]
     pub feed: FeedArgs,
 
@@ -71,13 +76,24 @@ pub fn run(args: Args) -> Result<()> {
     };
     writeln!(out, "name\tlength\t{}\tpred", labels.join("\t")).map_err(|e| out.write_error(e))?;
     let bar = crate::progress::bases(args.run.quiet);
-    each_record(reader, args.shard, |n, rec| {
-        let logits = head_logits(&model, &emb.views(&file, n, &rec)?)?;
-        let cells = prediction_cells(&logits, &labels, args.logits);
-        writeln!(out, "{}\t{}\t{cells}", rec.id, rec.seq.len()).map_err(|e| out.write_error(e))?;
-        bar.inc(rec.seq.len() as u64);
+    let mut write_batch = |batch: Vec<(u64, strand_io::Record)>| -> Result<()> {
+        for ((_, rec), views) in batch.iter().zip(emb.views_batch(&file, &batch)?) {
+            let logits = head_logits(&model, &views)?;
+            let cells = prediction_cells(&logits, &labels, args.logits);
+            writeln!(out, "{}\t{}\t{cells}", rec.id, rec.seq.len())
+                .map_err(|e| out.write_error(e))?;
+            bar.inc(rec.seq.len() as u64);
+        }
         Ok(())
+    };
+    let mut batcher = Batcher::new(args.batch_tokens);
+    each_record(reader, args.shard, |n, rec| match batcher.push(n, rec) {
+        Some(batch) => write_batch(batch),
+        None => Ok(()),
     })?;
+    if let Some(batch) = batcher.finish() {
+        write_batch(batch)?;
+    }
     bar.finish_and_clear();
     out.commit()?;
     Ok(())

@@ -115,6 +115,73 @@ impl Embedder<'_> {
         }
         Ok(views)
     }
+
+    /// The views of several records of equal length, in one batched pass
+    /// per strand where the device batches (the GPU); the same numbers as
+    /// [`Embedder::views`] on each, within float tolerance. `recs` holds
+    /// `(number, record)` pairs of `file`.
+    pub fn views_batch(&self, file: &str, recs: &[(u64, Record)]) -> Result<Vec<Views>> {
+        if recs.len() == 1 {
+            let (n, rec) = &recs[0];
+            return Ok(vec![self.views(file, *n, rec)?]);
+        }
+        let m = self.model;
+        let at = || {
+            let (first, last) = (&recs[0], &recs[recs.len() - 1]);
+            format!(
+                "{file}: records {}-{} (\"{}\" to \"{}\")",
+                first.0, last.0, first.1.id, last.1.id
+            )
+        };
+        let run = |seqs: Vec<Vec<u8>>| -> Result<Vec<Views>> {
+            let ids: Vec<Vec<u32>> = seqs.iter().map(|s| self.tokens(s)).collect();
+            let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+            let hidden = m.forward_batch(&refs).with_context(at)?;
+            Ok(hidden.iter().map(|h| m.pooled_views(h)).collect())
+        };
+        let mut views = run(recs.iter().map(|(_, r)| r.seq.clone()).collect())?;
+        if self.conjoin && !m.config.rcps {
+            let rc = run(recs
+                .iter()
+                .map(|(_, r)| tokenizer::reverse_complement(&r.seq))
+                .collect())?;
+            for (v, r) in views.iter_mut().zip(rc) {
+                v.extend(r);
+            }
+        }
+        Ok(views)
+    }
+}
+
+/// Groups consecutive records of equal length for batched passes: a batch
+/// ends when the length changes or it holds `max_tokens` tokens.
+pub struct Batcher {
+    max_tokens: usize,
+    pending: Vec<(u64, Record)>,
+}
+
+impl Batcher {
+    pub fn new(max_tokens: usize) -> Batcher {
+        Batcher {
+            max_tokens: max_tokens.max(1),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Adds a record; returns the batch it completes, if any, before it.
+    pub fn push(&mut self, n: u64, rec: Record) -> Option<Vec<(u64, Record)>> {
+        let full = self.pending.first().is_some_and(|(_, r)| {
+            r.seq.len() != rec.seq.len() || (self.pending.len() + 1) * r.seq.len() > self.max_tokens
+        });
+        let done = full.then(|| std::mem::take(&mut self.pending));
+        self.pending.push((n, rec));
+        done
+    }
+
+    /// The last, incomplete batch.
+    pub fn finish(self) -> Option<Vec<(u64, Record)>> {
+        (!self.pending.is_empty()).then_some(self.pending)
+    }
 }
 
 /// A labelled record, run through the model.
@@ -199,6 +266,33 @@ pub fn feature(views: &Views) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batcher_groups_equal_lengths_up_to_the_token_budget() {
+        let rec = |id: &str, len: usize| Record {
+            id: id.into(),
+            description: None,
+            seq: vec![b'A'; len],
+        };
+        let mut b = Batcher::new(10);
+        let ids = |v: Option<Vec<(u64, Record)>>| -> Vec<String> {
+            v.unwrap_or_default()
+                .into_iter()
+                .map(|(_, r)| r.id)
+                .collect()
+        };
+        assert!(b.push(1, rec("a", 3)).is_none());
+        assert!(b.push(2, rec("b", 3)).is_none());
+        assert!(b.push(3, rec("c", 3)).is_none());
+        // A fourth 3-base record would make 12 tokens > 10.
+        assert_eq!(ids(b.push(4, rec("d", 3))), ["a", "b", "c"]);
+        // A length change ends the batch.
+        assert_eq!(ids(b.push(5, rec("e", 4))), ["d"]);
+        // A record longer than the budget goes alone.
+        assert_eq!(ids(b.push(6, rec("f", 50))), ["e"]);
+        assert_eq!(ids(b.push(7, rec("g", 50))), ["f"]);
+        assert_eq!(ids(b.finish()), ["g"]);
+    }
 
     #[test]
     fn shard_parsing_and_membership() {
