@@ -68,7 +68,14 @@ fn devices() -> Result<(String, Vec<DeviceInfo>)> {
     unsafe { drv::cuDriverGetVersion(&mut v) }
         .result()
         .map_err(cuda_err("reading the driver version"))?;
-    let driver = format!("CUDA {}.{} driver, {n} GPU(s)", v / 1000, v % 1000 / 10);
+    let kernel_module = nvidia_driver_version()
+        .map(|v| format!(", NVIDIA driver {v}"))
+        .unwrap_or_default();
+    let driver = format!(
+        "CUDA {}.{}{kernel_module}, {n} GPU(s)",
+        v / 1000,
+        v % 1000 / 10
+    );
     let mut devs = Vec::new();
     for i in 0..n {
         let ctx = cudarc::driver::CudaContext::new(i).map_err(cuda_err("opening a GPU"))?;
@@ -81,6 +88,16 @@ fn devices() -> Result<(String, Vec<DeviceInfo>)> {
         ));
     }
     Ok((driver, devs))
+}
+
+/// The kernel module's version, e.g. `580.159.04` (Linux; the CUDA driver
+/// API only reports the CUDA version it supports).
+fn nvidia_driver_version() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/driver/nvidia/version").ok()?;
+    let line = text.lines().find(|l| l.starts_with("NVRM version"))?;
+    line.split_whitespace()
+        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()) && w.contains('.'))
+        .map(str::to_string)
 }
 
 fn compile_check(arch: &str) -> String {
