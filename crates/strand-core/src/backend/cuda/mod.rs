@@ -437,6 +437,16 @@ impl CudaBackend {
         Ok(st)
     }
 
+    /// Final add + norm into `residual` (f32), the RC half's weights read
+    /// reversed (spec section 9).
+    fn enqueue_final_norm(&self, st: &CudaState) -> Result<()> {
+        let g = &self.gpu;
+        let mut p = self.norm_params(st, &self.w.norm_f);
+        p.flip1 = FLIP_WEIGHT;
+        p.out = st.residual.ptr;
+        g.timed("norm", || g.launch_1d(&g.f.norm_final, st.rows() * 32, p))
+    }
+
     /// Host copy of an activation buffer of `n` elements, as f32.
     fn download_act(&self, buf: &Buf, n: usize) -> Result<Vec<f32>> {
         match self.act {
@@ -507,23 +517,15 @@ impl Backend for CudaBackend {
     }
 
     fn final_norm(&self, st: CudaState) -> Result<Vec<f32>> {
-        let g = &self.gpu;
-        let mut p = self.norm_params(&st, &self.w.norm_f);
-        p.flip1 = FLIP_WEIGHT;
-        p.out = st.residual.ptr;
-        g.timed("norm", || g.launch_1d(&g.f.norm_final, st.rows() * 32, p))?;
+        self.enqueue_final_norm(&st)?;
         let mut out = vec![0.0f32; st.rows() * self.cfg.width()];
-        g.download(st.residual.ptr, &mut out)?;
+        self.gpu.download(st.residual.ptr, &mut out)?;
         Ok(out)
     }
 
     fn final_norm_discard(&self, st: CudaState) -> Result<()> {
-        let g = &self.gpu;
-        let mut p = self.norm_params(&st, &self.w.norm_f);
-        p.flip1 = FLIP_WEIGHT;
-        p.out = st.residual.ptr;
-        g.timed("norm", || g.launch_1d(&g.f.norm_final, st.rows() * 32, p))?;
-        g.sync()
+        self.enqueue_final_norm(&st)?;
+        self.gpu.sync()
     }
 
     fn lm_logits(&self, hidden: &[f32], len: usize) -> Result<Vec<f32>> {
