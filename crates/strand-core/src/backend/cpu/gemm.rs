@@ -5,8 +5,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use gemm::Parallelism;
+use rayon::prelude::*;
 
 use crate::model::weights::Linear;
+
+/// Rows per task when a multi-threaded product is split by rows.
+const ROW_BLOCK: usize = 512;
 
 static FLOPS: AtomicU64 = AtomicU64::new(0);
 static NANOS: AtomicU64 = AtomicU64::new(0);
@@ -59,15 +63,58 @@ pub fn linear(
     );
     assert_eq!(w.w.len(), n * k);
     let timed = threads > 1;
-    let par = if threads > 1 && m * n * k >= 1 << 18 {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    };
     let start = timed.then(Instant::now);
-    // SAFETY: the asserts above bound every element the strides reach:
+    let (x, y) = (&x[..(m - 1) * ldx + k], &mut y[..(m - 1) * ldy + n]);
+    if threads > 1 && m >= 2 * ROW_BLOCK {
+        // Blocks of rows, each a single-threaded product: for `in_proj`'s
+        // shape (K = 256, N = 1024, long M) this ran 10-15 % faster than
+        // the library's own split across threads, and no slower for the
+        // other shapes measured (`out_proj`, 2048³).
+        x.par_chunks(ROW_BLOCK * ldx)
+            .zip(y.par_chunks_mut(ROW_BLOCK * ldy))
+            .for_each(|(xb, yb)| {
+                let rows = yb.len().div_ceil(ldy);
+                product(rows, xb, ldx, w, yb, ldy, accumulate, Parallelism::None);
+            });
+    } else {
+        let par = if threads > 1 && m * n * k >= 1 << 18 {
+            Parallelism::Rayon(threads)
+        } else {
+            Parallelism::None
+        };
+        product(m, x, ldx, w, y, ldy, accumulate, par);
+    }
+    if let Some(t) = start {
+        FLOPS.fetch_add((2 * m * n * k) as u64, Ordering::Relaxed);
+        NANOS.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+    if let Some(b) = &w.b {
+        for row in y.chunks_mut(ldy).take(m) {
+            for (o, &bi) in row[..n].iter_mut().zip(b) {
+                *o += bi;
+            }
+        }
+    }
+}
+
+/// `y (+)= x · W^T` for `m` rows through the `gemm` crate; `x` and `y`
+/// hold `m` rows at strides `ldx` and `ldy`.
+#[allow(clippy::too_many_arguments)]
+fn product(
+    m: usize,
+    x: &[f32],
+    ldx: usize,
+    w: &Linear,
+    y: &mut [f32],
+    ldy: usize,
+    accumulate: bool,
+    par: Parallelism,
+) {
+    let (n, k) = (w.out, w.inp);
+    assert!(x.len() >= (m - 1) * ldx + k && y.len() >= (m - 1) * ldy + n);
+    // SAFETY: the assert above bounds every element the strides reach:
     // lhs rows i < m at i*ldx + [0, k), dst rows at i*ldy + [0, n), and
-    // rhs = W^T read as (kk, j) -> W[j*k + kk].
+    // rhs = W^T read as (kk, j) -> W[j*k + kk] (`linear` checked its size).
     unsafe {
         gemm::gemm(
             m,
@@ -90,17 +137,6 @@ pub fn linear(
             false,
             par,
         );
-    }
-    if let Some(t) = start {
-        FLOPS.fetch_add((2 * m * n * k) as u64, Ordering::Relaxed);
-        NANOS.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    }
-    if let Some(b) = &w.b {
-        for row in y.chunks_mut(ldy).take(m) {
-            for (o, &bi) in row[..n].iter_mut().zip(b) {
-                *o += bi;
-            }
-        }
     }
 }
 
@@ -128,5 +164,36 @@ mod tests {
         }
         linear(3, &x, 6, &w, &mut y, 3, true, 1);
         assert_eq!(y[0], 2.0 * (x[0] + x[3] + 10.));
+    }
+
+    #[test]
+    fn row_blocks_match_one_product() {
+        // More rows than two blocks, a partial last block, strided operands.
+        let (m, k, n, ldx, ldy) = (2 * ROW_BLOCK + 37, 24, 10, 30, 13);
+        let x: Vec<f32> = (0..m * ldx)
+            .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let w = Linear {
+            w: (0..n * k)
+                .map(|i| ((i * 13) % 29) as f32 / 14.0 - 1.0)
+                .collect(),
+            b: Some((0..n).map(|j| j as f32).collect()),
+            out: n,
+            inp: k,
+        };
+        let mut whole = vec![7.0f32; m * ldy];
+        let mut blocks = whole.clone();
+        linear(m, &x, ldx, &w, &mut whole, ldy, true, 1);
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("a thread pool")
+            .install(|| linear(m, &x, ldx, &w, &mut blocks, ldy, true, 2));
+        for (i, (a, b)) in whole.iter().zip(&blocks).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                "element {i}: {a} vs {b}"
+            );
+        }
     }
 }

@@ -13,21 +13,24 @@
 //! Memory stays O(L·di): the `[L, di, N]` state history is never formed.
 //! The scan walks positions in tiles; within a tile, blocks of channels
 //! run in parallel, each carrying its own `[N, lanes]` state across tiles.
-//! `u` is recomputed tile by tile rather than stored: it costs one `exp`
-//! per element against the sixteen the recurrence needs, and saves an
-//! `[L, di]` buffer.
+//! `u` is computed once, in row chunks alongside `x_proj`, and kept
+//! channel-block-major so that each block reads it as one stream.
+
+use std::cell::RefCell;
 
 use rayon::prelude::*;
 
 use super::gemm;
-use super::simd::{Lanes8, Simd};
+use super::simd::{prefetch, Lanes8, Simd};
 use crate::model::weights::{Linear, Ssm};
 
 /// Positions per scan tile: one tile of `xd` stays in L2 while every
 /// channel block walks it.
 const TILE: usize = 256;
-/// Rows per `x_proj` chunk.
+/// Rows per `x_proj` chunk, at most.
 const CHUNK: usize = 256;
+/// Positions whose exponentials the scan computes ahead of the recurrence.
+const SUB: usize = 16;
 
 /// Which instruction set the kernels use, chosen once at start-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,15 +129,17 @@ pub fn run(isa: Isa, p: &Pass, scratch: Scratch, threads: usize) {
     // `u` is also kept for the scan, channel-block-major (block at channel
     // c0 with `lanes` channels holds `[len, lanes]` from `c0 * len`), so
     // each block later reads its inputs as one contiguous stream.
+    // Short sequences take smaller chunks, so that every thread gets some.
+    let chunk = CHUNK.min(p.len.div_ceil(threads.max(1))).max(1);
     let ubp = SyncPtr(ub.as_mut_ptr());
     xd[..p.len * w]
-        .par_chunks_mut(CHUNK * w)
+        .par_chunks_mut(chunk * w)
         .enumerate()
         .for_each_init(
-            || vec![0.0f32; CHUNK * s.di],
+            || vec![0.0f32; chunk * s.di],
             |u, (ci, xd_chunk)| {
                 let rows = xd_chunk.len() / w;
-                let l0 = ci * CHUNK;
+                let l0 = ci * chunk;
                 for (i, urow) in u.chunks_exact_mut(s.di).take(rows).enumerate() {
                     conv_row(isa, p, l0 + i, urow);
                 }
@@ -148,8 +153,9 @@ pub fn run(isa: Isa, p: &Pass, scratch: Scratch, threads: usize) {
                             rows * lanes,
                         )
                     };
-                    for (i, d) in dst.chunks_exact_mut(lanes).enumerate() {
-                        d.copy_from_slice(&u[i * s.di + c0..i * s.di + c0 + lanes]);
+                    match lanes {
+                        8 => copy_block::<8>(u, s.di, c0, dst),
+                        _ => copy_block::<1>(u, s.di, c0, dst),
                     }
                 }
             },
@@ -161,25 +167,30 @@ pub fn run(isa: Isa, p: &Pass, scratch: Scratch, threads: usize) {
             c0,
             lanes,
             state: vec![0.0; s.n * lanes],
-            delta_tile: vec![0.0; TILE * lanes],
-            du_tile: vec![0.0; TILE * lanes],
-            y_tile: vec![0.0; TILE * lanes],
         })
         .collect();
     let ub: &[f32] = ub;
     let yp = SyncPtr(y.as_mut_ptr());
     let ntiles = p.len.div_ceil(TILE);
-    let pool_split = (units.len() / threads.max(1) / 4).max(1);
     for t in 0..ntiles {
         let tile = if p.reverse { ntiles - 1 - t } else { t };
         let (lo, hi) = (tile * TILE, ((tile + 1) * TILE).min(p.len));
-        units
-            .par_iter_mut()
-            .with_min_len(pool_split)
-            .for_each(|unit| {
-                let uu = &ub[unit.c0 * p.len..(unit.c0 + unit.lanes) * p.len];
-                scan_unit(isa, p, xd, uu, yp, unit, lo, hi)
-            });
+        // One block per task: every tile ends in a join, and with coarser
+        // tasks one thread would idle at each tile's end while the other
+        // finishes its last task.
+        units.par_iter_mut().for_each(|unit| {
+            let uu = &ub[unit.c0 * p.len..(unit.c0 + unit.lanes) * p.len];
+            TILE_BUFS.with_borrow_mut(|t| scan_unit(isa, p, xd, uu, yp, unit, t, lo, hi))
+        });
+    }
+}
+
+/// Copies channels `c0..c0+L` of the rows of `u` (row length `di`) into
+/// `dst`, one after another; `L` is a constant so each row is a couple of
+/// moves rather than a `memcpy` call.
+fn copy_block<const L: usize>(u: &[f32], di: usize, c0: usize, dst: &mut [f32]) {
+    for (i, d) in dst.chunks_exact_mut(L).enumerate() {
+        d.copy_from_slice(&u[i * di + c0..][..L]);
     }
 }
 
@@ -200,14 +211,30 @@ fn blocks(di: usize) -> impl Iterator<Item = (usize, usize)> {
         .chain((full..di).map(|c| (c, 1)))
 }
 
-/// A block of channels: its carried state and tile-local buffers.
+/// A block of channels and its state, carried from tile to tile.
 struct Unit {
     c0: usize,
     lanes: usize,
     state: Vec<f32>,
-    delta_tile: Vec<f32>,
-    du_tile: Vec<f32>,
-    y_tile: Vec<f32>,
+}
+
+/// One block's work buffers for one tile: step sizes, `δ·u` and the output
+/// being accumulated, `[TILE, lanes]` each.
+struct TileBufs {
+    delta: Vec<f32>,
+    du: Vec<f32>,
+    y: Vec<f32>,
+}
+
+thread_local! {
+    /// Tile buffers per thread rather than per block: every block a thread
+    /// runs reuses them, so they stay in cache instead of 64 sets cycling
+    /// through it.
+    static TILE_BUFS: RefCell<TileBufs> = RefCell::new(TileBufs {
+        delta: vec![0.0; TILE * 8],
+        du: vec![0.0; TILE * 8],
+        y: vec![0.0; TILE * 8],
+    });
 }
 
 #[derive(Clone, Copy)]
@@ -244,42 +271,66 @@ fn conv_row_avx2(p: &Pass, l: usize, urow: &mut [f32]) {
     conv_row_generic::<super::simd::Avx2>(p, l, urow)
 }
 
+/// `urow = silu(b + Σ_t w[t] x[src(t)])` at position `l`: forward, tap `t`
+/// reads position `l - (K-1-t)`; reverse (mirrored taps), `l + (K-1-t)`.
+/// The few taps form the outer loop, so the channel loop inside carries
+/// no branches; `urow` stays in L1 between taps.
 #[inline(always)]
 fn conv_row_generic<S: Simd>(p: &Pass, l: usize, urow: &mut [f32]) {
-    let di = p.ssm.di;
-    let mut c = 0;
-    while c + S::LANES <= di {
-        conv_silu::<S>(p, l, c).store(&mut urow[c..]);
-        c += S::LANES;
+    let s = p.ssm;
+    let (di, k) = (s.di, s.k);
+    // Taps `k0..K` have a source position (tap K-1 always does).
+    let k0 = if p.reverse {
+        (l + k).saturating_sub(p.len)
+    } else {
+        (k - 1).saturating_sub(l)
+    };
+    // Rows are visited in order and each is first read here, from memory:
+    // asking for the `x` half of one a few positions ahead hides that.
+    let ahead = l + k + 4;
+    if ahead < p.len {
+        for c in (0..di).step_by(16) {
+            prefetch(p.xz[ahead * p.ld_xz + c..].as_ptr());
+        }
     }
-    while c < di {
-        conv_silu::<f32>(p, l, c).store(&mut urow[c..]);
-        c += 1;
+    let src = |t: usize| {
+        if p.reverse {
+            l + k - 1 - t
+        } else {
+            l + 1 + t - k
+        }
+    };
+    let x_row = |t: usize| &p.xz[src(t) * p.ld_xz..][..di];
+    let w_row = |t: usize| &s.conv_wt[t * di..][..di];
+    urow[..di].copy_from_slice(&s.conv_b);
+    for t in k0..k {
+        let (x, w) = (x_row(t), w_row(t));
+        if t + 1 < k {
+            conv_tap::<S, false>(&mut urow[..di], w, x);
+        } else {
+            conv_tap::<S, true>(&mut urow[..di], w, x);
+        }
     }
 }
 
-/// `silu(b + Σ_k w[k] x[src(k)])` for channels `c0..c0+LANES` at position `l`;
-/// forward looks at `l-K+1..=l`, reverse at `l..=l+K-1` (mirrored taps).
+/// `acc += w·x`, then SiLU if this is the last tap.
 #[inline(always)]
-fn conv_silu<S: Simd>(p: &Pass, l: usize, c0: usize) -> S {
-    let s = p.ssm;
-    let mut acc = S::load(&s.conv_b[c0..]);
-    for k in 0..s.k {
-        let back = s.k - 1 - k;
-        let src = if p.reverse {
-            l + back
-        } else if l >= back {
-            l - back
-        } else {
-            continue;
-        };
-        if src >= p.len {
-            continue;
-        }
-        let w = S::load(&s.conv_wt[k * s.di + c0..]);
-        acc = w.fma(S::load(&p.xz[src * p.ld_xz + c0..]), acc);
+fn conv_tap<S: Simd, const LAST: bool>(acc: &mut [f32], w: &[f32], x: &[f32]) {
+    #[inline(always)]
+    fn step<V: Simd, const LAST: bool>(acc: &mut [f32], w: &[f32], x: &[f32], c: usize) {
+        let v = V::load(&w[c..]).fma(V::load(&x[c..]), V::load(&acc[c..]));
+        if LAST { v.silu() } else { v }.store(&mut acc[c..]);
     }
-    acc.silu()
+    assert!(w.len() == acc.len() && x.len() == acc.len());
+    let mut c = 0;
+    while c + S::LANES <= acc.len() {
+        step::<S, LAST>(acc, w, x, c);
+        c += S::LANES;
+    }
+    while c < acc.len() {
+        step::<f32, LAST>(acc, w, x, c);
+        c += 1;
+    }
 }
 
 /// `ub` is this block's `[len, lanes]` slice of `u`.
@@ -291,32 +342,44 @@ fn scan_unit(
     ub: &[f32],
     y: SyncPtr,
     u: &mut Unit,
+    t: &mut TileBufs,
     lo: usize,
     hi: usize,
 ) {
     match (isa, u.lanes) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` is only chosen when the CPU has AVX2 and FMA.
-        (Isa::Avx2, 8) => unsafe { scan_avx2(p, xd, ub, y, u, lo, hi) },
-        (_, 8) => scan_tile::<Lanes8>(p, xd, ub, y, u, lo, hi),
-        _ => scan_tile::<f32>(p, xd, ub, y, u, lo, hi),
+        (Isa::Avx2, 8) => unsafe { scan_avx2(p, xd, ub, y, u, t, lo, hi) },
+        (_, 8) => scan_tile::<Lanes8>(p, xd, ub, y, u, t, lo, hi),
+        _ => scan_tile::<f32>(p, xd, ub, y, u, t, lo, hi),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-fn scan_avx2(p: &Pass, xd: &[f32], ub: &[f32], y: SyncPtr, u: &mut Unit, lo: usize, hi: usize) {
-    scan_tile::<super::simd::Avx2>(p, xd, ub, y, u, lo, hi)
+fn scan_avx2(
+    p: &Pass,
+    xd: &[f32],
+    ub: &[f32],
+    y: SyncPtr,
+    u: &mut Unit,
+    t: &mut TileBufs,
+    lo: usize,
+    hi: usize,
+) {
+    scan_tile::<super::simd::Avx2>(p, xd, ub, y, u, t, lo, hi)
 }
 
 /// States `j0..j0+G` of one channel block over a tile, accumulating
-/// `Σ h·C` into `u.y_tile`.
+/// `Σ h·C` into `t.y`.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn scan_states<S: Simd, const G: usize>(
     p: &Pass,
     xd: &[f32],
     u: &mut Unit,
+    t: &mut TileBufs,
     j0: usize,
     lo: usize,
     len: usize,
@@ -324,25 +387,99 @@ fn scan_states<S: Simd, const G: usize>(
     let s = p.ssm;
     let (di, n, r, c0, lanes) = (s.di, s.n, s.r, u.c0, S::LANES);
     let w = r + 2 * n;
+    assert!(j0 + G <= n && (lo + len) * w <= xd.len());
+    assert!(len * lanes <= t.delta.len().min(t.du.len()).min(t.y.len()));
+    if len == 0 {
+        return;
+    }
     let a: [S; G] = std::array::from_fn(|g| S::load(&s.at2[(j0 + g) * di + c0..]));
     let mut h: [S; G] = std::array::from_fn(|g| S::load(&u.state[(j0 + g) * lanes..]));
-    for step in 0..len {
-        let i = if p.reverse { len - 1 - step } else { step };
-        let row = &xd[(lo + i) * w + r + j0..];
-        let delta = S::load(&u.delta_tile[i * lanes..]);
-        let du = S::load(&u.du_tile[i * lanes..]);
-        let yi = &mut u.y_tile[i * lanes..];
-        let mut acc = S::load(yi);
-        for g in 0..G {
-            // δ > 0 (softplus) and A < 0 (-exp), so the exponent is never positive.
-            let da = delta.mul(a[g]).exp2_nonpos();
-            h[g] = da.fma(h[g], du.mul(S::splat(row[g])));
-            acc = h[g].fma(S::splat(row[n + g]), acc);
+    // Positions are walked through raw pointers: per state the loops below
+    // are a handful of vector operations, and bounds checks on every stream
+    // would add a sizeable share of branches to them.
+    let (first, dir) = if p.reverse { (len - 1, -1) } else { (0, 1) };
+    let (row_step, lane_step) = (dir * w as isize, dir * lanes as isize);
+    let load = |q: *const f32| {
+        // SAFETY: every pointer passed points into a buffer with at least
+        // `LANES` elements left (asserted above for the tile's rows).
+        S::load(unsafe { std::slice::from_raw_parts(q, lanes) })
+    };
+    // SAFETY (pointer set-up and stepping): the asserts above keep rows
+    // `lo..lo+len` of `xd` at offset `r + j0 + g` and `r + n + j0 + g`
+    // (`j0 + g < n`) and positions `0..len` of the tile buffers in bounds;
+    // the loop leaves each pointer one step past its last use at most,
+    // which `wrapping_offset` allows.
+    let mut bp = unsafe { xd.as_ptr().add((lo + first) * w + r + j0) };
+    let mut dp = unsafe { t.delta.as_ptr().add(first * lanes) };
+    let mut up = unsafe { t.du.as_ptr().add(first * lanes) };
+    let mut yp = unsafe { t.y.as_mut_ptr().add(first * lanes) };
+    let mut da = [[S::splat(0.0); G]; SUB];
+    let mut left = len;
+    while left > 0 {
+        let m = SUB.min(left);
+        left -= m;
+        // The exponentials of a few positions first: they do not depend on
+        // the recurrence, and in a loop of their own their long dependency
+        // chains overlap freely instead of queueing behind it.
+        for dk in &mut da[..m] {
+            let delta = load(dp);
+            for (d, &ag) in dk.iter_mut().zip(&a) {
+                // δ > 0 (softplus) and A < 0 (-exp): the exponent is never positive.
+                *d = delta.mul(ag).exp2_nonpos();
+            }
+            dp = dp.wrapping_offset(lane_step);
         }
-        acc.store(yi);
+        for dk in &da[..m] {
+            let du = load(up);
+            let mut acc = load(yp);
+            for g in 0..G {
+                // SAFETY: see the set-up above.
+                let (b, c) = unsafe { (*bp.add(g), *bp.add(n + g)) };
+                h[g] = dk[g].fma(h[g], du.mul(S::splat(b)));
+                acc = h[g].fma(S::splat(c), acc);
+            }
+            // SAFETY: `yp` points at `lanes` elements of `t.y`.
+            acc.store(unsafe { std::slice::from_raw_parts_mut(yp, lanes) });
+            bp = bp.wrapping_offset(row_step);
+            up = up.wrapping_offset(lane_step);
+            yp = yp.wrapping_offset(lane_step);
+        }
     }
     for (g, hg) in h.iter().enumerate() {
         hg.store(&mut u.state[(j0 + g) * lanes..]);
+    }
+}
+
+/// Tile positions `i0..i0+P` of one channel block: `δ = softplus(dt_proj)`,
+/// `δ·u`, and `D·u` as the start of the output.
+#[inline(always)]
+fn step_sizes<S: Simd, const P: usize>(
+    s: &SsmLanes,
+    xd: &[f32],
+    u_tile: &[f32],
+    c0: usize,
+    t: &mut TileBufs,
+    lo: usize,
+    i0: usize,
+) {
+    let (di, r, lanes) = (s.di, s.r, S::LANES);
+    let w = r + 2 * s.n;
+    let rows: [&[f32]; P] = std::array::from_fn(|k| &xd[(lo + i0 + k) * w..][..r]);
+    let mut dt = [S::load(&s.dt_b[c0..]); P];
+    for (j, wrow) in s.dt_wt.chunks_exact(di).take(r).enumerate() {
+        let wj = S::load(&wrow[c0..]);
+        for (acc, row) in dt.iter_mut().zip(&rows) {
+            *acc = wj.fma(S::splat(row[j]), *acc);
+        }
+    }
+    let d = S::load(&s.d[c0..]);
+    for (k, dtk) in dt.into_iter().enumerate() {
+        let at = (i0 + k) * lanes;
+        let delta = dtk.softplus();
+        let uu = S::load(&u_tile[at..]);
+        delta.store(&mut t.delta[at..]);
+        delta.mul(uu).store(&mut t.du[at..]);
+        d.mul(uu).store(&mut t.y[at..]);
     }
 }
 
@@ -363,30 +500,44 @@ fn scan_tile<S: Simd>(
     ub: &[f32],
     y: SyncPtr,
     u: &mut Unit,
+    t: &mut TileBufs,
     lo: usize,
     hi: usize,
 ) {
     let s = p.ssm;
-    let (di, n, r, c0) = (s.di, s.n, s.r, u.c0);
+    let (di, n, c0) = (s.di, s.n, u.c0);
     let lanes = S::LANES;
-    let w = r + 2 * n;
     let len = hi - lo;
     let u_tile = &ub[lo * lanes..hi * lanes];
 
-    // Step sizes for the tile, and the D skip as the output's start value.
-    let d = S::load(&s.d[c0..]);
-    let dt_b = S::load(&s.dt_b[c0..]);
-    for i in 0..len {
-        let row = &xd[(lo + i) * w..];
-        let mut dt = dt_b;
-        for (j, &v) in row[..r].iter().enumerate() {
-            dt = S::load(&s.dt_wt[j * di + c0..]).fma(S::splat(v), dt);
+    // The scatter at the end touches a slice of each row of `y` (and of
+    // `z`), every row on its own page, so it would wait on a miss per
+    // position; requested early, the lines arrive while the recurrence runs.
+    let request_rows = |rows: std::ops::Range<usize>| {
+        for l in rows {
+            // SAFETY: `l < len`, so the offsets are within `y` and `xz`
+            // (sizes checked in `run`); a prefetch never faults anyway.
+            unsafe {
+                prefetch(y.at(l * di + c0));
+                if p.gate {
+                    prefetch(p.xz.as_ptr().add(l * p.ld_xz + di + c0));
+                }
+            }
         }
-        let delta = dt.softplus();
-        let uu = S::load(&u_tile[i * lanes..]);
-        delta.store(&mut u.delta_tile[i * lanes..]);
-        delta.mul(uu).store(&mut u.du_tile[i * lanes..]);
-        d.mul(uu).store(&mut u.y_tile[i * lanes..]);
+    };
+    // Step sizes for the tile, and the D skip as the output's start value,
+    // a few positions at a time: each step size ends a chain of R dependent
+    // FMAs, and interleaving chains hides their latency.
+    let mut i = 0;
+    while i + 8 <= len {
+        step_sizes::<S, 8>(s, xd, u_tile, c0, t, lo, i);
+        request_rows(lo + i..lo + i + 8);
+        i += 8;
+    }
+    while i < len {
+        step_sizes::<S, 1>(s, xd, u_tile, c0, t, lo, i);
+        request_rows(lo + i..lo + i + 1);
+        i += 1;
     }
 
     // The recurrence, a few state indices at a time: the only serial
@@ -394,19 +545,19 @@ fn scan_tile<S: Simd>(
     // successive positions overlap, and each output row is loaded and
     // stored once per group rather than once per state.
     let mut j = 0;
-    while j + 4 <= n {
-        scan_states::<S, 4>(p, xd, u, j, lo, len);
-        j += 4;
+    while j + 8 <= n {
+        scan_states::<S, 8>(p, xd, u, t, j, lo, len);
+        j += 8;
     }
     while j < n {
-        scan_states::<S, 1>(p, xd, u, j, lo, len);
+        scan_states::<S, 1>(p, xd, u, t, j, lo, len);
         j += 1;
     }
 
     // Scatter: accumulate the other direction, gate, store.
     for i in 0..len {
         let l = lo + i;
-        let mut out = S::load(&u.y_tile[i * lanes..]);
+        let mut out = S::load(&t.y[i * lanes..]);
         // SAFETY: `l < len`, `c0 + LANES <= di`, and no other unit touches
         // these columns; `y` holds `len * di` elements (checked in `run`).
         let yrow = unsafe { std::slice::from_raw_parts_mut(y.at(l * di + c0), lanes) };
