@@ -36,6 +36,27 @@ pub struct Record {
     pub seq: Vec<u8>,
 }
 
+impl Record {
+    /// Errors unless the record can go through a model: non-empty, and
+    /// ASCII, since the reference tokenizes characters, not bytes (a
+    /// multi-byte character would shift every later row against the
+    /// bases). `n` is the 1-based record number in `file`, for the message.
+    pub fn check_model_input(&self, file: &str, n: u64) -> Result<(), Error> {
+        let bad = |msg: String| Error::invalid_record(file, n, self.id.clone(), msg);
+        if self.seq.is_empty() {
+            return Err(bad("empty sequence".into()));
+        }
+        match self.seq.iter().position(|b| !b.is_ascii()) {
+            Some(p) => Err(bad(format!(
+                "non-ASCII byte 0x{:02x} at position {}",
+                self.seq[p],
+                p + 1
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The text format of a sequence file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use strand_core::tokenizer;
-use strand_io::{safetensors::Writer, Error as IoError, IdSet, Reader};
+use strand_io::{safetensors::Writer, IdSet, Reader};
 
 use crate::args::{ModelArgs, RunArgs};
 
@@ -102,20 +102,7 @@ pub fn run(args: Args) -> Result<()> {
         let rec = rec?;
         let n = i as u64 + 1;
         ids.insert(&rec.id, n)?;
-        let bad = |msg: String| IoError::invalid_record(file.clone(), n, rec.id.clone(), msg);
-        if rec.seq.is_empty() {
-            return Err(bad("empty sequence".into()).into());
-        }
-        if let Some(p) = rec.seq.iter().position(|b| !b.is_ascii()) {
-            // The reference tokenizes characters, not bytes: a multi-byte
-            // character would shift every later row against the bases.
-            return Err(bad(format!(
-                "non-ASCII byte 0x{:02x} at position {}",
-                rec.seq[p],
-                p + 1
-            ))
-            .into());
-        }
+        rec.check_model_input(&file, n)?;
         let tokens = if args.special_tokens {
             tokenizer::encode_with_specials(&rec.seq)
         } else {

@@ -58,19 +58,7 @@ pub fn each_record(
         if shard.is_some_and(|s| !s.takes(i as u64)) {
             continue;
         }
-        let bad = |msg: String| IoError::invalid_record(file.clone(), n, rec.id.clone(), msg);
-        if rec.seq.is_empty() {
-            return Err(bad("empty sequence".into()).into());
-        }
-        if let Some(p) = rec.seq.iter().position(|b| !b.is_ascii()) {
-            // The reference tokenizes characters, not bytes.
-            return Err(bad(format!(
-                "non-ASCII byte 0x{:02x} at position {}",
-                rec.seq[p],
-                p + 1
-            ))
-            .into());
-        }
+        rec.check_model_input(&file, n)?;
         f(n, rec)?;
     }
     Ok(())
