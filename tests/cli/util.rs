@@ -403,3 +403,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// `recommended_tolerance[kind]` of the goldens' manifest.
+pub fn tolerance(kind: &str) -> Tol {
+    let path = root().join("test-data/goldens/manifest.json");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read manifest.json"))
+            .expect("manifest.json is JSON");
+    let t = &manifest["recommended_tolerance"][kind];
+    Tol {
+        atol: t["atol"].as_f64().expect("atol"),
+        rtol: t["rtol"].as_f64().expect("rtol"),
+    }
+}

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::util::{
-    allclose, assert_no_failures, fasta_records, gzip, root, tempdir, test_data, Cmd, SafeFile, Tol,
+    allclose, assert_no_failures, fasta_records, gzip, root, tempdir, test_data, tolerance, Cmd,
+    SafeFile,
 };
 
 mod errors;
@@ -78,19 +79,6 @@ impl Table {
     fn column(&self, name: &str) -> Vec<String> {
         let c = self.col(name);
         self.rows.iter().map(|r| r[c].clone()).collect()
-    }
-}
-
-/// `recommended_tolerance[kind]` of the goldens' manifest.
-fn tolerance(kind: &str) -> Tol {
-    let path = root().join("test-data/goldens/manifest.json");
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).expect("read manifest.json"))
-            .expect("manifest.json is JSON");
-    let t = &manifest["recommended_tolerance"][kind];
-    Tol {
-        atol: t["atol"].as_f64().expect("atol"),
-        rtol: t["rtol"].as_f64().expect("rtol"),
     }
 }
 

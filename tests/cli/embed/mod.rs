@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::util::{
     allclose, assert_no_failures, dir_entries, fasta_records, gzip, root, sha256_hex, tempdir,
-    test_data, Cmd, Output, SafeFile, Tensor, Tol,
+    test_data, tolerance, Cmd, Output, SafeFile, Tensor, Tol,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_strand-embed");
@@ -73,19 +73,6 @@ fn embed_to(dir: &Path, name: &str, args: &[&str]) -> SafeFile {
 /// The reference outputs of one family.
 fn goldens(family: &str) -> SafeFile {
     SafeFile::read(&root().join(format!("test-data/goldens/{family}.safetensors")))
-}
-
-/// `recommended_tolerance[kind]` of the goldens' manifest.
-fn tolerance(kind: &str) -> Tol {
-    let path = root().join("test-data/goldens/manifest.json");
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).expect("read manifest.json"))
-            .expect("manifest.json is JSON");
-    let t = &manifest["recommended_tolerance"][kind];
-    Tol {
-        atol: t["atol"].as_f64().expect("atol"),
-        rtol: t["rtol"].as_f64().expect("rtol"),
-    }
 }
 
 /// Tensor names are the record ids, in file order, every tensor is F32.
