@@ -6,6 +6,9 @@
 # nvidia-cuda-nvrtc wheel in a local virtualenv.
 set -euo pipefail
 cd "$(dirname "$0")"
+# Nothing here reads the terminal. Cargo's rustc probe (`rustc -`) reads
+# stdin, so an inherited non-empty stdin (as some CI runners give) breaks it.
+exec </dev/null
 
 echo "== NVRTC for the kernel compile tests"
 if [ ! -x .venv/bin/python ]; then
