@@ -183,6 +183,37 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+
+    /// An input file as a whole is unusable (missing index, wrong
+    /// compression).
+    #[error("{file}: {message}")]
+    InvalidInput {
+        /// File name as given.
+        file: String,
+        /// What is wrong, and what to do about it.
+        message: String,
+    },
+
+    /// Something at a place in an input file is wrong: a region off its
+    /// contig, a bad BED line, a damaged BAM record.
+    #[error("{file}: {at}: {message}")]
+    InvalidAt {
+        /// File name as given.
+        file: String,
+        /// Where: `region chr1:1-100`, `line 7`, `record 12 ("read3")`.
+        at: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// A region as written by the user cannot be parsed.
+    #[error("region {text:?}: {message}")]
+    InvalidRegion {
+        /// The region as given.
+        text: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl Error {

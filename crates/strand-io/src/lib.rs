@@ -11,11 +11,19 @@
 //! (lower case, naming the file) and can be shown to the user as they are.
 
 pub mod atomic;
+pub mod bam;
+pub mod bed;
+pub mod dtype;
 pub mod error;
+pub mod faidx;
+pub mod npy;
+pub mod region;
 pub mod safetensors;
 pub mod seq;
+pub mod windows;
 
 pub use atomic::AtomicFile;
+pub use dtype::Dtype;
 pub use error::{Error, Position};
 pub use seq::{check_unique_ids, Format, IdSet, Reader, Record};
 

@@ -7,7 +7,10 @@
 //! arrives and copied behind the header at [`Writer::finish`]. Memory use
 //! is therefore independent of the output size.
 //!
-//! Tensors appear in the header and in the data in insertion order.
+//! Tensors appear in the header and in the data in insertion order. A
+//! tensor is either added whole ([`Writer::add_f32`]) or streamed in
+//! pieces ([`Writer::begin_tensor`], [`Writer::write`],
+//! [`Writer::end_tensor`]) when it is larger than memory should hold.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
@@ -15,6 +18,7 @@ use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::Path;
 
 use crate::atomic::{parent_dir, AtomicFile};
+use crate::dtype::Dtype;
 use crate::error::Error;
 
 /// Readers (including the reference `safetensors` crate) refuse headers
@@ -23,30 +27,6 @@ pub const MAX_HEADER_BYTES: usize = 100_000_000;
 
 /// Name reserved by the format for the string-to-string metadata map.
 const METADATA_KEY: &str = "__metadata__";
-
-/// Element types the writer can store. Adding one (e.g. F16 via the `half`
-/// crate) means a variant with its name and size here, and an `add_*`
-/// method calling [`Writer::add_encoded`] with an encoder such as
-/// `f16::to_le_bytes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dtype {
-    F32,
-}
-
-impl Dtype {
-    /// The name the safetensors header uses.
-    fn name(self) -> &'static str {
-        match self {
-            Dtype::F32 => "F32",
-        }
-    }
-
-    fn size(self) -> usize {
-        match self {
-            Dtype::F32 => 4,
-        }
-    }
-}
 
 /// Writes a safetensors file one tensor at a time.
 ///
@@ -66,8 +46,12 @@ pub struct Writer {
 struct Body {
     /// Destination name for messages.
     file: String,
-    /// `"__metadata__":{...}`, or empty when there is no metadata.
-    metadata_json: String,
+    /// String-to-string metadata, rendered at `finish` (entries may be
+    /// added while tensors arrive).
+    metadata: BTreeMap<String, String>,
+    /// Length of `metadata` rendered as JSON, kept up to date so the
+    /// header limit can be checked as tensors arrive.
+    metadata_len: usize,
     /// The tensors' header entries so far, comma-separated, in insertion
     /// order. Rendered as tensors arrive (their offsets are known then) so
     /// the header size can be checked before the data is computed.
@@ -82,6 +66,18 @@ struct Body {
     scratch: Vec<u8>,
     /// Set when a spool write failed part way: offsets are then unknown.
     broken: bool,
+    /// The tensor being streamed, if any.
+    open: Option<OpenTensor>,
+}
+
+/// A tensor begun with [`Writer::begin_tensor`] and not yet ended.
+#[derive(Debug)]
+struct OpenTensor {
+    name: String,
+    dtype: Dtype,
+    entry: TensorEntry,
+    /// Values still expected.
+    remaining: usize,
 }
 
 impl Writer {
@@ -91,12 +87,6 @@ impl Writer {
     pub fn create(path: &Path, metadata: BTreeMap<String, String>) -> Result<Writer, Error> {
         let out = AtomicFile::create(path)?;
         let file = out.display_name().to_owned();
-        let metadata_json = if metadata.is_empty() {
-            String::new()
-        } else {
-            let map = serde_json::to_string(&metadata).map_err(|e| json_error(&file, e))?;
-            format!("\"{METADATA_KEY}\":{map}")
-        };
         // The spool goes next to the destination, where there is room for
         // the output anyway; for stdout the system temporary directory.
         let spool = if path == Path::new("-") {
@@ -108,19 +98,43 @@ impl Writer {
             file: file.clone(),
             source,
         })?;
-        Ok(Writer {
+        let mut writer = Writer {
             out,
             body: Body {
                 file,
-                metadata_json,
+                metadata: BTreeMap::new(),
+                metadata_len: 0,
                 tensors_json: String::new(),
                 names: HashSet::new(),
                 spool: BufWriter::with_capacity(256 * 1024, spool),
                 offset: 0,
                 scratch: Vec::new(),
                 broken: false,
+                open: None,
             },
-        })
+        };
+        for (key, value) in metadata {
+            writer.set_metadata(key, value)?;
+        }
+        Ok(writer)
+    }
+
+    /// Sets a metadata entry (replacing an earlier value of `key`).
+    pub fn set_metadata(&mut self, key: String, value: String) -> Result<(), Error> {
+        let body = &mut self.body;
+        let json_len = |k: &str, v: &str| -> Result<usize, Error> {
+            let k = serde_json::to_string(k).map_err(|e| json_error(&body.file, e))?;
+            let v = serde_json::to_string(v).map_err(|e| json_error(&body.file, e))?;
+            Ok(k.len() + v.len() + 1)
+        };
+        let added = json_len(&key, &value)?;
+        let removed = match body.metadata.get(&key) {
+            Some(old) => json_len(&key, old)?,
+            None => 0,
+        };
+        body.metadata_len = body.metadata_len + added - removed;
+        body.metadata.insert(key, value);
+        Ok(())
     }
 
     /// The destination name used in messages.
@@ -143,39 +157,117 @@ impl Writer {
     /// Fails if `name` was used before or is `__metadata__`, or if
     /// `data.len()` is not the product of `shape` (1 for an empty shape).
     pub fn add_f32(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<(), Error> {
-        self.add_encoded(name, Dtype::F32, shape, data, f32::to_le_bytes)
+        self.add(name, Dtype::F32, shape, data)
     }
 
-    /// Spools `data`, encoding each value to its `N` little-endian bytes.
-    /// Every `add_*` method is this with its dtype and encoder.
-    fn add_encoded<T: Copy, const N: usize>(
+    /// Adds a tensor stored as `dtype`, converting from `f32`.
+    pub fn add(
         &mut self,
         name: &str,
         dtype: Dtype,
         shape: &[usize],
-        data: &[T],
-        encode: fn(T) -> [u8; N],
+        data: &[f32],
     ) -> Result<(), Error> {
-        debug_assert_eq!(N, dtype.size());
+        let elements = self.body.elements(name, shape)?;
+        if elements != data.len() {
+            return Err(self.body.tensor_error(
+                name,
+                format!(
+                    "shape {shape:?} needs {elements} values, got {}",
+                    data.len()
+                ),
+            ));
+        }
+        self.begin_tensor(name, dtype, shape)?;
+        self.write(data)?;
+        self.end_tensor()
+    }
+
+    /// Starts a tensor whose values arrive in pieces through
+    /// [`write`](Writer::write), in row-major order; memory use stays
+    /// independent of its size.
+    pub fn begin_tensor(&mut self, name: &str, dtype: Dtype, shape: &[usize]) -> Result<(), Error> {
         let body = &mut self.body;
-        let entry = body.check(name, dtype, shape, data.len())?;
+        if let Some(open) = &body.open {
+            return Err(body.tensor_error(
+                name,
+                format!("tensor {:?} is still being written", open.name),
+            ));
+        }
+        let remaining = body.elements(name, shape)?;
+        let entry = body.check(name, dtype, shape, remaining)?;
+        body.open = Some(OpenTensor {
+            name: name.to_owned(),
+            dtype,
+            entry,
+            remaining,
+        });
+        Ok(())
+    }
+
+    /// Appends values to the tensor begun last.
+    pub fn write(&mut self, values: &[f32]) -> Result<(), Error> {
+        let body = &mut self.body;
+        if body.broken {
+            return Err(body.broken_error());
+        }
+        let Some(open) = body.open.as_mut() else {
+            return Err(Error::InvalidOutput {
+                file: body.file.clone(),
+                message: "values written with no tensor begun".into(),
+            });
+        };
+        if values.len() > open.remaining {
+            let (name, remaining) = (open.name.clone(), open.remaining);
+            return Err(body.tensor_error(
+                &name,
+                format!("{} values written, {remaining} expected", values.len()),
+            ));
+        }
+        open.remaining -= values.len();
+        let dtype = open.dtype;
         // Encode in blocks through a small buffer: explicit little-endian
         // bytes without unsafe casts, and no copy of the whole tensor.
-        let mut result = Ok(());
-        for block in data.chunks(16 * 1024) {
+        for block in values.chunks(16 * 1024) {
             body.scratch.clear();
-            body.scratch.extend(block.iter().flat_map(|&v| encode(v)));
-            result = body.spool.write_all(&body.scratch);
-            if result.is_err() {
-                break;
+            dtype.encode(block, &mut body.scratch);
+            if let Err(source) = body.spool.write_all(&body.scratch) {
+                // Part of the tensor may be in the spool; later offsets
+                // would be wrong, so refuse all further work.
+                body.broken = true;
+                return Err(body.write_error(source));
             }
         }
-        body.record(name, entry, result)
+        Ok(())
+    }
+
+    /// Ends the tensor begun last; fails if fewer values than its shape
+    /// needs were written.
+    pub fn end_tensor(&mut self) -> Result<(), Error> {
+        let body = &mut self.body;
+        let Some(open) = body.open.take() else {
+            return Err(Error::InvalidOutput {
+                file: body.file.clone(),
+                message: "no tensor to end".into(),
+            });
+        };
+        if open.remaining != 0 {
+            body.broken = true;
+            return Err(body.tensor_error(
+                &open.name,
+                format!("ended with {} values missing", open.remaining),
+            ));
+        }
+        body.record(&open.name, open.entry);
+        Ok(())
     }
 
     /// Writes the header and data to the destination and commits it.
     pub fn finish(self) -> Result<(), Error> {
         let Writer { mut out, mut body } = self;
+        if let Some(open) = &body.open {
+            return Err(body.tensor_error(&open.name, "not ended".into()));
+        }
         body.write_to(&mut out)?;
         out.commit()
     }
@@ -191,11 +283,7 @@ impl Body {
         shape: &[usize],
         len: usize,
     ) -> Result<TensorEntry, Error> {
-        let tensor_error = |message: String| Error::Tensor {
-            file: self.file.clone(),
-            name: name.to_owned(),
-            message,
-        };
+        let tensor_error = |message: String| self.tensor_error(name, message);
         if self.broken {
             return Err(self.broken_error());
         }
@@ -207,21 +295,13 @@ impl Body {
         if self.names.contains(name) {
             return Err(tensor_error("duplicate tensor name".into()));
         }
-        let elements = shape
-            .iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        let bytes = (len as u64)
+            .checked_mul(dtype.size() as u64)
             .ok_or_else(|| tensor_error(format!("shape {shape:?} is too large")))?;
-        if elements != len {
-            return Err(tensor_error(format!(
-                "shape {shape:?} needs {elements} values, got {len}"
-            )));
-        }
-        // `len` values exist in memory, so their byte size fits in u64.
-        let bytes = (len * dtype.size()) as u64;
         let name_json = serde_json::to_string(name).map_err(|e| json_error(&self.file, e))?;
         let json = format!(
             "{name_json}:{{\"dtype\":\"{}\",\"shape\":{},\"data_offsets\":[{},{}]}}",
-            dtype.name(),
+            dtype.safetensors_name(),
             JsonList(shape),
             self.offset,
             self.offset + bytes
@@ -238,26 +318,30 @@ impl Body {
         Ok(TensorEntry { json, bytes })
     }
 
-    /// Adds a tensor whose bytes were just spooled (if `written` is ok).
-    fn record(
-        &mut self,
-        name: &str,
-        entry: TensorEntry,
-        written: io::Result<()>,
-    ) -> Result<(), Error> {
-        if let Err(source) = written {
-            // Part of the tensor may be in the spool; later offsets would
-            // be wrong, so refuse all further work.
-            self.broken = true;
-            return Err(self.write_error(source));
+    /// Number of values a tensor of `shape` holds.
+    fn elements(&self, name: &str, shape: &[usize]) -> Result<usize, Error> {
+        shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| self.tensor_error(name, format!("shape {shape:?} is too large")))
+    }
+
+    fn tensor_error(&self, name: &str, message: String) -> Error {
+        Error::Tensor {
+            file: self.file.clone(),
+            name: name.to_owned(),
+            message,
         }
+    }
+
+    /// Adds a tensor whose bytes were all spooled.
+    fn record(&mut self, name: &str, entry: TensorEntry) {
         if !self.tensors_json.is_empty() {
             self.tensors_json.push(',');
         }
         self.tensors_json.push_str(&entry.json);
         self.offset += entry.bytes;
         self.names.insert(name.to_owned());
-        Ok(())
     }
 
     fn write_error(&self, source: io::Error) -> Error {
@@ -275,25 +359,35 @@ impl Body {
 
     /// Length of the unpadded header JSON.
     fn header_len(&self) -> usize {
-        let comma = usize::from(!self.metadata_json.is_empty() && !self.tensors_json.is_empty());
-        2 + self.metadata_json.len() + comma + self.tensors_json.len()
+        // `"__metadata__":{` + entries and their commas + `}`.
+        let metadata = if self.metadata.is_empty() {
+            0
+        } else {
+            METADATA_KEY.len() + 5 + self.metadata_len + self.metadata.len() - 1
+        };
+        let comma = usize::from(metadata > 0 && !self.tensors_json.is_empty());
+        2 + metadata + comma + self.tensors_json.len()
     }
 
     /// The JSON header, padded with spaces to a multiple of 8 bytes as the
     /// format requires. Assembled by hand because serde_json's map sorts
     /// keys and the tensors must stay in insertion order.
-    fn header(&self) -> String {
+    fn header(&self) -> Result<String, Error> {
         let mut header = String::with_capacity(self.header_len().next_multiple_of(8));
         header.push('{');
-        header.push_str(&self.metadata_json);
-        if !self.metadata_json.is_empty() && !self.tensors_json.is_empty() {
-            header.push(',');
+        if !self.metadata.is_empty() {
+            let map =
+                serde_json::to_string(&self.metadata).map_err(|e| json_error(&self.file, e))?;
+            header.push_str(&format!("\"{METADATA_KEY}\":{map}"));
+            if !self.tensors_json.is_empty() {
+                header.push(',');
+            }
         }
         header.push_str(&self.tensors_json);
         header.push('}');
         let padded = header.len().next_multiple_of(8);
         header.extend(std::iter::repeat_n(' ', padded - header.len()));
-        header
+        Ok(header)
     }
 
     /// Writes length, header and spooled data to `sink`.
@@ -312,7 +406,7 @@ impl Body {
                 ),
             });
         }
-        let header = self.header();
+        let header = self.header()?;
         self.spool.flush().map_err(|e| self.write_error(e))?;
         let spool = self.spool.get_mut();
         let copied = spool
@@ -337,6 +431,7 @@ impl Body {
 }
 
 /// A tensor's rendered header entry and its data size.
+#[derive(Debug)]
 struct TensorEntry {
     json: String,
     bytes: u64,

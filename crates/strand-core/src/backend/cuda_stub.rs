@@ -48,6 +48,9 @@ impl Backend for CudaBackend {
     fn final_norm(&self, _: CudaState) -> Result<Vec<f32>> {
         match *self {}
     }
+    fn memory(&self) -> Result<super::Memory> {
+        match *self {}
+    }
     fn final_norm_discard(&self, _: CudaState) -> Result<()> {
         match *self {}
     }

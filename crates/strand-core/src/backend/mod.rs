@@ -56,6 +56,26 @@ pub trait Backend: Send + Sync {
     fn lm_logits(&self, hidden: &[f32], len: usize) -> Result<Vec<f32>>;
     /// A short description for logs, e.g. `cpu (2 threads, avx2)`.
     fn describe(&self) -> String;
+    /// What one token of a forward pass costs in this backend's memory,
+    /// and how much of that memory is free now.
+    fn memory(&self) -> Result<Memory>;
+}
+
+/// Memory a forward pass needs per token (activations and work buffers,
+/// not weights), and the memory free for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    pub bytes_per_token: usize,
+    pub free_bytes: u64,
+}
+
+/// Memory the operating system says can be allocated without swapping
+/// (`MemAvailable`); `None` where it cannot be read (not Linux).
+pub fn host_available_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Where to run.

@@ -129,6 +129,28 @@ impl Model {
         self.config.width()
     }
 
+    /// The longest sequence one forward pass can take in the memory free
+    /// now (device memory on a GPU, and host memory for the result),
+    /// rounded down to a multiple of 1,024 tokens.
+    pub fn max_window(&self) -> Result<usize> {
+        let m = on_engine!(self, b => b.memory())?;
+        let mut tokens = m.free_bytes / m.bytes_per_token as u64;
+        if self.on_gpu() {
+            // The hidden states come back to the host as f32.
+            if let Some(host) = crate::backend::host_available_bytes() {
+                tokens = tokens.min(host / 2 / (4 * self.width() as u64));
+            }
+        }
+        let tokens = usize::try_from(tokens).unwrap_or(usize::MAX);
+        if tokens < 1024 {
+            return Err(Error::Input(format!(
+                "not enough free memory for a 1,024-token pass ({} MiB free)",
+                m.free_bytes >> 20
+            )));
+        }
+        Ok(tokens / 1024 * 1024)
+    }
+
     pub fn describe_device(&self) -> String {
         on_engine!(self, b => b.describe())
     }

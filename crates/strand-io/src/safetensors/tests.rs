@@ -189,3 +189,70 @@ fn header_limit_is_checked_when_tensors_arrive() {
     // Nothing was spooled for the refused tensor.
     assert_eq!(w.body.offset, 0);
 }
+
+#[test]
+fn streamed_tensors_in_narrow_dtypes_read_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("s.safetensors");
+    let mut w = Writer::create(&path, meta()).expect("create");
+    let values: Vec<f32> = (0..12).map(|i| i as f32 - 3.5).collect();
+    w.begin_tensor("bf", Dtype::Bf16, &[3, 4]).expect("begin");
+    w.write(&values[..5]).expect("write");
+    w.write(&values[5..]).expect("write");
+    w.end_tensor().expect("end");
+    w.add("half", Dtype::F16, &[12], &values).expect("add");
+    // Metadata may arrive after the tensors it describes.
+    w.set_metadata("coords.bf".into(), "{\"start\":0}".into())
+        .expect("metadata");
+    w.finish().expect("finish");
+
+    let bytes = std::fs::read(&path).expect("read");
+    let st = SafeTensors::deserialize(&bytes).expect("valid safetensors");
+    let bf = st.tensor("bf").expect("bf");
+    assert_eq!(bf.dtype(), StDtype::BF16);
+    assert_eq!(bf.shape(), &[3, 4]);
+    let back: Vec<f32> = bf
+        .data()
+        .chunks_exact(2)
+        .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+        .collect();
+    // Every value here is exact in bf16 and f16.
+    assert_eq!(back, values);
+    let h = st.tensor("half").expect("half");
+    assert_eq!(h.dtype(), StDtype::F16);
+    let (_, info) = SafeTensors::read_metadata(&bytes).expect("header");
+    let m = info.metadata().clone().expect("metadata");
+    assert_eq!(m["coords.bf"], "{\"start\":0}");
+    assert_eq!(m["model"], "ph-tiny");
+}
+
+#[test]
+fn a_short_or_long_streamed_tensor_is_an_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("s.safetensors");
+    let mut w = Writer::create(&path, meta()).expect("create");
+    w.begin_tensor("t", Dtype::F32, &[2, 2]).expect("begin");
+    let e = w.write(&[0.0; 5]).expect_err("too many");
+    assert!(
+        e.to_string().contains("5 values written, 4 expected"),
+        "{e}"
+    );
+    w.write(&[0.0; 3]).expect("write");
+    let e = w.end_tensor().expect_err("one missing");
+    assert!(e.to_string().contains("1 values missing"), "{e}");
+    assert!(w.finish().is_err());
+    assert!(files_in(dir.path()).is_empty());
+}
+
+#[test]
+fn header_length_estimate_matches_the_header() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut w = Writer::create(&dir.path().join("h.safetensors"), meta()).expect("create");
+    w.set_metadata("quote\"d".into(), "v\n".into())
+        .expect("metadata");
+    w.set_metadata("model".into(), "a longer model name".into())
+        .expect("replace");
+    w.add_f32("x", &[1], &[1.0]).expect("add");
+    let rendered = w.body.header().expect("header");
+    assert_eq!(rendered.trim_end().len(), w.body.header_len());
+}

@@ -329,4 +329,23 @@ impl Backend for CpuBackend {
     fn describe(&self) -> String {
         format!("cpu ({} threads, {:?} kernels)", self.threads(), self.isa).to_lowercase()
     }
+
+    fn memory(&self) -> Result<super::Memory> {
+        let c = &self.cfg;
+        let (w, d, di) = (c.width(), c.d_model, c.d_inner());
+        // Per token, all f32: hidden and residual streams, the mixer's
+        // input copies (x, other), in_proj output, scan output and step
+        // inputs, the x_proj output, and the returned hidden states.
+        let floats = 2 * w + 2 * d + 2 * di + 2 * di + (c.dt_rank + 2 * c.d_state) + w;
+        let available = super::host_available_bytes().ok_or_else(|| {
+            crate::Error::Unsupported(
+                "cannot tell how much memory is free (no /proc/meminfo)".into(),
+            )
+        })?;
+        Ok(super::Memory {
+            bytes_per_token: 4 * floats,
+            // Half: the host also holds the input, outputs and other jobs.
+            free_bytes: available / 2,
+        })
+    }
 }

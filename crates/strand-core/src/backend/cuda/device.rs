@@ -365,6 +365,14 @@ impl Gpu {
         .map_err(blas_err("cuBLAS GEMM"))
     }
 
+    /// Bytes of device memory free now.
+    pub fn free_bytes(&self) -> Result<u64> {
+        self.ctx
+            .mem_get_info()
+            .map(|(free, _)| free as u64)
+            .map_err(|e| Error::Cuda(format!("cannot query free GPU memory: {e}")))
+    }
+
     /// Bytes of device memory in use on the whole GPU (all processes).
     pub fn used_bytes(&self) -> usize {
         self.ctx

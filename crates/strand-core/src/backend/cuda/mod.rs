@@ -523,6 +523,27 @@ impl Backend for CudaBackend {
         Ok(out)
     }
 
+    fn memory(&self) -> Result<crate::backend::Memory> {
+        let cfg = &self.cfg;
+        let (width, d, di, ab) = (cfg.width(), cfg.d_model, cfg.d_inner(), self.ab());
+        let general = !half_plan(cfg, &self.host.layers[0], 0).fused;
+        // The per-row buffers of `alloc_state`; the scan's chunk state and
+        // the `u` segment are small or bounded and covered by the reserve.
+        let bytes_per_token = width * ab
+            + width * 4
+            + 2 * di * ab
+            + (cfg.dt_rank + 2 * cfg.d_state) * 4
+            + di * ab
+            + if general { 2 * d * ab } else { 0 };
+        let free = self.gpu.free_bytes()?;
+        // Kept back for cuBLAS workspaces, the scan state and fragmentation.
+        const RESERVE: u64 = 512 << 20;
+        Ok(crate::backend::Memory {
+            bytes_per_token,
+            free_bytes: free.saturating_sub(RESERVE),
+        })
+    }
+
     fn final_norm_discard(&self, st: CudaState) -> Result<()> {
         self.enqueue_final_norm(&st)?;
         self.gpu.sync()

@@ -1,0 +1,430 @@
+//! `strand-embed`: per-base, binned or mean hidden states of FASTA/FASTQ
+//! records, indexed-FASTA regions or BAM reads.
+//!
+//! - [`input`]: what is read, an item (record, region, read) at a time;
+//! - [`batch`]: windows, batched passes, stitching, pooling, in order;
+//! - [`pool`]: `--pool none|mean|bin:N`;
+//! - [`output`]: safetensors / npy / TSV files, one file or one per item;
+//! - [`shard`]: `--shard I/N`.
+
+mod batch;
+mod input;
+mod output;
+mod pool;
+mod shard;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use strand_io::bam::BamOptions;
+use strand_io::windows::Tiling;
+use strand_io::Dtype;
+
+use self::batch::{Budget, Job};
+use self::input::{Input, Request};
+use self::output::{Format, Opts};
+use self::pool::Pool;
+use self::shard::Shard;
+use crate::args::{ModelArgs, RunArgs};
+use crate::progress::Progress;
+
+/// The published models' training length: the default window.
+const DEFAULT_WINDOW: u64 = 131_072;
+
+/// Tokens per round of batched passes when --batch-size is not given.
+const GPU_ROUND_TOKENS: usize = 1 << 20;
+const CPU_ROUND_TOKENS: usize = 1 << 16;
+
+/// Embed DNA with a Caduceus model.
+///
+/// Reads FASTA/FASTQ records (plain, gzip or BGZF; - for stdin), regions
+/// of an indexed FASTA (-r/-R), or the reads of a BAM file (--bam). Writes
+/// one tensor per record or region: [L, W] per-base hidden states (row i
+/// is base i), [L/N, W] bin means (--pool bin:N) or [W] (--pool mean). W is
+/// the model width: 2 x d_model for PS models, whose two halves are the
+/// forward and the reverse-complement strand (d_model with --rc-average).
+/// Sequences longer than --window are embedded in overlapping windows and
+/// stitched; see README.md.
+#[derive(Parser, Debug)]
+#[command(name = "strand-embed", version, max_term_width = 100)]
+pub struct Args {
+    /// FASTA or FASTQ, plain or gzip/BGZF; - for stdin. With -r/-R an
+    /// indexed FASTA (.fai, and .gzi when BGZF-compressed)
+    #[arg(value_name = "IN", help_heading = "Input")]
+    pub input: Option<PathBuf>,
+
+    /// Region chr:beg-end (1-based, inclusive; commas allowed) or a whole
+    /// contig; repeatable
+    #[arg(
+        short = 'r',
+        long = "region",
+        value_name = "REGION",
+        help_heading = "Input"
+    )]
+    pub regions: Vec<String>,
+
+    /// Regions from a BED file (0-based, half-open; 4th column names the
+    /// output)
+    #[arg(short = 'R', long, value_name = "BED", help_heading = "Input")]
+    pub regions_file: Option<PathBuf>,
+
+    /// Embed the reads of a BAM file (with -r, only reads overlapping the
+    /// region, via the .bai index)
+    #[arg(long, value_name = "BAM", help_heading = "Input")]
+    pub bam: Option<PathBuf>,
+
+    /// BAM: skip reads with a lower mapping quality
+    #[arg(long, value_name = "INT", default_value_t = 0, help_heading = "Input")]
+    pub min_mapq: u8,
+
+    /// BAM: also embed secondary alignments
+    #[arg(long, help_heading = "Input")]
+    pub include_secondary: bool,
+
+    /// BAM: also embed supplementary alignments
+    #[arg(long, help_heading = "Input")]
+    pub include_supplementary: bool,
+
+    /// Longest single pass in bases, or max for the longest that fits the
+    /// device's free memory; longer sequences are tiled [default: 131072]
+    #[arg(long, value_name = "INT|max", help_heading = "Windows")]
+    pub window: Option<String>,
+
+    /// Bases shared by consecutive windows [default: window / 8]
+    #[arg(long, value_name = "INT", help_heading = "Windows")]
+    pub overlap: Option<u64>,
+
+    /// Sequences (windows or records) per batched pass [default: as many
+    /// as fill 1,048,576 tokens on a GPU, 65,536 on the CPU]
+    #[arg(long, value_name = "INT", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Windows")]
+    pub batch_size: Option<u64>,
+
+    /// Output file (safetensors or tsv); - for stdout
+    #[arg(short, long, value_name = "FILE", help_heading = "Output")]
+    pub output: Option<PathBuf>,
+
+    /// Write one file per record or region into DIR, plus DIR/index.tsv
+    #[arg(
+        long,
+        value_name = "DIR",
+        help_heading = "Output",
+        conflicts_with = "output"
+    )]
+    pub out_dir: Option<PathBuf>,
+
+    /// Output format (npy needs --out-dir; tsv needs pooled rows)
+    #[arg(long, value_enum, default_value_t = Format::Safetensors, help_heading = "Output")]
+    pub format: Format,
+
+    /// none: one row per base; mean: one row per record; bin:N: the mean
+    /// of each N bases (the last bin may be shorter)
+    #[arg(
+        long,
+        value_name = "POOL",
+        default_value = "none",
+        help_heading = "Output"
+    )]
+    pub pool: Pool,
+
+    /// PS models: store the strand-symmetric embedding, the mean of the
+    /// forward half and the channel-reversed reverse-complement half
+    #[arg(long, help_heading = "Output")]
+    pub rc_average: bool,
+
+    /// Stored element type: f32, f16 or bf16
+    #[arg(
+        long,
+        value_name = "TYPE",
+        default_value = "f32",
+        help_heading = "Output"
+    )]
+    pub dtype: Dtype,
+
+    /// Feed what the reference tokenizer produces by default (a trailing
+    /// [SEP] token): one extra row at the end, and every row changes
+    #[arg(long, help_heading = "Output")]
+    pub special_tokens: bool,
+
+    /// Take shard I of N: a contiguous 1/N of the records, balanced by
+    /// bases (for job arrays)
+    #[arg(long, value_name = "I/N", help_heading = "Jobs")]
+    pub shard: Option<Shard>,
+
+    /// Skip what is already complete: records whose file exists in
+    /// --out-dir, or the whole run when -o exists
+    #[arg(long, help_heading = "Jobs")]
+    pub resume: bool,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    args.run.init_threads()?;
+    check_options(&args)?;
+    let (dest, to_dir) = match (&args.output, &args.out_dir) {
+        (Some(o), None) => (o.clone(), false),
+        (None, Some(d)) => (d.clone(), true),
+        _ => bail!("give an output: -o FILE, or --out-dir DIR"),
+    };
+    if args.resume && !to_dir && dest.is_file() {
+        if !args.run.quiet {
+            eprintln!(
+                "strand-embed: {} is complete; nothing to do (--resume)",
+                dest.display()
+            );
+        }
+        return Ok(());
+    }
+    // Open the input before loading the model: a typo should not cost a
+    // multi-gigabyte load.
+    let mut input = Input::open(Request {
+        path: args.input.as_deref(),
+        regions: &args.regions,
+        regions_file: args.regions_file.as_deref(),
+        bam: args.bam.as_deref(),
+        bam_opts: BamOptions {
+            region: None,
+            min_mapq: args.min_mapq,
+            include_secondary: args.include_secondary,
+            include_supplementary: args.include_supplementary,
+        },
+    })?;
+    let (selected, total) = match args.shard {
+        Some(shard) => {
+            let lengths = input
+                .lengths()
+                .context("reading the input's lengths for --shard")?;
+            let sel = shard.select(&lengths);
+            let total = lengths
+                .iter()
+                .zip(&sel)
+                .filter(|(_, &s)| s)
+                .map(|(l, _)| l)
+                .sum();
+            (Some(sel), Some(total))
+        }
+        None => (None, input.known_total()),
+    };
+
+    let model = args.model.load("strand-embed", args.run.quiet)?;
+    if args.rc_average && !model.config.rcps {
+        bail!("--rc-average needs a PS (rcps) model; {} is PH", model.id);
+    }
+    let window = match args.window.as_deref() {
+        None => DEFAULT_WINDOW,
+        Some("max") => model.max_window()? as u64,
+        Some(w) => parse_count(w).with_context(|| format!("--window {w:?}"))?,
+    };
+    let overlap = args.overlap.unwrap_or(window / 8);
+    let tiling = Tiling::new(window, overlap).context("--window/--overlap")?;
+    let budget = budget(&model, args.batch_size, window)?;
+    if args.run.verbose {
+        eprintln!(
+            "strand-embed: model {} ({} x {}, {}), device {}, window {window}, \
+             overlap {overlap}, batch {}",
+            model.id,
+            model.config.d_model,
+            model.config.n_layer,
+            if model.config.rcps { "PS" } else { "PH" },
+            model.describe_device(),
+            budget
+        );
+    }
+
+    let job = Job {
+        model: &model,
+        tiling,
+        budget,
+        pool: args.pool,
+        rc_average: args.rc_average,
+        special_tokens: args.special_tokens,
+        selected,
+    };
+    let opts = Opts {
+        format: args.format,
+        dtype: args.dtype,
+        metadata: metadata(&args, &model, &job),
+        tsv_header: args.shard.is_none_or(|s| s.is_first()),
+        index_name: match args.shard {
+            Some(s) => format!("index.shard-{}-of-{}.tsv", s.index, s.count),
+            None => "index.tsv".into(),
+        },
+    };
+    let mut sink = if to_dir {
+        output::dir(&dest, opts)?
+    } else {
+        output::file(&dest, opts)?
+    };
+    if !args.resume && to_dir {
+        // Without --resume every item is recomputed; `is_done` must not
+        // find last run's files.
+        sink = Box::new(Fresh(sink));
+    }
+    let mut progress = Progress::new("strand-embed", args.run.quiet, total);
+    let (done, skipped) = job.run(&mut input, sink.as_mut(), &mut progress)?;
+    progress.finish();
+    sink.finish()?;
+    if args.resume && !args.run.quiet {
+        eprintln!("strand-embed: {done} embedded, {skipped} already complete (--resume)");
+    } else if args.run.verbose {
+        eprintln!("strand-embed: {done} embedded");
+    }
+    Ok(())
+}
+
+/// Option combinations that cannot work, refused before any reading.
+fn check_options(args: &Args) -> Result<()> {
+    if args.format == Format::Tsv && args.pool == Pool::None {
+        bail!("--format tsv stores pooled rows: add --pool mean or --pool bin:N");
+    }
+    if args.format == Format::Npy && args.output.is_some() {
+        bail!("--format npy writes a directory of .npy files: use --out-dir DIR");
+    }
+    if args.special_tokens && matches!(args.pool, Pool::Bin(_)) {
+        bail!("--special-tokens adds a row that is not a base: use --pool none or mean");
+    }
+    if args.resume && args.output.as_deref() == Some(Path::new("-")) {
+        bail!("--resume needs an output file or --out-dir, not stdout");
+    }
+    if args.bam.is_none()
+        && (args.min_mapq > 0 || args.include_secondary || args.include_supplementary)
+    {
+        bail!("--min-mapq and --include-* apply to --bam input");
+    }
+    Ok(())
+}
+
+/// `131072`, `131,072` or `128k`.
+fn parse_count(s: &str) -> Result<u64> {
+    let t = s.replace(',', "").to_ascii_lowercase();
+    let (num, mult) = match t.strip_suffix('k') {
+        Some(n) => (n, 1024),
+        None => match t.strip_suffix('m') {
+            Some(n) => (n, 1024 * 1024),
+            None => (t.as_str(), 1),
+        },
+    };
+    match num.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n * mult),
+        _ => bail!("expected a positive number of bases (e.g. 131072 or 128k) or max"),
+    }
+}
+
+fn budget(model: &strand_core::Model, batch_size: Option<u64>, window: u64) -> Result<Budget> {
+    let window = window as usize;
+    let limit = if model.on_gpu() {
+        model.max_window()?
+    } else {
+        usize::MAX
+    };
+    if window > limit {
+        bail!(
+            "--window {window} does not fit the free memory of {} (at most {limit} tokens in \
+             one pass); use a smaller --window or --window max",
+            model.describe_device()
+        );
+    }
+    Ok(match batch_size {
+        Some(n) => {
+            let seqs = usize::try_from(n).unwrap_or(usize::MAX);
+            let tokens = seqs.saturating_mul(window).min(limit).max(window);
+            Budget {
+                tokens,
+                seqs: (tokens / window).max(1).min(seqs),
+            }
+        }
+        None => {
+            let round = if model.on_gpu() {
+                GPU_ROUND_TOKENS
+            } else {
+                CPU_ROUND_TOKENS
+            };
+            let tokens = round.min(limit).max(window);
+            Budget {
+                tokens,
+                seqs: usize::MAX,
+            }
+        }
+    })
+}
+
+fn metadata(args: &Args, model: &strand_core::Model, job: &Job) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "strand_version".into(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+        ("model".into(), model.id.clone()),
+        ("model_config_sha256".into(), model.config.sha256.clone()),
+        ("pool".into(), args.pool.to_string()),
+        ("special_tokens".into(), args.special_tokens.to_string()),
+        ("width".into(), job.cols().to_string()),
+        ("window".into(), job.tiling.window().to_string()),
+        ("overlap".into(), job.tiling.overlap().to_string()),
+        ("dtype".into(), args.dtype.to_string()),
+        ("layout".into(), layout(&model.config, args.rc_average)),
+    ])
+}
+
+/// How to read the columns, for the file's metadata.
+fn layout(cfg: &strand_core::Config, rc_average: bool) -> String {
+    if rc_average {
+        format!(
+            "PS, strand-symmetric: columns 0..{} are (a[j] + b[{}-1-j])/2 of the two halves",
+            cfg.d_model, cfg.d_model
+        )
+    } else if cfg.rcps {
+        format!(
+            "PS: columns 0..{d} forward strand, {d}..{w} reverse-complement strand channel-reversed; \
+             (a[j] + b[{d}-1-j])/2 is the strand-symmetric embedding",
+            d = cfg.d_model,
+            w = 2 * cfg.d_model
+        )
+    } else {
+        format!("PH: columns 0..{}", cfg.d_model)
+    }
+}
+
+/// A directory sink that recomputes everything (no `--resume`).
+struct Fresh(Box<dyn output::Sink>);
+
+impl output::Sink for Fresh {
+    fn is_done(&self, _: &output::Meta) -> bool {
+        false
+    }
+    fn skip(&mut self, meta: &output::Meta) -> Result<()> {
+        self.0.skip(meta)
+    }
+    fn begin(&mut self, meta: &output::Meta) -> Result<()> {
+        self.0.begin(meta)
+    }
+    fn write(&mut self, rows: &[f32]) -> Result<()> {
+        self.0.write(rows)
+    }
+    fn end(&mut self) -> Result<()> {
+        self.0.end()
+    }
+    fn finish(self: Box<Self>) -> Result<()> {
+        self.0.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_parse() {
+        assert_eq!(parse_count("131,072").expect("ok"), 131_072);
+        assert_eq!(parse_count("128k").expect("ok"), 131_072);
+        assert_eq!(parse_count("1M").expect("ok"), 1 << 20);
+        assert!(parse_count("0").is_err());
+        assert!(parse_count("big").is_err());
+    }
+}

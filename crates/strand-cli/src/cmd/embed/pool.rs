@@ -1,0 +1,171 @@
+//! Turning a record's per-base rows into the rows that are stored.
+//!
+//! Rows arrive in order, a window's kept rows at a time, so pooling keeps
+//! only the running sums of the current bin: memory does not grow with the
+//! record.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// How rows are pooled along the sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// One row per token.
+    None,
+    /// One row: the mean over the record.
+    Mean,
+    /// The mean over each run of `N` bases from the record's start; the
+    /// last bin holds the remainder and may be shorter.
+    Bin(u64),
+}
+
+impl Pool {
+    /// Rows stored for a record of `rows` input rows.
+    pub fn out_rows(self, rows: u64) -> u64 {
+        match self {
+            Pool::None => rows,
+            Pool::Mean => 1,
+            Pool::Bin(n) => rows.div_ceil(n),
+        }
+    }
+
+    /// Bases covered by each stored row, for coordinates (`rows` per
+    /// record for `mean`, 1 for `none`).
+    pub fn bin_len(self, rows: u64) -> u64 {
+        match self {
+            Pool::None => 1,
+            Pool::Mean => rows,
+            Pool::Bin(n) => n,
+        }
+    }
+}
+
+impl fmt::Display for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pool::None => f.write_str("none"),
+            Pool::Mean => f.write_str("mean"),
+            Pool::Bin(n) => write!(f, "bin:{n}"),
+        }
+    }
+}
+
+impl FromStr for Pool {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Pool::None),
+            "mean" => Ok(Pool::Mean),
+            _ => match s
+                .strip_prefix("bin:")
+                .map(|n| n.replace(',', "").parse::<u64>())
+            {
+                Some(Ok(n)) if n > 0 => Ok(Pool::Bin(n)),
+                _ => Err(format!(
+                    "{s:?}: expected none, mean or bin:N with N a positive number of bases"
+                )),
+            },
+        }
+    }
+}
+
+/// Pools one record's rows as they arrive and hands finished rows on.
+pub struct Pooler {
+    pool: Pool,
+    cols: usize,
+    /// Sums of the current bin, in f64 so long bins lose nothing.
+    sum: Vec<f64>,
+    /// Rows in the current bin.
+    count: u64,
+    /// Finished rows not yet taken.
+    out: Vec<f32>,
+}
+
+impl Pooler {
+    pub fn new(pool: Pool, cols: usize) -> Pooler {
+        Pooler {
+            pool,
+            cols,
+            sum: vec![0.0; cols],
+            count: 0,
+            out: Vec::new(),
+        }
+    }
+
+    /// Adds consecutive rows (`rows.len()` a multiple of the width).
+    pub fn push(&mut self, rows: &[f32]) {
+        let limit = match self.pool {
+            Pool::None => {
+                self.out.extend_from_slice(rows);
+                return;
+            }
+            Pool::Mean => u64::MAX,
+            Pool::Bin(n) => n,
+        };
+        for row in rows.chunks_exact(self.cols) {
+            for (s, &x) in self.sum.iter_mut().zip(row) {
+                *s += f64::from(x);
+            }
+            self.count += 1;
+            if self.count == limit {
+                self.flush_bin();
+            }
+        }
+    }
+
+    fn flush_bin(&mut self) {
+        let n = self.count as f64;
+        self.out.extend(self.sum.iter().map(|&s| (s / n) as f32));
+        self.sum.iter_mut().for_each(|s| *s = 0.0);
+        self.count = 0;
+    }
+
+    /// Takes the finished rows so far.
+    pub fn take(&mut self) -> Vec<f32> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Ends the record: the last (possibly short) bin is finished.
+    pub fn finish(&mut self) -> Vec<f32> {
+        if self.count > 0 {
+            self.flush_bin();
+        }
+        self.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_names_pools() {
+        assert_eq!("bin:1,000".parse::<Pool>(), Ok(Pool::Bin(1000)));
+        assert_eq!("mean".parse::<Pool>(), Ok(Pool::Mean));
+        assert!("bin:0".parse::<Pool>().is_err());
+        assert!("max".parse::<Pool>().is_err());
+        assert_eq!(Pool::Bin(128).to_string(), "bin:128");
+        assert_eq!(Pool::Bin(128).out_rows(257), 3);
+    }
+
+    #[test]
+    fn bins_are_means_whatever_the_pieces() {
+        // 7 rows of width 2: row i = (i, -2i).
+        let rows: Vec<f32> = (0..7).flat_map(|i| [i as f32, -2.0 * i as f32]).collect();
+        let mut p = Pooler::new(Pool::Bin(3), 2);
+        p.push(&rows[..4]);
+        p.push(&rows[4..10]);
+        let mut out = p.take();
+        p.push(&rows[10..]);
+        out.extend(p.finish());
+        assert_eq!(out, vec![1.0, -2.0, 4.0, -8.0, 6.0, -12.0]);
+
+        let mut m = Pooler::new(Pool::Mean, 2);
+        m.push(&rows);
+        assert_eq!(m.finish(), vec![3.0, -6.0]);
+        let mut n = Pooler::new(Pool::None, 2);
+        n.push(&rows);
+        assert_eq!(n.finish(), rows);
+    }
+}

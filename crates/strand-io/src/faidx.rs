@@ -1,0 +1,241 @@
+//! Random access to an indexed FASTA file: plain with a `.fai` index, or
+//! BGZF-compressed with `.fai` and `.gzi` (as `samtools faidx` makes them).
+//!
+//! A slice is read by computing the byte offsets of its first and last
+//! bases from the `.fai` line layout and reading just that byte range, so
+//! a window of a 250 Mbp chromosome costs the window, not the chromosome.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use noodles::bgzf;
+use noodles::fasta::fai;
+
+use crate::error::Error;
+use crate::region::{Region, Span};
+
+/// An indexed FASTA file open for random access.
+pub struct IndexedFasta {
+    name: String,
+    index: Vec<fai::Record>,
+    source: Source,
+    scratch: Vec<u8>,
+}
+
+enum Source {
+    Plain(BufReader<File>),
+    Bgzf(Box<bgzf::io::IndexedReader<File>>),
+}
+
+impl IndexedFasta {
+    /// Opens `path` and its index (`path.fai`, plus `path.gzi` when the
+    /// file is BGZF-compressed).
+    pub fn open(path: &Path) -> Result<IndexedFasta, Error> {
+        let name = path.display().to_string();
+        let invalid = |message: String| Error::InvalidInput {
+            file: name.clone(),
+            message,
+        };
+        let mut file = File::open(path).map_err(|source| Error::Open {
+            file: name.clone(),
+            source,
+        })?;
+        let mut magic = [0u8; 18];
+        let n = read_up_to(&mut file, &mut magic).map_err(|source| Error::Open {
+            file: name.clone(),
+            source,
+        })?;
+        let gzip = n >= 2 && magic[..2] == [0x1f, 0x8b];
+        // BGZF: gzip with FEXTRA and a "BC" subfield first.
+        let bgzf = gzip && n >= 18 && magic[3] & 4 != 0 && magic[12..14] == *b"BC";
+        if gzip && !bgzf {
+            return Err(invalid(
+                "gzip-compressed but not BGZF, so it cannot be indexed: recompress with \
+                 `bgzip` and run `samtools faidx`"
+                    .into(),
+            ));
+        }
+        let fai_path = with_suffix(path, ".fai");
+        let index = match fai::fs::read(&fai_path) {
+            Ok(index) => Vec::from(index),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(invalid(format!(
+                    "no index {} (create it with `samtools faidx {name}`)",
+                    fai_path.display()
+                )))
+            }
+            Err(e) => return Err(invalid(format!("bad index {}: {e}", fai_path.display()))),
+        };
+        file.seek(SeekFrom::Start(0))
+            .map_err(|source| Error::Open {
+                file: name.clone(),
+                source,
+            })?;
+        let source = if bgzf {
+            let gzi_path = with_suffix(path, ".gzi");
+            let gzi = match bgzf::gzi::fs::read(&gzi_path) {
+                Ok(gzi) => gzi,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(invalid(format!(
+                        "BGZF-compressed but no index {} (create it with `samtools faidx {name}`)",
+                        gzi_path.display()
+                    )))
+                }
+                Err(e) => return Err(invalid(format!("bad index {}: {e}", gzi_path.display()))),
+            };
+            Source::Bgzf(Box::new(bgzf::io::IndexedReader::new(file, gzi)))
+        } else {
+            Source::Plain(BufReader::with_capacity(256 * 1024, file))
+        };
+        Ok(IndexedFasta {
+            name,
+            index,
+            source,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// The file name as given, for messages.
+    pub fn display_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Contig names and lengths, in index order.
+    pub fn contigs(&self) -> Vec<(String, u64)> {
+        self.index
+            .iter()
+            .map(|r| (r.name().to_string(), r.length()))
+            .collect()
+    }
+
+    fn record(&self, contig: &str) -> Option<&fai::Record> {
+        self.index.iter().find(|r| r.name() == contig.as_bytes())
+    }
+
+    /// The length of `contig`, if the index has it.
+    pub fn contig_len(&self, contig: &str) -> Option<u64> {
+        self.record(contig).map(fai::Record::length)
+    }
+
+    /// Checks `region` against the index.
+    pub fn resolve(&self, region: &Region) -> Result<Span, Error> {
+        let at = |message: String| Error::InvalidAt {
+            file: self.name.clone(),
+            at: format!("region {}", region.label()),
+            message,
+        };
+        let Some(len) = self.contig_len(&region.contig) else {
+            let known: Vec<String> = self
+                .index
+                .iter()
+                .take(5)
+                .map(|r| r.name().to_string())
+                .collect();
+            let more = if self.index.len() > 5 { ", ..." } else { "" };
+            return Err(at(format!(
+                "unknown contig {:?} (the index has {}{more})",
+                region.contig,
+                known.join(", ")
+            )));
+        };
+        let end = region.end.unwrap_or(len);
+        if region.start >= len || end > len {
+            return Err(at(format!(
+                "outside contig {} of length {len}",
+                region.contig
+            )));
+        }
+        Ok(Span {
+            contig: region.contig.clone(),
+            start: region.start,
+            end,
+            name: region.name.clone(),
+        })
+    }
+
+    /// Bases `[start, end)` of `contig` as stored (case kept, line breaks
+    /// removed).
+    pub fn fetch(&mut self, contig: &str, start: u64, end: u64) -> Result<Vec<u8>, Error> {
+        let at = format!("{contig}:{}-{end}", start + 1);
+        let err = |message: String| Error::InvalidAt {
+            file: self.name.clone(),
+            at: format!("region {at}"),
+            message,
+        };
+        let rec = self
+            .record(contig)
+            .ok_or_else(|| err(format!("unknown contig {contig:?}")))?;
+        if start >= end || end > rec.length() {
+            return Err(err(format!("outside contig of length {}", rec.length())));
+        }
+        let (line_bases, line_width) = (rec.line_base_count().get(), rec.line_width().get());
+        let offset = |pos: u64| rec.position() + pos / line_bases * line_width + pos % line_bases;
+        let (first, last) = (offset(start), offset(end - 1) + 1);
+        let bytes = (last - first) as usize;
+        self.scratch.resize(bytes, 0);
+        let read = match &mut self.source {
+            Source::Plain(r) => r
+                .seek(SeekFrom::Start(first))
+                .and_then(|_| r.read_exact(&mut self.scratch)),
+            Source::Bgzf(r) => r
+                .seek(SeekFrom::Start(first))
+                .and_then(|_| r.read_exact(&mut self.scratch)),
+        };
+        read.map_err(|e| {
+            let message = match e.kind() {
+                io::ErrorKind::UnexpectedEof => {
+                    "the file ends early (truncated, or the index belongs to another file)"
+                        .to_string()
+                }
+                _ => format!("read failed: {e}"),
+            };
+            err(message)
+        })?;
+        let seq: Vec<u8> = self
+            .scratch
+            .iter()
+            .copied()
+            .filter(|&b| b != b'\n' && b != b'\r')
+            .collect();
+        if seq.len() as u64 != end - start || seq.contains(&b'>') {
+            return Err(err(
+                "the file does not match its .fai index (re-create it with `samtools faidx`)"
+                    .into(),
+            ));
+        }
+        Ok(seq)
+    }
+}
+
+impl std::fmt::Debug for IndexedFasta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexedFasta")
+            .field("name", &self.name)
+            .field("contigs", &self.index.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `path` with `suffix` appended to its file name (`ref.fa` -> `ref.fa.fai`).
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests;
