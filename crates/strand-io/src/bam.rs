@@ -377,8 +377,7 @@ mod tests {
             .last()
             .expect("some")
             .as_ref()
-            .err()
-            .expect("error")
+            .expect_err("error")
             .to_string();
         assert!(e.contains("cut.bam: record"), "{e}");
     }

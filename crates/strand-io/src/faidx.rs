@@ -182,15 +182,17 @@ impl IndexedFasta {
                 .seek(SeekFrom::Start(first))
                 .and_then(|_| r.read_exact(&mut self.scratch)),
         };
+        let bgzf = matches!(self.source, Source::Bgzf(_));
         read.map_err(|e| {
-            let message = match e.kind() {
+            err(match e.kind() {
                 io::ErrorKind::UnexpectedEof => {
-                    "the file ends early (truncated, or the index belongs to another file)"
+                    "the file ends early: truncated or corrupt (or the index belongs to \
+                     another file)"
                         .to_string()
                 }
+                _ if bgzf => format!("cannot read: truncated or corrupt BGZF data ({e})"),
                 _ => format!("read failed: {e}"),
-            };
-            err(message)
+            })
         })?;
         let seq: Vec<u8> = self
             .scratch

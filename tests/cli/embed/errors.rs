@@ -372,3 +372,135 @@ fn embed_hub_id_missing_says_how_to_download() {
     );
     assert!(msg.contains(&cache.display().to_string()), "{msg}");
 }
+
+fn genome(file: &str) -> String {
+    test_data(&format!("genome/{file}"))
+}
+
+#[test]
+fn bad_region_off_the_contig() {
+    let dir = tempdir();
+    let m = model("ph-tiny");
+    let fa = genome("ref.fa");
+    fails_cleanly(
+        dir.path(),
+        embed(),
+        &["-m", &m, &fa, "-r", "chrA:5,990-6,010"],
+        &["ref.fa: region chrA:5990-6010: outside contig chrA of length 6000"],
+    );
+}
+
+#[test]
+fn bad_region_unknown_contig() {
+    let dir = tempdir();
+    let m = model("ph-tiny");
+    let fa = genome("ref.fa.gz");
+    fails_cleanly(
+        dir.path(),
+        embed(),
+        &["-m", &m, &fa, "-r", "chr7:1-100"],
+        &["ref.fa.gz: region chr7:1-100: unknown contig \"chr7\""],
+    );
+}
+
+#[test]
+fn bad_region_malformed_and_bed_line() {
+    let m = model("ph-tiny");
+    let fa = genome("ref.fa");
+    fails_cleanly(
+        tempdir().path(),
+        embed(),
+        &["-m", &m, &fa, "-r", "chrA:0-10"],
+        &["region \"chrA:0-10\"", "1-based"],
+    );
+    let dir = tempdir();
+    let bed = dir.path().join("bad.bed");
+    std::fs::write(&bed, "chrA\t10\t20\nchrA\t300\t200\tx\n").expect("write");
+    fails_cleanly(
+        tempdir().path(),
+        embed(),
+        &["-m", &m, &fa, "-R", &bed.to_string_lossy()],
+        &["bad.bed: line 2: end 200 is before start 300"],
+    );
+}
+
+#[test]
+fn bad_input_region_without_index() {
+    let dir = tempdir();
+    let m = model("ph-tiny");
+    let fa = dir.path().join("noindex.fa");
+    std::fs::copy(root().join(genome("ref.fa")), &fa).expect("copy");
+    fails_cleanly(
+        dir.path(),
+        embed(),
+        &["-m", &m, &fa.to_string_lossy(), "-r", "chrA"],
+        &["noindex.fa: no index", "samtools faidx"],
+    );
+}
+
+#[test]
+fn bad_input_truncated_bgzf_fasta() {
+    let dir = tempdir();
+    let m = model("ph-tiny");
+    let gz = dir.path().join("cut.fa.gz");
+    let bytes = std::fs::read(root().join(genome("ref.fa.gz"))).expect("read");
+    std::fs::write(&gz, &bytes[..bytes.len() / 2]).expect("write");
+    for ext in ["fai", "gzi"] {
+        std::fs::copy(
+            root().join(genome(&format!("ref.fa.gz.{ext}"))),
+            dir.path().join(format!("cut.fa.gz.{ext}")),
+        )
+        .expect("copy index");
+    }
+    fails_cleanly(
+        dir.path(),
+        embed(),
+        &["-m", &m, &gz.to_string_lossy(), "-r", "chrB:30,001-31,000"],
+        &["cut.fa.gz: region chrB:30001-31000", "truncated or corrupt"],
+    );
+}
+
+#[test]
+fn bad_input_bam_region_without_index() {
+    let dir = tempdir();
+    let m = model("ph-tiny");
+    let bam = genome("reads-noindex.bam");
+    fails_cleanly(
+        dir.path(),
+        embed(),
+        &["-m", &m, "--bam", &bam, "-r", "chrA:1-100"],
+        &[
+            "reads-noindex.bam: no index",
+            "samtools index",
+            "chrA:1-100",
+        ],
+    );
+}
+
+#[test]
+fn bad_options_are_refused_before_any_work() {
+    let m = model("ph-tiny");
+    let seqs = sequences();
+    fails_cleanly(
+        tempdir().path(),
+        embed(),
+        &["-m", &m, &seqs, "--format", "tsv"],
+        &["--format tsv stores pooled rows"],
+    );
+    fails_cleanly(
+        tempdir().path(),
+        embed(),
+        &["-m", &m, &seqs, "--window", "100", "--overlap", "100"],
+        &["overlap (100) must be smaller than the window (100)"],
+    );
+    fails_cleanly(
+        tempdir().path(),
+        embed(),
+        &["-m", &m, &seqs, "--special-tokens", "--window", "64"],
+        &[
+            "record 4 (\"len257\")",
+            "longer than the window (64)",
+            "--special-tokens",
+        ],
+    );
+}

@@ -403,6 +403,8 @@ fn embed_hub_id_resolves_from_cache() {
 }
 
 mod errors;
+mod genome;
+mod jobs;
 
 /// `--device auto` (the default) says on stderr which device it chose:
 /// the GPU when one is usable, else the CPU with the reason; `-q` silences

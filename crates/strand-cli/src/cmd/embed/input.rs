@@ -44,7 +44,8 @@ pub enum Input {
     Bam {
         path: PathBuf,
         opts: BamOptions,
-        reader: BamReader,
+        // Boxed: a BAM reader is much larger than the other inputs.
+        reader: Box<BamReader>,
     },
 }
 
@@ -65,7 +66,7 @@ impl Input {
             }
             let mut opts = req.bam_opts;
             opts.region = req.regions.first().map(|r| Region::parse(r)).transpose()?;
-            let reader = BamReader::open(bam, opts.clone())?;
+            let reader = Box::new(BamReader::open(bam, opts.clone())?);
             return Ok(Input::Bam {
                 path: bam.to_path_buf(),
                 opts,

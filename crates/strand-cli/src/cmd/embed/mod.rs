@@ -49,6 +49,7 @@ const CPU_ROUND_TOKENS: usize = 1 << 16;
 /// stitched; see README.md.
 #[derive(Parser, Debug)]
 #[command(name = "strand-embed", version, max_term_width = 100)]
+#[command(group(clap::ArgGroup::new("dest").required(true).args(["output", "out_dir"])))]
 pub struct Args {
     /// FASTA or FASTQ, plain or gzip/BGZF; - for stdin. With -r/-R an
     /// indexed FASTA (.fai, and .gzi when BGZF-compressed)
@@ -170,7 +171,7 @@ pub fn run(args: Args) -> Result<()> {
     let (dest, to_dir) = match (&args.output, &args.out_dir) {
         (Some(o), None) => (o.clone(), false),
         (None, Some(d)) => (d.clone(), true),
-        _ => bail!("give an output: -o FILE, or --out-dir DIR"),
+        _ => unreachable!("clap requires exactly one of -o and --out-dir"),
     };
     if args.resume && !to_dir && dest.is_file() {
         if !args.run.quiet {
