@@ -5,4 +5,6 @@
 pub mod args;
 pub mod cmd;
 pub mod exit;
+pub mod input;
 pub mod progress;
+pub mod shard;

@@ -265,30 +265,21 @@ fn predict_input_routes_and_shards() {
         .stdout;
     assert_eq!(fq, plain, "FASTQ");
 
-    let full = Table::parse(&plain);
-    let mut seen = BTreeMap::new();
+    // Shards are contiguous runs of records; their tables concatenate
+    // into the whole table (only shard 1 writes the header).
+    let mut cat = Vec::new();
     for i in 1..=4 {
         let shard = format!("{i}/4");
-        let part = Table::parse(
-            &classify("predict")
+        cat.extend(
+            classify("predict")
                 .args(["-m", &m, "--shard", &shard])
                 .arg_seq()
                 .run()
                 .ok()
                 .stdout,
         );
-        assert_eq!(part.header, full.header);
-        for row in part.rows {
-            let at = full
-                .rows
-                .iter()
-                .position(|r| *r == row)
-                .expect("a row of the full table");
-            assert_eq!(at % 4, i - 1, "record {at} belongs to shard {i}/4");
-            assert!(seen.insert(at, i).is_none(), "record {at} in two shards");
-        }
     }
-    assert_eq!(seen.len(), full.rows.len(), "shards cover every record");
+    assert_eq!(cat, plain, "cat of the 4 shards vs the whole table");
 }
 
 #[test]
@@ -473,4 +464,60 @@ fn predict_batches_equal_lengths_without_changing_results() {
             }
         }
     }
+}
+
+/// Regions of an indexed FASTA, BED regions and BAM reads go through
+/// `predict` as they go through `strand-embed`: a region holding a record's
+/// bases gets that record's row.
+#[test]
+fn predict_reads_regions_bed_and_bam() {
+    let m = model("ph-tiny-cls");
+    let plain = Table::parse(
+        &classify("predict")
+            .args(["-m", &m])
+            .arg_seq()
+            .run()
+            .ok()
+            .stdout,
+    );
+    let row = |t: &Table, name: &str| -> Vec<String> {
+        t.rows
+            .iter()
+            .find(|r| r[0] == name)
+            .unwrap_or_else(|| panic!("no row {name}"))[1..]
+            .to_vec()
+    };
+    let fa = test_data("genome/ref.fa.gz");
+    let regions = Table::parse(
+        &classify("predict")
+            .args(["-m", &m, &fa, "-r", "chrA:3,001-4,000", "-R"])
+            .args([test_data("genome/regions.bed")])
+            .run()
+            .ok()
+            .stdout,
+    );
+    let names: Vec<&str> = regions.rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "chrA:3001-4000",
+            "fixture_len1000",
+            "b_first",
+            "chrB:20001-20500"
+        ]
+    );
+    assert_eq!(row(&regions, "chrA:3001-4000"), row(&plain, "len1000"));
+    assert_eq!(row(&regions, "fixture_len1000"), row(&plain, "len1000"));
+
+    let bam = Table::parse(
+        &classify("predict")
+            .args(["-m", &m, "--bam"])
+            .args([test_data("genome/reads.bam")])
+            .args(["--min-mapq", "30"])
+            .run()
+            .ok()
+            .stdout,
+    );
+    assert_eq!(bam.rows.len(), 12);
+    assert!(bam.rows.iter().any(|r| r[0] == "pair1.2"));
 }

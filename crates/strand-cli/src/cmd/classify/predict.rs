@@ -4,13 +4,15 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
-use strand_io::{AtomicFile, Reader};
+use strand_io::AtomicFile;
 
-use super::records::{each_record, head_logits, Batcher, Embedder, Shard};
+use super::records::{head_logits, Batcher, Embedder};
 use super::{class_labels, describe, prediction_cells, FeedArgs, PROG};
 use crate::args::{ModelArgs, RunArgs};
+use crate::input::InputArgs;
+use crate::shard::Shard;
 
 /// Classify every record with a CaduceusForSequenceClassification model.
 ///
@@ -20,9 +22,8 @@ use crate::args::{ModelArgs, RunArgs};
 /// states over all positions, as the reference does.
 #[derive(ClapArgs, Debug)]
 pub struct Args {
-    /// FASTA or FASTQ, plain or gzip/BGZF; - for stdin
-    #[arg(value_name = "IN")]
-    pub input: PathBuf,
+    #[command(flatten)]
+    pub input: InputArgs,
 
     /// Output table; - for stdout
     #[arg(
@@ -38,8 +39,9 @@ pub struct Args {
     #[arg(long, help_heading = "Output")]
     pub logits: bool,
 
-    /// Only records I, I+N, I+2N, ... (1-based): N jobs with 1/N .. N/N
-    /// together cover the file once
+    /// Take shard I of N: a contiguous 1/N of the records, balanced by
+    /// bases; the shards' tables concatenate into the whole table (only
+    /// shard 1 writes the header)
     #[arg(long, value_name = "I/N", help_heading = "Input")]
     pub shard: Option<Shard>,
 
@@ -61,8 +63,18 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     args.run.init_threads()?;
     // Input and output first: a typo should not cost a model load.
-    let reader = Reader::from_path(&args.input)?;
-    let file = reader.display_name().to_string();
+    let mut input = args.input.open()?;
+    let file = input.display_name();
+    let selected = match args.shard {
+        Some(shard) => Some(
+            shard.select(
+                &input
+                    .lengths()
+                    .context("reading the input's lengths for --shard")?,
+            ),
+        ),
+        None => None,
+    };
     let mut out = AtomicFile::create(&args.output)?;
     let model = args.model.load(PROG, args.run.quiet)?;
     let labels = class_labels(&model)?;
@@ -74,7 +86,10 @@ pub fn run(args: Args) -> Result<()> {
         special_tokens: args.feed.special_tokens,
         conjoin: args.feed.conjoin,
     };
-    writeln!(out, "name\tlength\t{}\tpred", labels.join("\t")).map_err(|e| out.write_error(e))?;
+    if args.shard.is_none_or(|s| s.is_first()) {
+        writeln!(out, "name\tlength\t{}\tpred", labels.join("\t"))
+            .map_err(|e| out.write_error(e))?;
+    }
     let bar = crate::progress::bases(args.run.quiet);
     let mut write_batch = |batch: Vec<(u64, strand_io::Record)>| -> Result<()> {
         for ((_, rec), views) in batch.iter().zip(emb.views_batch(&file, &batch)?) {
@@ -87,10 +102,17 @@ pub fn run(args: Args) -> Result<()> {
         Ok(())
     };
     let mut batcher = Batcher::new(args.batch_tokens);
-    each_record(reader, args.shard, |n, rec| match batcher.push(n, rec) {
-        Some(batch) => write_batch(batch),
-        None => Ok(()),
-    })?;
+    let mut n = 0u64;
+    while let Some(next) = input.next_record() {
+        let (_, rec) = next?;
+        n += 1;
+        if selected.as_ref().is_some_and(|sel| !sel[n as usize - 1]) {
+            continue;
+        }
+        if let Some(batch) = batcher.push(n, rec) {
+            write_batch(batch)?;
+        }
+    }
     if let Some(batch) = batcher.finish() {
         write_batch(batch)?;
     }

@@ -8,56 +8,15 @@ use strand_io::{Error as IoError, IdSet, Reader, Record};
 
 use super::labels::Labels;
 
-/// `--shard I/N`: of the records numbered 0, 1, 2, ... in file order,
-/// those with `number % N == I - 1`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    /// 1-based.
-    pub index: u64,
-    pub count: u64,
-}
-
-impl std::str::FromStr for Shard {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Shard, String> {
-        let bad = || format!("\"{s}\" is not I/N with 1 <= I <= N (e.g. 2/8)");
-        let (i, n) = s.split_once('/').ok_or_else(bad)?;
-        let (index, count): (u64, u64) = (
-            i.trim().parse().map_err(|_| bad())?,
-            n.trim().parse().map_err(|_| bad())?,
-        );
-        if index == 0 || index > count {
-            return Err(bad());
-        }
-        Ok(Shard { index, count })
-    }
-}
-
-impl Shard {
-    /// Whether the 0-based record `i` belongs to this shard.
-    fn takes(&self, i: u64) -> bool {
-        i % self.count == self.index - 1
-    }
-}
-
-/// Calls `f(number, record)` for every record of `reader` (of `shard`
-/// only, if given), with `number` 1-based in the whole file. Every record,
-/// in the shard or not, must have a unique id, so all shards of a file
-/// fail or succeed together; records given to `f` are non-empty ASCII.
-pub fn each_record(
-    reader: Reader,
-    shard: Option<Shard>,
-    mut f: impl FnMut(u64, Record) -> Result<()>,
-) -> Result<()> {
+/// Calls `f(number, record)` for every record of `reader`, with `number`
+/// 1-based. Ids must be unique; records given to `f` are non-empty ASCII.
+pub fn each_record(reader: Reader, mut f: impl FnMut(u64, Record) -> Result<()>) -> Result<()> {
     let file = reader.display_name().to_string();
     let mut ids = IdSet::new(file.clone());
     for (i, rec) in reader.enumerate() {
         let rec = rec?;
         let n = i as u64 + 1;
         ids.insert(&rec.id, n)?;
-        if shard.is_some_and(|s| !s.takes(i as u64)) {
-            continue;
-        }
         rec.check_model_input(&file, n)?;
         f(n, rec)?;
     }
@@ -192,7 +151,7 @@ pub fn embed_labelled(
 ) -> Result<Vec<Sample>> {
     let file = reader.display_name().to_string();
     let mut out = Vec::new();
-    each_record(reader, None, |n, rec| {
+    each_record(reader, |n, rec| {
         let label = labels
             .of(&rec)
             .map_err(|msg| IoError::invalid_record(file.clone(), n, rec.id.clone(), msg))?;
@@ -280,17 +239,6 @@ mod tests {
         assert_eq!(ids(b.push(6, rec("f", 50))), ["e"]);
         assert_eq!(ids(b.push(7, rec("g", 50))), ["f"]);
         assert_eq!(ids(b.finish()), ["g"]);
-    }
-
-    #[test]
-    fn shard_parsing_and_membership() {
-        let s: Shard = "2/3".parse().unwrap();
-        assert_eq!(s, Shard { index: 2, count: 3 });
-        let taken: Vec<u64> = (0..7).filter(|&i| s.takes(i)).collect();
-        assert_eq!(taken, [1, 4]);
-        for bad in ["0/3", "4/3", "3", "a/b", "1/0"] {
-            assert!(bad.parse::<Shard>().is_err(), "{bad}");
-        }
     }
 
     #[test]

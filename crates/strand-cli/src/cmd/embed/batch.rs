@@ -13,9 +13,9 @@ use anyhow::{bail, Context, Result};
 use strand_core::{tokenizer, Model};
 use strand_io::windows::{Tile, Tiling};
 
-use super::input::{Input, Item};
 use super::output::{Meta, Sink};
 use super::pool::{Pool, Pooler};
+use crate::input::{Input, Item};
 use crate::progress::Progress;
 
 /// How much one round may hold.

@@ -1,34 +1,32 @@
 //! `strand-embed`: per-base, binned or mean hidden states of FASTA/FASTQ
 //! records, indexed-FASTA regions or BAM reads.
 //!
-//! - [`input`]: what is read, an item (record, region, read) at a time;
 //! - [`batch`]: windows, batched passes, stitching, pooling, in order;
 //! - [`pool`]: `--pool none|mean|bin:N`;
-//! - [`output`]: safetensors / npy / TSV files, one file or one per item;
-//! - [`shard`]: `--shard I/N`.
+//! - [`output`]: safetensors / npy / TSV files, one file or one per item.
+//!
+//! Inputs ([`crate::input`]) and shards ([`crate::shard`]) are shared with
+//! the other commands.
 
 mod batch;
-mod input;
 mod output;
 mod pool;
-mod shard;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use strand_io::bam::BamOptions;
 use strand_io::windows::Tiling;
 use strand_io::Dtype;
 
 use self::batch::{Budget, Job};
-use self::input::{Input, Request};
 use self::output::{Format, Opts};
 use self::pool::Pool;
-use self::shard::Shard;
 use crate::args::{ModelArgs, RunArgs};
+use crate::input::InputArgs;
 use crate::progress::Progress;
+use crate::shard::Shard;
 
 /// The published models' training length: the default window.
 const DEFAULT_WINDOW: u64 = 131_072;
@@ -51,42 +49,8 @@ const CPU_ROUND_TOKENS: usize = 1 << 16;
 #[command(name = "strand-embed", version, max_term_width = 100)]
 #[command(group(clap::ArgGroup::new("dest").required(true).args(["output", "out_dir"])))]
 pub struct Args {
-    /// FASTA or FASTQ, plain or gzip/BGZF; - for stdin. With -r/-R an
-    /// indexed FASTA (.fai, and .gzi when BGZF-compressed)
-    #[arg(value_name = "IN", help_heading = "Input")]
-    pub input: Option<PathBuf>,
-
-    /// Region chr:beg-end (1-based, inclusive; commas allowed) or a whole
-    /// contig; repeatable
-    #[arg(
-        short = 'r',
-        long = "region",
-        value_name = "REGION",
-        help_heading = "Input"
-    )]
-    pub regions: Vec<String>,
-
-    /// Regions from a BED file (0-based, half-open; 4th column names the
-    /// output)
-    #[arg(short = 'R', long, value_name = "BED", help_heading = "Input")]
-    pub regions_file: Option<PathBuf>,
-
-    /// Embed the reads of a BAM file (with -r, only reads overlapping the
-    /// region, via the .bai index)
-    #[arg(long, value_name = "BAM", help_heading = "Input")]
-    pub bam: Option<PathBuf>,
-
-    /// BAM: skip reads with a lower mapping quality
-    #[arg(long, value_name = "INT", default_value_t = 0, help_heading = "Input")]
-    pub min_mapq: u8,
-
-    /// BAM: also embed secondary alignments
-    #[arg(long, help_heading = "Input")]
-    pub include_secondary: bool,
-
-    /// BAM: also embed supplementary alignments
-    #[arg(long, help_heading = "Input")]
-    pub include_supplementary: bool,
+    #[command(flatten)]
+    pub input: InputArgs,
 
     /// Longest single pass in bases, or max for the longest that fits the
     /// device's free memory; longer sequences are tiled [default: 131072]
@@ -184,18 +148,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     // Open the input before loading the model: a typo should not cost a
     // multi-gigabyte load.
-    let mut input = Input::open(Request {
-        path: args.input.as_deref(),
-        regions: &args.regions,
-        regions_file: args.regions_file.as_deref(),
-        bam: args.bam.as_deref(),
-        bam_opts: BamOptions {
-            region: None,
-            min_mapq: args.min_mapq,
-            include_secondary: args.include_secondary,
-            include_supplementary: args.include_supplementary,
-        },
-    })?;
+    let mut input = args.input.open()?;
     let (selected, total) = match args.shard {
         Some(shard) => {
             let lengths = input
@@ -292,11 +245,6 @@ fn check_options(args: &Args) -> Result<()> {
     }
     if args.resume && args.output.as_deref() == Some(Path::new("-")) {
         bail!("--resume needs an output file or --out-dir, not stdout");
-    }
-    if args.bam.is_none()
-        && (args.min_mapq > 0 || args.include_secondary || args.include_supplementary)
-    {
-        bail!("--min-mapq and --include-* apply to --bam input");
     }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! What `strand-embed` reads: records of a FASTA/FASTQ stream, regions or
+//! What the commands read: records of a FASTA/FASTQ stream, regions or
 //! whole contigs of an indexed FASTA, or reads of a BAM file, as a
 //! sequence of named items whose bases are fetched a window at a time.
 
@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use clap::Args;
 use strand_io::bam::{BamOptions, BamReader};
 use strand_io::faidx::IndexedFasta;
 use strand_io::region::{Region, Span};
@@ -49,23 +50,71 @@ pub enum Input {
     },
 }
 
-/// How the user named the input.
-pub struct Request<'a> {
-    pub path: Option<&'a Path>,
-    pub regions: &'a [String],
-    pub regions_file: Option<&'a Path>,
-    pub bam: Option<&'a Path>,
-    pub bam_opts: BamOptions,
+/// The input options shared by the commands that read sequences.
+#[derive(Args, Debug, Clone)]
+pub struct InputArgs {
+    /// FASTA or FASTQ, plain or gzip/BGZF; - for stdin. With -r/-R an
+    /// indexed FASTA (.fai, and .gzi when BGZF-compressed)
+    #[arg(value_name = "IN", help_heading = "Input")]
+    pub input: Option<PathBuf>,
+
+    /// Region chr:beg-end (1-based, inclusive; commas allowed) or a whole
+    /// contig; repeatable
+    #[arg(
+        short = 'r',
+        long = "region",
+        value_name = "REGION",
+        help_heading = "Input"
+    )]
+    pub regions: Vec<String>,
+
+    /// Regions from a BED file (0-based, half-open; 4th column names the
+    /// output)
+    #[arg(short = 'R', long, value_name = "BED", help_heading = "Input")]
+    pub regions_file: Option<PathBuf>,
+
+    /// Read the sequences of a BAM file (with -r, only reads overlapping
+    /// the region, via the .bai index)
+    #[arg(long, value_name = "BAM", help_heading = "Input")]
+    pub bam: Option<PathBuf>,
+
+    /// BAM: skip reads with a lower mapping quality
+    #[arg(long, value_name = "INT", default_value_t = 0, help_heading = "Input")]
+    pub min_mapq: u8,
+
+    /// BAM: also take secondary alignments
+    #[arg(long, help_heading = "Input")]
+    pub include_secondary: bool,
+
+    /// BAM: also take supplementary alignments
+    #[arg(long, help_heading = "Input")]
+    pub include_supplementary: bool,
+}
+
+impl InputArgs {
+    /// Opens the input (checking regions against the index).
+    pub fn open(&self) -> Result<Input> {
+        if self.bam.is_none()
+            && (self.min_mapq > 0 || self.include_secondary || self.include_supplementary)
+        {
+            bail!("--min-mapq and --include-* apply to --bam input");
+        }
+        Input::open(self)
+    }
 }
 
 impl Input {
-    pub fn open(req: Request) -> Result<Input> {
-        if let Some(bam) = req.bam {
-            if req.path.is_some() || req.regions_file.is_some() || req.regions.len() > 1 {
+    fn open(req: &InputArgs) -> Result<Input> {
+        if let Some(bam) = req.bam.as_deref() {
+            if req.input.is_some() || req.regions_file.is_some() || req.regions.len() > 1 {
                 bail!("--bam takes no other input, and at most one -r region");
             }
-            let mut opts = req.bam_opts;
-            opts.region = req.regions.first().map(|r| Region::parse(r)).transpose()?;
+            let opts = BamOptions {
+                region: req.regions.first().map(|r| Region::parse(r)).transpose()?,
+                min_mapq: req.min_mapq,
+                include_secondary: req.include_secondary,
+                include_supplementary: req.include_supplementary,
+            };
             let reader = Box::new(BamReader::open(bam, opts.clone())?);
             return Ok(Input::Bam {
                 path: bam.to_path_buf(),
@@ -74,14 +123,15 @@ impl Input {
             });
         }
         let path = req
-            .path
+            .input
+            .as_deref()
             .context("no input: give a FASTA/FASTQ file (or - for stdin), or --bam")?;
         let mut regions: Vec<Region> = req
             .regions
             .iter()
             .map(|r| Region::parse(r))
             .collect::<Result<_, _>>()?;
-        if let Some(bed) = req.regions_file {
+        if let Some(bed) = req.regions_file.as_deref() {
             regions.extend(strand_io::bed::read_bed(bed)?);
         }
         if regions.is_empty() {
@@ -138,6 +188,15 @@ impl Input {
             spans: spans.into_iter(),
             whole: false,
         })
+    }
+
+    /// The input's name for messages.
+    pub fn display_name(&self) -> String {
+        match self {
+            Input::Stream { reader, .. } => reader.display_name().to_string(),
+            Input::Indexed { fasta, .. } => fasta.display_name().to_string(),
+            Input::Bam { reader, .. } => reader.display_name().to_string(),
+        }
     }
 
     /// The length of every item, in order, without embedding anything: from
@@ -209,6 +268,23 @@ impl Input {
                 }))
             }
         }
+    }
+
+    /// The next item with all its bases, as a record named by the item's
+    /// name (for commands that take each sequence in one pass).
+    pub fn next_record(&mut self) -> Option<Result<(Item, Record)>> {
+        let item = match self.next_item()? {
+            Ok(item) => item,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(self.bases(&item, 0, item.len).map(|seq| {
+            let rec = Record {
+                id: item.name.clone(),
+                description: None,
+                seq,
+            };
+            (item, rec)
+        }))
     }
 
     /// Bases `[start, end)` of `item` (item coordinates).
