@@ -4,7 +4,7 @@
 # the release binaries and test executables into dev-out/; then run this
 # script from the repository root on the GPU machine:
 #
-#   scripts/device-check.sh [tests|bench|tune|long|all]   (logs under $OUT or dev-out/logs)
+#   scripts/device-check.sh [tests|bench|tune|long|embed|all]   (logs under $OUT or dev-out/logs)
 set -uo pipefail
 what=${1:-all}
 out=${OUT:-dev-out/logs}
@@ -53,4 +53,56 @@ if [ "$what" = long ] || [ "$what" = all ]; then
   echo "== bench: longest single passes"
   dev-out/strand bench --device cuda --precision bf16 --kind ps \
     --lengths 4194304,8388608 --repeat 1 2>&1 | tee "$out/bench-long.tsv"
+fi
+if [ "$what" = embed ] || [ "$what" = all ]; then
+  # strand-embed end to end on a published-size random-weight model: a
+  # 20 Mbp chromosome in 131,072-bp windows, binned; --window max; reads.
+  models=/tmp/strand-models; mkdir -p "$models"
+  dev-out/strand bench --kind ps,ph --save-models "$models" | tee "$out/models.txt"
+  python3 - <<'PY'
+import random
+r = random.Random(5)
+with open("/tmp/chr20m.fa", "w") as f:
+    f.write(">chr1\n")
+    s = "".join(r.choices("ACGT", k=20_000_000))
+    for i in range(0, len(s), 60):
+        f.write(s[i:i + 60] + "\n")
+with open("/tmp/reads.fa", "w") as f:
+    for i in range(100_000):
+        f.write(f">r{i}\n" + "".join(r.choices("ACGT", k=150)) + "\n")
+PY
+  printf 'chr1\t20000000\t6\t60\t61\n' > /tmp/chr20m.fa.fai
+  for kind in ps-256x16 ph-256x16; do
+    run "embed-chr-$kind" /usr/bin/time -v dev-out/strand-embed -m "$models/$kind" --device cuda -v \
+      /tmp/chr20m.fa --pool bin:128 --dtype f16 -o /tmp/chr.safetensors
+    grep -E "strand-embed|Elapsed|Maximum resident" "$out/embed-chr-$kind.log"
+  done
+  run embed-window-max /usr/bin/time -v dev-out/strand-embed -m "$models/ps-256x16" --device cuda -v \
+    /tmp/chr20m.fa -r chr1:1-12,000,000 --window max --pool bin:128 -o /tmp/max.safetensors
+  grep -E "strand-embed|Elapsed|Maximum resident" "$out/embed-window-max.log"
+  run embed-reads /usr/bin/time -v dev-out/strand-embed -m "$models/ps-256x16" --device cuda -v \
+    /tmp/reads.fa --pool mean -o /tmp/reads.safetensors
+  grep -E "strand-embed|Elapsed|Maximum resident" "$out/embed-reads.log"
+  # The same region, tiled and batched on the GPU vs the CPU.
+  region=(/tmp/chr20m.fa -r chr1:1-140,000 --window 65536 --pool bin:16)
+  dev-out/strand-embed -m "$models/ps-256x16" --device cpu -q "${region[@]}" -o /tmp/cpu.safetensors
+  for prec in fp32 bf16; do
+    dev-out/strand-embed -m "$models/ps-256x16" --device cuda --precision $prec -q \
+      "${region[@]}" -o "/tmp/gpu-$prec.safetensors"
+    python3 - "$prec" <<'PY' | tee -a "$out/embed-gpu-vs-cpu.txt"
+import json, math, struct, sys
+def load(p):
+    b = open(p, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    t = h["chr1:1-140000"]
+    s, e = t["data_offsets"]
+    return struct.unpack(f"<{(e - s) // 4}f", b[8 + n + s:8 + n + e])
+prec = sys.argv[1]
+g, c = load(f"/tmp/gpu-{prec}.safetensors"), load("/tmp/cpu.safetensors")
+num = sum((x - y) ** 2 for x, y in zip(g, c))
+den = sum(y * y for y in c)
+print(f"embed tiled GPU {prec} vs CPU: rel L2 {math.sqrt(num / den):.2e}, max |diff| {max(abs(x - y) for x, y in zip(g, c)):.2e}")
+PY
+  done
 fi

@@ -55,6 +55,12 @@ pub struct Args {
     /// length, with each op's floor
     #[arg(long, value_name = "TOKENS")]
     pub profile: Option<usize>,
+
+    /// Only write the random-weight checkpoints (one folder per kind, e.g.
+    /// DIR/ps-256x16) and exit: a published-size model for trying
+    /// strand-embed's speed and memory without a download
+    #[arg(long, value_name = "DIR")]
+    pub save_models: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -68,6 +74,13 @@ pub fn run(args: Args) -> Result<()> {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()?;
+    }
+    if let Some(dir) = &args.save_models {
+        for kind in &args.kind {
+            let (name, path) = build_model(&args, *kind, dir)?;
+            println!("{name}\t{}", path.display());
+        }
+        return Ok(());
     }
     if args.device != DeviceSpec::Cpu {
         return run_gpu(&args);
