@@ -20,6 +20,7 @@ pub mod npy;
 pub mod region;
 pub mod safetensors;
 pub mod seq;
+pub mod vcf;
 pub mod windows;
 
 pub use atomic::AtomicFile;

@@ -8,6 +8,7 @@ pub mod plan;
 pub mod synthetic;
 pub mod weights;
 
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -165,6 +166,15 @@ impl Model {
     /// `[len, width]`: one batched pass on a GPU, one pass per sequence on
     /// the CPU. The result is the same as [`Model::forward`] on each.
     pub fn forward_batch(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        let len = seqs.first().map_or(0, |s| s.len()) * self.width();
+        let flat = self.forward_batch_flat(seqs)?;
+        Ok(flat.chunks_exact(len.max(1)).map(<[f32]>::to_vec).collect())
+    }
+
+    /// As [`Model::forward_batch`], the sequences' hidden states one after
+    /// the other in one buffer `[nseq * len, width]` (no copy per
+    /// sequence: what long windows want).
+    pub fn forward_batch_flat(&self, seqs: &[&[u32]]) -> Result<Vec<f32>> {
         Ok(self.run_batch(seqs, true)?.unwrap_or_default())
     }
 
@@ -174,7 +184,7 @@ impl Model {
         self.run_batch(seqs, false).map(drop)
     }
 
-    fn run_batch(&self, seqs: &[&[u32]], keep: bool) -> Result<Option<Vec<Vec<f32>>>> {
+    fn run_batch(&self, seqs: &[&[u32]], keep: bool) -> Result<Option<Vec<f32>>> {
         let Some(len) = seqs.first().map(|s| s.len()) else {
             return Ok(Some(Vec::new()));
         };
@@ -187,12 +197,13 @@ impl Model {
             }
             self.check_ids(s)?;
         }
-        let one_by_one = || -> Result<Option<Vec<Vec<f32>>>> {
+        let one_by_one = || -> Result<Option<Vec<f32>>> {
             if keep {
-                seqs.iter()
-                    .map(|s| self.forward(s))
-                    .collect::<Result<_>>()
-                    .map(Some)
+                let mut all = Vec::with_capacity(seqs.len() * len * self.width());
+                for s in seqs {
+                    all.extend(self.forward(s)?);
+                }
+                Ok(Some(all))
             } else {
                 seqs.iter()
                     .try_for_each(|s| self.forward_discard(s))
@@ -211,8 +222,7 @@ impl Model {
             if !keep {
                 return b.final_norm_discard(st).map(|_| None);
             }
-            let all = b.final_norm(st)?;
-            Ok(Some(all.chunks_exact(len * self.width()).map(<[f32]>::to_vec).collect()))
+            Ok(Some(b.final_norm(st)?))
         })
     }
 
@@ -349,12 +359,16 @@ impl Model {
             ));
         }
         let d = self.config.d_model;
-        Ok(hidden
-            .chunks_exact(2 * d)
-            .flat_map(|row| {
+        let mut out = vec![0.0f32; hidden.len() / 2];
+        // Rows are independent; long windows are worth the threads.
+        out.par_chunks_mut(d)
+            .zip(hidden.par_chunks_exact(2 * d))
+            .for_each(|(o, row)| {
                 let (a, b) = row.split_at(d);
-                a.iter().zip(b.iter().rev()).map(|(x, y)| (x + y) / 2.0)
-            })
-            .collect())
+                for ((o, x), y) in o.iter_mut().zip(a).zip(b.iter().rev()) {
+                    *o = (x + y) / 2.0;
+                }
+            });
+        Ok(out)
     }
 }

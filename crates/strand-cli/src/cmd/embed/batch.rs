@@ -131,8 +131,9 @@ impl Job<'_> {
             if round.is_empty() {
                 break;
             }
-            let outputs = self.passes(&round, &active, retired)?;
-            for (p, hidden) in round.iter().zip(outputs) {
+            let (groups, at) = self.passes(&round, &active, retired)?;
+            for (p, &(g, offset)) in round.iter().zip(&at) {
+                let hidden = &groups[g][offset..offset + p.tokens.len() * self.model.width()];
                 let a = &mut active[p.item - retired];
                 if p.tile.start == 0 {
                     sink.begin(&a.meta)?;
@@ -230,23 +231,27 @@ impl Job<'_> {
         }
     }
 
-    /// Runs the round's windows, equal lengths batched together; returns
-    /// each window's hidden states in round order.
+    /// Runs the round's windows, equal lengths batched together. Returns
+    /// the passes' outputs and, for each window in round order, which
+    /// output holds its hidden states and where they start.
+    #[allow(clippy::type_complexity)]
     fn passes(
         &self,
         round: &[Pending],
         active: &VecDeque<Active>,
         retired: usize,
-    ) -> Result<Vec<Vec<f32>>> {
+    ) -> Result<(Vec<Vec<f32>>, Vec<(usize, usize)>)> {
         let mut by_len: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for (i, p) in round.iter().enumerate() {
             by_len.entry(p.tokens.len()).or_default().push(i);
         }
-        let mut out: Vec<Option<Vec<f32>>> = vec![None; round.len()];
+        let w = self.model.width();
+        let mut groups = Vec::new();
+        let mut at = vec![(0, 0); round.len()];
         for idx in by_len.values() {
             for group in idx.chunks(self.budget.seqs.max(1)) {
                 let seqs: Vec<&[u32]> = group.iter().map(|&i| round[i].tokens.as_slice()).collect();
-                let hidden = self.model.forward_batch(&seqs).with_context(|| {
+                let hidden = self.model.forward_batch_flat(&seqs).with_context(|| {
                     let first = &round[group[0]];
                     let what = &active[first.item - retired].item.what;
                     if group.len() == 1 {
@@ -255,14 +260,12 @@ impl Job<'_> {
                         format!("{what} and {} more windows", group.len() - 1)
                     }
                 })?;
-                for (&i, h) in group.iter().zip(hidden) {
-                    out[i] = Some(h);
+                for (k, &i) in group.iter().enumerate() {
+                    at[i] = (groups.len(), k * seqs[0].len() * w);
                 }
+                groups.push(hidden);
             }
         }
-        Ok(out
-            .into_iter()
-            .map(|h| h.expect("every window ran"))
-            .collect())
+        Ok((groups, at))
     }
 }

@@ -7,6 +7,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use rayon::prelude::*;
+
 /// How rows are pooled along the sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pool {
@@ -70,6 +72,20 @@ impl FromStr for Pool {
     }
 }
 
+/// Column means of a bin of rows, summed in f64.
+fn mean_into(bin: &[f32], cols: usize, out: &mut [f32]) {
+    let mut sum = vec![0.0f64; cols];
+    for row in bin.chunks_exact(cols) {
+        sum.iter_mut()
+            .zip(row)
+            .for_each(|(s, &x)| *s += f64::from(x));
+    }
+    let n = (bin.len() / cols) as f64;
+    out.iter_mut()
+        .zip(sum)
+        .for_each(|(o, s)| *o = (s / n) as f32);
+}
+
 /// Pools one record's rows as they arrive and hands finished rows on.
 pub struct Pooler {
     pool: Pool,
@@ -103,15 +119,63 @@ impl Pooler {
             Pool::Mean => u64::MAX,
             Pool::Bin(n) => n,
         };
-        for row in rows.chunks_exact(self.cols) {
-            for (s, &x) in self.sum.iter_mut().zip(row) {
-                *s += f64::from(x);
-            }
-            self.count += 1;
+        let cols = self.cols;
+        let mut rows = rows;
+        // Finish the bin in progress row by row...
+        while matches!(self.pool, Pool::Bin(_)) && self.count > 0 && !rows.is_empty() {
+            self.add_row(&rows[..cols]);
+            rows = &rows[cols..];
             if self.count == limit {
                 self.flush_bin();
             }
         }
+        // ... then whole bins (or, for the mean, all rows) in parallel:
+        // a window holds 10^5 rows and this runs while the device waits.
+        match self.pool {
+            Pool::Bin(n) => {
+                let bin = n as usize * cols;
+                let whole = rows.len() / bin * bin;
+                let start = self.out.len();
+                self.out.resize(start + whole / n as usize, 0.0);
+                self.out[start..]
+                    .par_chunks_mut(cols)
+                    .zip(rows[..whole].par_chunks_exact(bin))
+                    .for_each(|(o, b)| mean_into(b, cols, o));
+                rows = &rows[whole..];
+            }
+            Pool::Mean => {
+                let sum = rows
+                    .par_chunks(4096 * cols)
+                    .map(|c| {
+                        let mut s = vec![0.0f64; cols];
+                        for row in c.chunks_exact(cols) {
+                            s.iter_mut().zip(row).for_each(|(s, &x)| *s += f64::from(x));
+                        }
+                        s
+                    })
+                    .reduce(
+                        || vec![0.0f64; cols],
+                        |mut a, b| {
+                            a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                            a
+                        },
+                    );
+                self.sum.iter_mut().zip(sum).for_each(|(s, x)| *s += x);
+                self.count += (rows.len() / cols) as u64;
+                rows = &[];
+            }
+            Pool::None => unreachable!("handled above"),
+        }
+        for row in rows.chunks_exact(cols) {
+            self.add_row(row);
+        }
+    }
+
+    fn add_row(&mut self, row: &[f32]) {
+        for (s, &x) in self.sum.iter_mut().zip(row) {
+            *s += f64::from(x);
+        }
+        self.count += 1;
     }
 
     fn flush_bin(&mut self) {
@@ -164,6 +228,49 @@ mod tests {
         let mut m = Pooler::new(Pool::Mean, 2);
         m.push(&rows);
         assert_eq!(m.finish(), vec![3.0, -6.0]);
+        // Pieces of every size, against the sums done naively.
+        let w = 3;
+        let rows: Vec<f32> = (0..101 * w).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
+        for pool in [
+            Pool::Bin(1),
+            Pool::Bin(4),
+            Pool::Bin(7),
+            Pool::Bin(200),
+            Pool::Mean,
+        ] {
+            let mut p = Pooler::new(pool, w);
+            let (mut at, mut piece, mut got) = (0, 1, Vec::new());
+            while at < 101 {
+                let end = (at + piece).min(101);
+                p.push(&rows[at * w..end * w]);
+                got.extend(p.take());
+                at = end;
+                piece = piece * 3 % 17 + 1;
+            }
+            got.extend(p.finish());
+            let bin = match pool {
+                Pool::Bin(n) => n as usize,
+                _ => 101,
+            };
+            let want: Vec<f32> = rows
+                .chunks(bin * w)
+                .flat_map(|b| {
+                    let n = (b.len() / w) as f64;
+                    (0..w)
+                        .map(|j| {
+                            (b.iter()
+                                .skip(j)
+                                .step_by(w)
+                                .map(|&x| f64::from(x))
+                                .sum::<f64>()
+                                / n) as f32
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            assert_eq!(got, want, "{pool}");
+        }
+
         let mut n = Pooler::new(Pool::None, 2);
         n.push(&rows);
         assert_eq!(n.finish(), rows);
