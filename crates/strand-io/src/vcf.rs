@@ -222,11 +222,14 @@ pub struct Writer {
 
 enum Out {
     Plain(AtomicFile),
-    Bgzf {
-        writer: bgzf::io::Writer<AtomicFile>,
-        indexer: tabix::index::Indexer,
-        index_path: std::path::PathBuf,
-    },
+    // Boxed: the indexer is large.
+    Bgzf(Box<BgzfOut>),
+}
+
+struct BgzfOut {
+    writer: bgzf::io::Writer<AtomicFile>,
+    indexer: tabix::index::Indexer,
+    index_path: std::path::PathBuf,
 }
 
 impl Writer {
@@ -237,11 +240,11 @@ impl Writer {
         let out = if bgzf {
             let mut indexer = tabix::index::Indexer::default();
             indexer.set_header(noodles::csi::binning_index::index::header::Builder::vcf().build());
-            Out::Bgzf {
+            Out::Bgzf(Box::new(BgzfOut {
                 writer: bgzf::io::Writer::new(file),
                 indexer,
                 index_path: with_suffix(path, ".tbi"),
-            }
+            }))
         } else {
             Out::Plain(file)
         };
@@ -259,7 +262,7 @@ impl Writer {
     pub fn header_line(&mut self, line: &str) -> Result<(), Error> {
         let r = match &mut self.out {
             Out::Plain(w) => writeln!(w, "{line}"),
-            Out::Bgzf { writer, .. } => writeln!(writer, "{line}"),
+            Out::Bgzf(b) => writeln!(b.writer, "{line}"),
         };
         r.map_err(|e| self.write_error(e))
     }
@@ -272,9 +275,10 @@ impl Writer {
                 file: self.name.clone(),
                 source: e,
             }),
-            Out::Bgzf {
-                writer, indexer, ..
-            } => {
+            Out::Bgzf(b) => {
+                let BgzfOut {
+                    writer, indexer, ..
+                } = &mut **b;
                 let start_vp = writer.virtual_position();
                 writeln!(writer, "{text}").map_err(|e| Error::Write {
                     file: self.name.clone(),
@@ -302,11 +306,12 @@ impl Writer {
     pub fn finish(self) -> Result<(), Error> {
         match self.out {
             Out::Plain(w) => w.commit(),
-            Out::Bgzf {
-                writer,
-                indexer,
-                index_path,
-            } => {
+            Out::Bgzf(b) => {
+                let BgzfOut {
+                    writer,
+                    indexer,
+                    index_path,
+                } = *b;
                 let name = self.name;
                 let file = writer.finish().map_err(|source| Error::Write {
                     file: name.clone(),
