@@ -1,6 +1,6 @@
 //! Options shared by every command.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use strand_core::{DeviceSpec, Placement, Precision};
 
@@ -78,5 +78,35 @@ impl RunArgs {
                 .context("starting the thread pool")?;
         }
         Ok(())
+    }
+}
+
+/// `131072`, `131,072` or `128k`.
+pub fn parse_count(s: &str) -> Result<u64> {
+    let t = s.replace(',', "").to_ascii_lowercase();
+    let (num, mult) = match t.strip_suffix('k') {
+        Some(n) => (n, 1024),
+        None => match t.strip_suffix('m') {
+            Some(n) => (n, 1024 * 1024),
+            None => (t.as_str(), 1),
+        },
+    };
+    match num.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n * mult),
+        _ => bail!("expected a positive number of bases (e.g. 131072 or 128k) or max"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_parse() {
+        assert_eq!(parse_count("131,072").expect("ok"), 131_072);
+        assert_eq!(parse_count("128k").expect("ok"), 131_072);
+        assert_eq!(parse_count("1M").expect("ok"), 1 << 20);
+        assert!(parse_count("0").is_err());
+        assert!(parse_count("big").is_err());
     }
 }

@@ -31,6 +31,7 @@ pub struct Progress {
 }
 
 struct Log {
+    unit: &'static str,
     every: Duration,
     start: Instant,
     last: Instant,
@@ -40,6 +41,16 @@ struct Log {
 
 impl Progress {
     pub fn new(prog: &'static str, quiet: bool, total: Option<u64>) -> Progress {
+        Progress::with_unit(prog, quiet, total, "bases")
+    }
+
+    /// Counts `unit`s (`variants`, ...) instead of bases.
+    pub fn with_unit(
+        prog: &'static str,
+        quiet: bool,
+        total: Option<u64>,
+        unit: &'static str,
+    ) -> Progress {
         if quiet {
             return Progress {
                 prog,
@@ -52,15 +63,24 @@ impl Progress {
                 Some(t) => {
                     let bar = ProgressBar::new(t);
                     bar.set_style(
-                        ProgressStyle::with_template(
-                            "{bar:30} {percent:>3}% {human_pos}/{human_len} bases, \
-                             {per_sec}, ETA {eta}",
-                        )
+                        ProgressStyle::with_template(&format!(
+                            "{{bar:30}} {{percent:>3}}% {{human_pos}}/{{human_len}} {unit}, \
+                             {{per_sec}}, ETA {{eta}}"
+                        ))
                         .expect("a valid template"),
                     );
                     bar
                 }
-                None => bases(false),
+                None => {
+                    let bar = ProgressBar::new_spinner();
+                    bar.set_style(
+                        ProgressStyle::with_template(&format!(
+                            "{{spinner}} {{elapsed_precise}} {{human_pos}} {unit}, {{per_sec}}"
+                        ))
+                        .expect("a valid template"),
+                    );
+                    bar
+                }
             };
             return Progress {
                 prog,
@@ -73,6 +93,7 @@ impl Progress {
             prog,
             bar: None,
             log: Some(Log {
+                unit,
                 every: Duration::from_secs(30),
                 start: now,
                 last: now,
@@ -112,7 +133,7 @@ impl Log {
     fn line(&self) -> String {
         let secs = self.start.elapsed().as_secs_f64().max(1e-9);
         let rate = self.done as f64 / secs;
-        let mut s = format!("{} bases", HumanCount(self.done));
+        let mut s = format!("{} {}", HumanCount(self.done), self.unit);
         if let Some(t) = self.total.filter(|&t| t > 0) {
             s.push_str(&format!(
                 " of {} ({:.1}%)",
@@ -120,7 +141,7 @@ impl Log {
                 100.0 * self.done as f64 / t as f64
             ));
         }
-        s.push_str(&format!(", {} bases/s", HumanCount(rate as u64)));
+        s.push_str(&format!(", {} {}/s", HumanCount(rate as u64), self.unit));
         if let Some(t) = self.total.filter(|&t| t > self.done && rate > 0.0) {
             let eta = Duration::from_secs_f64((t - self.done) as f64 / rate);
             s.push_str(&format!(", ETA {}", HumanDuration(eta)));

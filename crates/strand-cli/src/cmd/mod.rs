@@ -4,3 +4,4 @@ pub mod bench;
 pub mod classify;
 pub mod doctor;
 pub mod embed;
+pub mod score;

@@ -23,7 +23,7 @@ use strand_io::Dtype;
 use self::batch::{Budget, Job};
 use self::output::{Format, Opts};
 use self::pool::Pool;
-use crate::args::{ModelArgs, RunArgs};
+use crate::args::{parse_count, ModelArgs, RunArgs};
 use crate::input::InputArgs;
 use crate::progress::Progress;
 use crate::shard::Shard;
@@ -249,22 +249,6 @@ fn check_options(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// `131072`, `131,072` or `128k`.
-fn parse_count(s: &str) -> Result<u64> {
-    let t = s.replace(',', "").to_ascii_lowercase();
-    let (num, mult) = match t.strip_suffix('k') {
-        Some(n) => (n, 1024),
-        None => match t.strip_suffix('m') {
-            Some(n) => (n, 1024 * 1024),
-            None => (t.as_str(), 1),
-        },
-    };
-    match num.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n * mult),
-        _ => bail!("expected a positive number of bases (e.g. 131072 or 128k) or max"),
-    }
-}
-
 fn budget(model: &strand_core::Model, batch_size: Option<u64>, window: u64) -> Result<Budget> {
     let window = window as usize;
     let limit = if model.on_gpu() {
@@ -361,19 +345,5 @@ impl output::Sink for Fresh {
     }
     fn finish(self: Box<Self>) -> Result<()> {
         self.0.finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_parse() {
-        assert_eq!(parse_count("131,072").expect("ok"), 131_072);
-        assert_eq!(parse_count("128k").expect("ok"), 131_072);
-        assert_eq!(parse_count("1M").expect("ok"), 1 << 20);
-        assert!(parse_count("0").is_err());
-        assert!(parse_count("big").is_err());
     }
 }

@@ -1,0 +1,330 @@
+//! The forward passes behind the scores of one reference window.
+//!
+//! One pass over the reference window gives `llr` for every SNV in it
+//! (logits are read at each variant's row) and the reference side of
+//! `embed_dist`. `llr_masked` needs one pass per distinct masked position,
+//! and `embed_dist` one per alternate window; those passes have the
+//! window's length and run in batches.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use strand_core::tokenizer::{self, id};
+use strand_core::Model;
+
+use super::variant::{Kind, Score};
+
+/// One allele to score in a window.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Offset of the variant's first base in the window.
+    pub offset: usize,
+    /// REF and ALT bases.
+    pub reference: Vec<u8>,
+    pub alt: Vec<u8>,
+    pub kind: Kind,
+}
+
+/// Scores of one allele; `None` where a score does not apply.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Values {
+    pub llr: Option<f32>,
+    pub llr_masked: Option<f32>,
+    pub embed_dist: Option<f32>,
+    pub embed_dist_l2: Option<f32>,
+}
+
+pub struct Engine<'a> {
+    pub model: &'a Model,
+    pub scores: Vec<Score>,
+    /// PH models: also score the reverse-complement window and average.
+    pub rc_average: bool,
+    /// Tokens per batched pass.
+    pub batch_tokens: usize,
+}
+
+impl Engine<'_> {
+    fn wants(&self, s: Score) -> bool {
+        self.scores.contains(&s)
+    }
+
+    /// Scores `jobs` in the window holding `bases`; `after` holds reference
+    /// bases following the window (to refill the window after a deletion).
+    pub fn window(&self, bases: &[u8], after: &[u8], jobs: &[Job]) -> Result<Vec<Values>> {
+        let mut out = vec![Values::default(); jobs.len()];
+        let snvs: Vec<usize> = (0..jobs.len())
+            .filter(|&k| jobs[k].kind == Kind::Snv)
+            .collect();
+        let need_llr = self.wants(Score::Llr) && !snvs.is_empty();
+        let need_embed = self.wants(Score::EmbedDist) && !jobs.is_empty();
+        let tokens = tokenizer::encode_bases(bases);
+        let n = tokens.len();
+        let rc = self.rc_average && !self.model.config.rcps;
+
+        if need_llr || need_embed {
+            let hidden = self.model.forward(&tokens)?;
+            if need_llr {
+                let logits = self.model.lm_logits(&hidden)?;
+                let rc_logits = if rc {
+                    let t = tokenizer::encode_bases(&tokenizer::reverse_complement(bases));
+                    Some(self.model.lm_logits(&self.model.forward(&t)?)?)
+                } else {
+                    None
+                };
+                let v = logits.len() / n;
+                for &k in &snvs {
+                    let (i, r, a) = snv_ids(&jobs[k]);
+                    let mut llr = logits[i * v + a] - logits[i * v + r];
+                    if let Some(l) = &rc_logits {
+                        let j = n - 1 - i;
+                        let (rc_r, rc_a) = (complement(r), complement(a));
+                        llr = (llr + (l[j * v + rc_a] - l[j * v + rc_r])) / 2.0;
+                    }
+                    out[k].llr = Some(llr);
+                }
+            }
+            if need_embed {
+                self.embed_dist(&hidden, bases, after, jobs, &mut out)?;
+            }
+        }
+        if self.wants(Score::LlrMasked) && !snvs.is_empty() {
+            self.llr_masked(&tokens, jobs, &snvs, rc, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Masked passes: one per distinct SNV position (ALTs at one position
+    /// share it), batched.
+    fn llr_masked(
+        &self,
+        tokens: &[u32],
+        jobs: &[Job],
+        snvs: &[usize],
+        rc: bool,
+        out: &mut [Values],
+    ) -> Result<()> {
+        let n = tokens.len();
+        let mut offsets: Vec<usize> = snvs.iter().map(|&k| jobs[k].offset).collect();
+        offsets.sort_unstable();
+        offsets.dedup();
+        // Row `i` of the masked pass at `i`, per strand.
+        let mut rows: BTreeMap<usize, Vec<f32>> = BTreeMap::new();
+        let mut rc_rows: BTreeMap<usize, Vec<f32>> = BTreeMap::new();
+        let rc_tokens: Vec<u32> = tokens
+            .iter()
+            .rev()
+            .map(|&t| complement(t as usize) as u32)
+            .collect();
+        let per_batch = (self.batch_tokens / n.max(1)).max(1);
+        for chunk in offsets.chunks(per_batch) {
+            let masked: Vec<Vec<u32>> = chunk
+                .iter()
+                .map(|&i| {
+                    let mut t = tokens.to_vec();
+                    t[i] = id::MASK;
+                    t
+                })
+                .collect();
+            let refs: Vec<&[u32]> = masked.iter().map(Vec::as_slice).collect();
+            for (&i, h) in chunk.iter().zip(self.model.forward_batch(&refs)?) {
+                rows.insert(i, self.row_logits(&h, i)?);
+            }
+            if rc {
+                let masked: Vec<Vec<u32>> = chunk
+                    .iter()
+                    .map(|&i| {
+                        let mut t = rc_tokens.clone();
+                        t[n - 1 - i] = id::MASK;
+                        t
+                    })
+                    .collect();
+                let refs: Vec<&[u32]> = masked.iter().map(Vec::as_slice).collect();
+                for (&i, h) in chunk.iter().zip(self.model.forward_batch(&refs)?) {
+                    rc_rows.insert(i, self.row_logits(&h, n - 1 - i)?);
+                }
+            }
+        }
+        for &k in snvs {
+            let (i, r, a) = snv_ids(&jobs[k]);
+            let l = &rows[&i];
+            let mut llr = l[a] - l[r];
+            if let Some(l) = rc_rows.get(&i) {
+                llr = (llr + (l[complement(a)] - l[complement(r)])) / 2.0;
+            }
+            out[k].llr_masked = Some(llr);
+        }
+        Ok(())
+    }
+
+    /// LM logits of row `i` of hidden states `h` (the head is per row).
+    fn row_logits(&self, h: &[f32], i: usize) -> Result<Vec<f32>> {
+        let w = self.model.width();
+        Ok(self.model.lm_logits(&h[i * w..(i + 1) * w])?)
+    }
+
+    /// Reference vs alternate window: cosine distance of the mean-pooled
+    /// embeddings and L2 distance of the rows at the variant's first base.
+    fn embed_dist(
+        &self,
+        ref_hidden: &[f32],
+        bases: &[u8],
+        after: &[u8],
+        jobs: &[Job],
+        out: &mut [Values],
+    ) -> Result<()> {
+        let ref_rows = self.symmetric(ref_hidden)?;
+        let d = ref_rows.len() / bases.len();
+        let ref_mean = mean_rows(&ref_rows, d);
+        // Alternate windows, grouped by length (a deletion at a contig's
+        // end leaves a shorter window).
+        let mut by_len: BTreeMap<usize, Vec<(usize, Vec<u32>)>> = BTreeMap::new();
+        for (k, job) in jobs.iter().enumerate() {
+            let seq = alternate_window(bases, after, job);
+            by_len
+                .entry(seq.len())
+                .or_default()
+                .push((k, tokenizer::encode_bases(&seq)));
+        }
+        for (len, group) in by_len {
+            let per_batch = (self.batch_tokens / len.max(1)).max(1);
+            for chunk in group.chunks(per_batch) {
+                let refs: Vec<&[u32]> = chunk.iter().map(|(_, t)| t.as_slice()).collect();
+                for ((k, _), h) in chunk.iter().zip(self.model.forward_batch(&refs)?) {
+                    let alt_rows = self.symmetric(&h)?;
+                    let alt_mean = mean_rows(&alt_rows, d);
+                    let i = jobs[*k].offset;
+                    out[*k].embed_dist = Some(cosine_distance(&ref_mean, &alt_mean));
+                    out[*k].embed_dist_l2 = Some(l2(
+                        &ref_rows[i * d..(i + 1) * d],
+                        &alt_rows[i * d..(i + 1) * d],
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows as compared: strand-symmetric for PS models.
+    fn symmetric(&self, hidden: &[f32]) -> Result<Vec<f32>> {
+        if self.model.config.rcps {
+            Ok(self.model.rc_average(hidden)?)
+        } else {
+            Ok(hidden.to_vec())
+        }
+    }
+}
+
+/// The window with REF replaced by ALT, starting at the same base and
+/// kept at the reference window's length: after an insertion the last
+/// bases drop out; after a deletion the next reference bases come in (as
+/// many as the contig has).
+pub fn alternate_window(bases: &[u8], after: &[u8], job: &Job) -> Vec<u8> {
+    let i = job.offset;
+    let mut seq = Vec::with_capacity(bases.len() + job.alt.len());
+    seq.extend_from_slice(&bases[..i]);
+    seq.extend_from_slice(&job.alt);
+    seq.extend_from_slice(&bases[(i + job.reference.len()).min(bases.len())..]);
+    if seq.len() > bases.len() {
+        seq.truncate(bases.len());
+    } else {
+        let missing = bases.len() - seq.len();
+        seq.extend_from_slice(&after[..missing.min(after.len())]);
+    }
+    seq
+}
+
+/// (row, REF id, ALT id) of an SNV.
+fn snv_ids(job: &Job) -> (usize, usize, usize) {
+    (
+        job.offset,
+        tokenizer::base_id(job.reference[0]) as usize,
+        tokenizer::base_id(job.alt[0]) as usize,
+    )
+}
+
+/// The id of the complementary base (A↔T, C↔G; others unchanged).
+fn complement(t: usize) -> usize {
+    match t as u32 {
+        id::A => id::T as usize,
+        id::T => id::A as usize,
+        id::C => id::G as usize,
+        id::G => id::C as usize,
+        _ => t,
+    }
+}
+
+fn mean_rows(rows: &[f32], d: usize) -> Vec<f64> {
+    let n = (rows.len() / d) as f64;
+    let mut sum = vec![0.0f64; d];
+    for row in rows.chunks_exact(d) {
+        sum.iter_mut()
+            .zip(row)
+            .for_each(|(s, &x)| *s += f64::from(x));
+    }
+    sum.into_iter().map(|s| s / n).collect()
+}
+
+fn cosine_distance(a: &[f64], b: &[f64]) -> f32 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        return 0.0;
+    }
+    (1.0 - dot / (na * nb)) as f32
+}
+
+fn l2(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(x - y).powi(2))
+        .sum::<f64>()
+        .sqrt() as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(offset: usize, r: &str, a: &str, kind: Kind) -> Job {
+        Job {
+            offset,
+            reference: r.as_bytes().to_vec(),
+            alt: a.as_bytes().to_vec(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn alternate_windows_keep_start_and_length() {
+        let w = b"AAAACCCCGG";
+        assert_eq!(
+            alternate_window(w, b"TT", &job(4, "C", "G", Kind::Snv)),
+            b"AAAAGCCCGG"
+        );
+        // Insertion: the end drops out.
+        assert_eq!(
+            alternate_window(w, b"TT", &job(4, "C", "CTT", Kind::Indel)),
+            b"AAAACTTCCC"
+        );
+        // Deletion: following reference bases come in.
+        assert_eq!(
+            alternate_window(w, b"TT", &job(4, "CCC", "C", Kind::Indel)),
+            b"AAAACCGGTT"
+        );
+        // ... as many as there are.
+        assert_eq!(
+            alternate_window(w, b"T", &job(4, "CCC", "C", Kind::Indel)),
+            b"AAAACCGGT"
+        );
+    }
+
+    #[test]
+    fn distances() {
+        assert!((cosine_distance(&[1.0, 0.0], &[0.0, 2.0]) - 1.0).abs() < 1e-7);
+        assert_eq!(cosine_distance(&[1.0, 1.0], &[2.0, 2.0]), 0.0);
+        assert_eq!(l2(&[0.0, 3.0], &[4.0, 0.0]), 5.0);
+        assert_eq!(complement(id::A as usize), id::T as usize);
+        assert_eq!(complement(id::N as usize), id::N as usize);
+    }
+}

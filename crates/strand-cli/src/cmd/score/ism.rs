@@ -1,0 +1,182 @@
+//! `strand-score ism`: saturation mutagenesis of a region. Every position
+//! whose reference base is A, C, G or T gets the `llr` (or `llr_masked`)
+//! of each of its three alternative bases, computed exactly as for a VCF
+//! SNV at that position (same windows, same passes).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use strand_io::faidx::IndexedFasta;
+use strand_io::region::Region;
+use strand_io::AtomicFile;
+
+use super::engine::{Engine, Job};
+use super::tracks::{write_bedgraph, write_bigwig, Track};
+use super::variant::{Kind, Placement, Score, Window};
+use super::{Common, PROG};
+use crate::progress::Progress;
+
+/// Score every SNV of a region.
+///
+/// Writes PREFIX.tsv (chrom pos ref alt llr, 1-based), and for each of
+/// A, C, G, T a track of the llr of mutating each position to that base
+/// (PREFIX.A.bedGraph and PREFIX.A.bw, ...; positions whose reference is
+/// that base are left out), plus PREFIX.mean and PREFIX.min tracks: the
+/// mean and the minimum llr over a position's three alternatives.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The region, chr:beg-end (1-based, inclusive)
+    #[arg(
+        short = 'r',
+        long = "region",
+        value_name = "REGION",
+        required = true,
+        help_heading = "Input"
+    )]
+    pub region: String,
+
+    /// Output prefix
+    #[arg(
+        short,
+        long,
+        value_name = "PREFIX",
+        required = true,
+        help_heading = "Output"
+    )]
+    pub output: PathBuf,
+
+    /// Mask each position (llr_masked: one pass per position) instead of
+    /// reading all positions off the reference pass (llr)
+    #[arg(long, help_heading = "Scores")]
+    pub masked: bool,
+
+    #[command(flatten)]
+    pub common: Common,
+}
+
+const BASES: [u8; 4] = *b"ACGT";
+
+pub fn run(args: Args) -> Result<()> {
+    let c = &args.common;
+    c.run.init_threads()?;
+    let mut fasta = IndexedFasta::open(c.reference.as_deref().expect("clap requires -f"))?;
+    let span = fasta.resolve(&Region::parse(&args.region)?)?;
+    let len = fasta.contig_len(&span.contig).expect("resolved");
+    let prefix = args.output.to_string_lossy().into_owned();
+    if prefix.is_empty() || args.output.is_dir() {
+        bail!("-o takes a file prefix (e.g. out/chr7-region), not a directory");
+    }
+    let model = c.model.load(PROG, c.run.quiet)?;
+    let score = if args.masked {
+        Score::LlrMasked
+    } else {
+        Score::Llr
+    };
+    let engine = Engine {
+        model: &model,
+        scores: vec![score],
+        rc_average: c.rc_average,
+        batch_tokens: c.batch_tokens,
+    };
+    let placement = Placement {
+        window: c.window(),
+        centred: c.centred,
+    };
+
+    let reference = fasta.fetch(&span.contig, span.start, span.end)?;
+    // Positions grouped by their window.
+    let mut groups: BTreeMap<Window, Vec<u64>> = BTreeMap::new();
+    for p in span.start..span.end {
+        let b = reference[(p - span.start) as usize].to_ascii_uppercase();
+        if BASES.contains(&b) {
+            groups
+                .entry(placement.window_of(len, p, 1))
+                .or_default()
+                .push(p);
+        }
+    }
+    let mut progress = Progress::new(PROG, c.run.quiet, Some(span.len()));
+    // llr per position and alternative base (index into BASES).
+    let mut llr: BTreeMap<u64, [Option<f32>; 4]> = BTreeMap::new();
+    for (w, positions) in groups {
+        let bases = fasta.fetch(&span.contig, w.start, w.end)?;
+        let mut jobs = Vec::new();
+        for &p in &positions {
+            let r = bases[(p - w.start) as usize].to_ascii_uppercase();
+            for &a in BASES.iter().filter(|&&a| a != r) {
+                jobs.push(Job {
+                    offset: (p - w.start) as usize,
+                    reference: vec![r],
+                    alt: vec![a],
+                    kind: Kind::Snv,
+                });
+            }
+        }
+        let values = engine.window(&bases, &[], &jobs)?;
+        for (job, v) in jobs.iter().zip(values) {
+            let p = w.start + job.offset as u64;
+            let k = BASES.iter().position(|&b| b == job.alt[0]).expect("ACGT");
+            llr.entry(p).or_default()[k] = if args.masked { v.llr_masked } else { v.llr };
+        }
+        progress.inc(positions.len() as u64);
+    }
+    progress.finish();
+
+    let mut tsv = AtomicFile::create(&PathBuf::from(format!("{prefix}.tsv")))?;
+    let name = if args.masked { "llr_masked" } else { "llr" };
+    writeln!(tsv, "chrom\tpos\tref\talt\t{name}").map_err(|e| tsv.write_error(e))?;
+    let mut per_base: [Track; 4] = Default::default();
+    let (mut mean, mut min) = (Track::new(), Track::new());
+    for (&p, alts) in &llr {
+        let r = reference[(p - span.start) as usize].to_ascii_uppercase() as char;
+        let mut vals = Vec::new();
+        for (k, v) in alts.iter().enumerate() {
+            if let Some(v) = v {
+                writeln!(
+                    tsv,
+                    "{}\t{}\t{r}\t{}\t{v}",
+                    span.contig,
+                    p + 1,
+                    BASES[k] as char
+                )
+                .map_err(|e| tsv.write_error(e))?;
+                per_base[k].push((p, *v));
+                vals.push(*v);
+            }
+        }
+        if !vals.is_empty() {
+            mean.push((p, vals.iter().sum::<f32>() / vals.len() as f32));
+            min.push((p, vals.iter().copied().fold(f32::INFINITY, f32::min)));
+        }
+    }
+    tsv.commit()?;
+    let tracks = BASES
+        .iter()
+        .map(|&b| (b as char).to_string())
+        .zip(per_base)
+        .chain([("mean".to_string(), mean), ("min".to_string(), min)]);
+    for (label, track) in tracks {
+        write_bedgraph(
+            &PathBuf::from(format!("{prefix}.{label}.bedGraph")),
+            &span.contig,
+            &track,
+        )?;
+        write_bigwig(
+            &PathBuf::from(format!("{prefix}.{label}.bw")),
+            &span.contig,
+            len,
+            &track,
+        )?;
+    }
+    if !c.run.quiet {
+        eprintln!(
+            "{PROG}: {} positions of {}, {} SNVs scored; wrote {prefix}.tsv and .bedGraph/.bw tracks",
+            llr.len(),
+            span.label(),
+            llr.values().flatten().filter(|v| v.is_some()).count()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! `strand-score`: variant-effect scores of a VCF's alleles against an
+//! indexed reference (`strand-score --vcf ...`), and saturation
+//! mutagenesis tracks of a region (`strand-score ism ...`).
+//!
+//! - [`variant`]: allele kinds and the window that scores a variant;
+//! - [`engine`]: the forward passes behind each score;
+//! - [`vcf`]: reading, grouping by window, annotating, writing;
+//! - [`ism`] and [`tracks`]: every SNV of a region, as TSV, bedGraph and
+//!   bigWig.
+
+mod engine;
+mod ism;
+mod tracks;
+mod variant;
+mod vcf;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use self::variant::Score;
+use crate::args::{parse_count, ModelArgs, RunArgs};
+use crate::shard::Shard;
+
+pub(crate) const PROG: &str = "strand-score";
+
+/// Default window: the published models' training length.
+const DEFAULT_WINDOW: u64 = 131_072;
+
+/// Score variants with a Caduceus model.
+///
+/// strand-score -m M -f ref.fa --vcf in.vcf.gz -o out.vcf.gz adds the
+/// scores to every ALT allele as INFO fields (and --tsv writes them as a
+/// table). strand-score ism -m M -f ref.fa -r chr:beg-end -o PREFIX scores
+/// every possible SNV of a region. Scores are documented in
+/// docs/score.md; positive llr means the model finds ALT more likely.
+#[derive(Parser, Debug)]
+#[command(
+    name = "strand-score",
+    version,
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub vcf: VcfArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Saturation mutagenesis: llr of all 3 SNVs at every position of a
+    /// region, as TSV, bedGraph and bigWig tracks
+    Ism(ism::Args),
+}
+
+/// Scoring the alleles of a VCF.
+#[derive(clap::Args, Debug)]
+pub struct VcfArgs {
+    /// Variants: VCF, plain, gzip or BGZF; - for stdin
+    #[arg(long, value_name = "VCF", required = true, help_heading = "Input")]
+    pub vcf: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Only variants in this region (chr:beg-end, 1-based); repeatable
+    #[arg(
+        short = 'r',
+        long = "region",
+        value_name = "REGION",
+        help_heading = "Input"
+    )]
+    pub regions: Vec<String>,
+
+    /// Only variants in these BED regions
+    #[arg(short = 'R', long, value_name = "BED", help_heading = "Input")]
+    pub regions_file: Option<PathBuf>,
+
+    /// Leave variants on contigs missing from the reference unscored
+    /// (STRAND_FILTER=missing_contig) instead of failing
+    #[arg(long, help_heading = "Input")]
+    pub skip_missing_contigs: bool,
+
+    /// Annotated VCF: .gz for BGZF with a .tbi index, - for plain VCF on
+    /// stdout
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "-",
+        help_heading = "Output"
+    )]
+    pub output: PathBuf,
+
+    /// Also write the scores as a table: chrom pos id ref alt, then one
+    /// column per score
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub tsv: Option<PathBuf>,
+
+    /// Scores to compute
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Score::Llr], help_heading = "Scores")]
+    pub scores: Vec<Score>,
+
+    /// Take shard I of N: a contiguous 1/N of the records (for job
+    /// arrays; shards concatenate in order into the unsharded output)
+    #[arg(long, value_name = "I/N", help_heading = "Jobs")]
+    pub shard: Option<Shard>,
+}
+
+/// Options shared by both modes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Common {
+    /// Indexed reference FASTA (.fai; .gzi too when BGZF-compressed)
+    #[arg(
+        short = 'f',
+        long,
+        value_name = "FASTA",
+        required = true,
+        help_heading = "Input"
+    )]
+    pub reference: Option<PathBuf>,
+
+    /// Window in bases (128k and 1M are accepted) [default: 131072]
+    #[arg(long, value_name = "INT", value_parser = |s: &str| parse_count(s).map_err(|e| e.to_string()), help_heading = "Scores")]
+    pub window: Option<u64>,
+
+    /// Give every variant its own window centred on it, instead of sharing
+    /// grid windows (one pass per position: slower)
+    #[arg(long, help_heading = "Scores")]
+    pub centred: bool,
+
+    /// PH models: also score the reverse-complement window and average
+    /// (PS models are strand-symmetric already)
+    #[arg(long, help_heading = "Scores")]
+    pub rc_average: bool,
+
+    /// Tokens per batched pass
+    #[arg(long, value_name = "INT", default_value_t = 1 << 20, help_heading = "Scores")]
+    pub batch_tokens: usize,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl Common {
+    fn window(&self) -> u64 {
+        self.window.unwrap_or(DEFAULT_WINDOW)
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    match args.command {
+        Some(Command::Ism(a)) => ism::run(a),
+        None => vcf::run(args.vcf),
+    }
+}

@@ -1,0 +1,76 @@
+//! Per-position tracks for a genome browser: bedGraph (text) and bigWig
+//! (through the `bigtools` crate), both written atomically.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use bigtools::beddata::BedParserStreamingIterator;
+use bigtools::{BigWigWrite, Value};
+use strand_io::AtomicFile;
+
+/// Values at single bases of one contig: (0-based position, value), in
+/// increasing position order.
+pub type Track = Vec<(u64, f32)>;
+
+/// `chrom start end value` lines, 0-based half-open, one base each.
+pub fn write_bedgraph(path: &Path, chrom: &str, track: &Track) -> Result<()> {
+    let mut out = AtomicFile::create(path)?;
+    let mut text = String::new();
+    for &(p, v) in track {
+        text.push_str(&format!("{chrom}\t{p}\t{}\t{v}\n", p + 1));
+        if text.len() > 1 << 16 {
+            out.write_all(text.as_bytes())
+                .map_err(|e| out.write_error(e))?;
+            text.clear();
+        }
+    }
+    out.write_all(text.as_bytes())
+        .map_err(|e| out.write_error(e))?;
+    out.commit()?;
+    Ok(())
+}
+
+/// The same values as a bigWig file for a contig of `chrom_len` bases.
+pub fn write_bigwig(path: &Path, chrom: &str, chrom_len: u64, track: &Track) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let temp = tempfile::Builder::new()
+        .prefix(".strand-tmp.")
+        .tempfile_in(dir)
+        .with_context(|| format!("{}: cannot create", path.display()))?;
+    let file = temp
+        .reopen()
+        .with_context(|| format!("{}: cannot create", path.display()))?;
+    let len = u32::try_from(chrom_len)
+        .with_context(|| format!("{}: contig {chrom} is too long for bigWig", path.display()))?;
+    let sizes = HashMap::from([(chrom.to_string(), len)]);
+    let values: Vec<(String, Value)> = track
+        .iter()
+        .map(|&(p, v)| {
+            (
+                chrom.to_string(),
+                Value {
+                    start: p as u32,
+                    end: p as u32 + 1,
+                    value: v,
+                },
+            )
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .context("starting the bigWig writer")?;
+    BigWigWrite::new(file, sizes)
+        .write(
+            BedParserStreamingIterator::wrap_infallible_iter(values.into_iter(), false),
+            runtime,
+        )
+        .map_err(|e| anyhow::anyhow!("{}: bigWig write failed: {e}", path.display()))?;
+    temp.persist(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot move into place: {}", path.display(), e.error))?;
+    Ok(())
+}
