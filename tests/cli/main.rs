@@ -5,5 +5,6 @@
 
 mod classify;
 mod embed;
+mod score;
 mod strand;
 mod util;

@@ -1,9 +1,8 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use strand_cli::{cmd::score, exit};
 
 fn main() -> ExitCode {
-    let args = score::Args::parse();
+    let args = score::Args::from_env();
     exit::run("strand-score", || score::run(args))
 }

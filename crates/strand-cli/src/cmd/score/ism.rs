@@ -25,7 +25,8 @@ use crate::progress::Progress;
 /// (PREFIX.A.bedGraph and PREFIX.A.bw, ...; positions whose reference is
 /// that base are left out), plus PREFIX.mean and PREFIX.min tracks: the
 /// mean and the minimum llr over a position's three alternatives.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Parser, Debug)]
+#[command(name = "strand-score ism", version, max_term_width = 100)]
 pub struct Args {
     /// The region, chr:beg-end (1-based, inclusive)
     #[arg(
@@ -61,7 +62,7 @@ const BASES: [u8; 4] = *b"ACGT";
 pub fn run(args: Args) -> Result<()> {
     let c = &args.common;
     c.run.init_threads()?;
-    let mut fasta = IndexedFasta::open(c.reference.as_deref().expect("clap requires -f"))?;
+    let mut fasta = IndexedFasta::open(&c.reference)?;
     let span = fasta.resolve(&Region::parse(&args.region)?)?;
     let len = fasta.contig_len(&span.contig).expect("resolved");
     let prefix = args.output.to_string_lossy().into_owned();

@@ -17,7 +17,7 @@ mod vcf;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
 use self::variant::Score;
 use crate::args::{parse_count, ModelArgs, RunArgs};
@@ -28,42 +28,42 @@ pub(crate) const PROG: &str = "strand-score";
 /// Default window: the published models' training length.
 const DEFAULT_WINDOW: u64 = 131_072;
 
-/// Score variants with a Caduceus model.
-///
-/// strand-score -m M -f ref.fa --vcf in.vcf.gz -o out.vcf.gz adds the
-/// scores to every ALT allele as INFO fields (and --tsv writes them as a
-/// table). strand-score ism -m M -f ref.fa -r chr:beg-end -o PREFIX scores
-/// every possible SNV of a region. Scores are documented in
-/// docs/score.md; positive llr means the model finds ALT more likely.
-#[derive(Parser, Debug)]
-#[command(
-    name = "strand-score",
-    version,
-    max_term_width = 100,
-    args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
-)]
-pub struct Args {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-
-    #[command(flatten)]
-    pub vcf: VcfArgs,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Saturation mutagenesis: llr of all 3 SNVs at every position of a
-    /// region, as TSV, bedGraph and bigWig tracks
+/// The command line: `strand-score ism ...` or `strand-score ...` (VCF).
+#[derive(Debug)]
+pub enum Args {
+    Vcf(VcfArgs),
     Ism(ism::Args),
 }
 
-/// Scoring the alleles of a VCF.
-#[derive(clap::Args, Debug)]
+impl Args {
+    /// Parses the process's arguments (clap exits on `--help` or a usage
+    /// error). `ism` as the first argument selects saturation mutagenesis;
+    /// anything else is the VCF mode, whose options need no subcommand.
+    pub fn from_env() -> Args {
+        let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        if argv.get(1).is_some_and(|a| a == "ism") {
+            argv.remove(1);
+            argv[0] = "strand-score ism".into();
+            Args::Ism(ism::Args::parse_from(argv))
+        } else {
+            Args::Vcf(VcfArgs::parse_from(argv))
+        }
+    }
+}
+
+/// Score variants with a Caduceus model.
+///
+/// Adds the scores of every ALT allele of a VCF as INFO fields (and with
+/// --tsv as a table). `strand-score ism -r chr:beg-end ...` scores every
+/// possible SNV of a region instead (see `strand-score ism --help`). The
+/// scores are documented in docs/score.md; a positive llr means the model
+/// finds ALT more likely than REF.
+#[derive(Parser, Debug)]
+#[command(name = "strand-score", version, max_term_width = 100)]
 pub struct VcfArgs {
     /// Variants: VCF, plain, gzip or BGZF; - for stdin
-    #[arg(long, value_name = "VCF", required = true, help_heading = "Input")]
-    pub vcf: Option<PathBuf>,
+    #[arg(long, value_name = "VCF", help_heading = "Input")]
+    pub vcf: PathBuf,
 
     #[command(flatten)]
     pub common: Common,
@@ -116,14 +116,8 @@ pub struct VcfArgs {
 #[derive(clap::Args, Debug, Clone)]
 pub struct Common {
     /// Indexed reference FASTA (.fai; .gzi too when BGZF-compressed)
-    #[arg(
-        short = 'f',
-        long,
-        value_name = "FASTA",
-        required = true,
-        help_heading = "Input"
-    )]
-    pub reference: Option<PathBuf>,
+    #[arg(short = 'f', long, value_name = "FASTA", help_heading = "Input")]
+    pub reference: PathBuf,
 
     /// Window in bases (128k and 1M are accepted) [default: 131072]
     #[arg(long, value_name = "INT", value_parser = |s: &str| parse_count(s).map_err(|e| e.to_string()), help_heading = "Scores")]
@@ -157,8 +151,8 @@ impl Common {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    match args.command {
-        Some(Command::Ism(a)) => ism::run(a),
-        None => vcf::run(args.vcf),
+    match args {
+        Args::Ism(a) => ism::run(a),
+        Args::Vcf(a) => vcf::run(a),
     }
 }

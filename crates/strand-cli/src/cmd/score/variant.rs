@@ -141,7 +141,7 @@ mod tests {
         for pos in (0..10_000).step_by(37) {
             let w = p.window_of(10_000, pos, 1);
             assert!(w.start <= pos && pos < w.end && w.end - w.start == 1000);
-            if pos >= 250 && pos < 9750 {
+            if (250..9750).contains(&pos) {
                 assert!(pos - w.start >= 250 && w.end - pos >= 250, "{pos}: {w:?}");
             }
         }

@@ -17,6 +17,12 @@ use super::variant::{classify, Placement, Score, Window};
 use super::{VcfArgs, PROG};
 use crate::progress::Progress;
 
+/// An INFO key and how to read its value off an allele's scores.
+type Getter = (&'static str, fn(&Values) -> Option<f32>);
+
+/// Alleles to score, by window: (record, allele, job).
+type Groups = BTreeMap<(String, Window), Vec<(usize, usize, Job)>>;
+
 /// Records scored together: large enough that neighbouring variants share
 /// windows, small enough to bound memory.
 const CHUNK: usize = 4096;
@@ -41,9 +47,9 @@ struct Item {
 pub fn run(args: VcfArgs) -> Result<()> {
     let c = &args.common;
     c.run.init_threads()?;
-    let vcf_path = args.vcf.as_deref().expect("clap requires --vcf");
+    let vcf_path = args.vcf.as_path();
     let mut reader = Reader::open(vcf_path)?;
-    let mut fasta = IndexedFasta::open(c.reference.as_deref().expect("clap requires -f"))?;
+    let mut fasta = IndexedFasta::open(&c.reference)?;
     let mut regions: Vec<Region> = args
         .regions
         .iter()
@@ -192,7 +198,7 @@ fn score_chunk(
 ) -> Result<Vec<Item>> {
     let mut items = Vec::with_capacity(chunk.len());
     // (contig, window) -> (item, allele, job)
-    let mut groups: BTreeMap<(String, Window), Vec<(usize, usize, Job)>> = BTreeMap::new();
+    let mut groups = Groups::new();
     let mut lengths: HashMap<String, u64> = HashMap::new();
     for rec in chunk {
         let at = || format!("{file}: line {} ({}:{})", rec.line, rec.chrom(), rec.pos());
@@ -304,8 +310,8 @@ fn column(item: &Item, get: impl Fn(&Values) -> Option<f32>) -> Option<Vec<Optio
     v.iter().any(Option::is_some).then_some(v)
 }
 
-fn getters(scores: &[Score]) -> Vec<(&'static str, fn(&Values) -> Option<f32>)> {
-    let mut g: Vec<(&'static str, fn(&Values) -> Option<f32>)> = Vec::new();
+fn getters(scores: &[Score]) -> Vec<Getter> {
+    let mut g: Vec<Getter> = Vec::new();
     for s in scores {
         match s {
             Score::Llr => g.push(("STRAND_LLR", |v| v.llr)),
