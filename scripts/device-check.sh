@@ -4,7 +4,7 @@
 # the release binaries and test executables into dev-out/; then run this
 # script from the repository root on the GPU machine:
 #
-#   scripts/device-check.sh [tests|bench|tune|long|embed|all]   (logs under $OUT or dev-out/logs)
+#   scripts/device-check.sh [tests|bench|tune|long|embed|score|all]   (logs under $OUT or dev-out/logs)
 set -uo pipefail
 what=${1:-all}
 out=${OUT:-dev-out/logs}
@@ -105,4 +105,42 @@ den = sum(y * y for y in c)
 print(f"embed tiled GPU {prec} vs CPU: rel L2 {math.sqrt(num / den):.2e}, max |diff| {max(abs(x - y) for x, y in zip(g, c)):.2e}")
 PY
   done
+fi
+if [ "$what" = score ] || [ "$what" = all ]; then
+  # strand-score throughput on a published-size random-weight model.
+  models=/tmp/strand-models; mkdir -p "$models"
+  [ -d "$models/ps-256x16" ] || dev-out/strand bench --kind ps --save-models "$models" >/dev/null
+  python3 - <<'PY'
+import random
+r = random.Random(7)
+seq = "".join(r.choices("ACGT", k=4_000_000))
+with open("/tmp/ref4m.fa", "w") as f:
+    f.write(">chr1\n")
+    for i in range(0, len(seq), 60):
+        f.write(seq[i:i + 60] + "\n")
+def vcf(path, n, span, indels=False):
+    pos = sorted(r.sample(range(1000, span), n))
+    with open(path, "w") as f:
+        f.write("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
+        for p in pos:
+            ref = seq[p - 1]
+            alt = r.choice([b for b in "ACGT" if b != ref])
+            if indels and r.random() < 0.2:
+                alt = ref + "T"
+            f.write(f"chr1\t{p}\t.\t{ref}\t{alt}\t.\t.\t.\n")
+vcf("/tmp/snv-dense.vcf", 20000, 3_900_000)
+vcf("/tmp/mixed-small.vcf", 2000, 3_900_000, indels=True)
+vcf("/tmp/mixed-tiny.vcf", 64, 3_900_000, indels=True)
+PY
+  printf 'chr1\t4000000\t6\t60\t61\n' > /tmp/ref4m.fa.fai
+  sc() { # name, window, scores, vcf
+    run "score-$1" /usr/bin/time -v dev-out/strand-score -m "$models/ps-256x16" --device cuda \
+      -f /tmp/ref4m.fa --vcf "$4" --window "$2" --scores "$3" -o /tmp/out.vcf.gz
+    grep -E "strand-score|Elapsed|Maximum resident" "$out/score-$1.log"
+  }
+  sc llr-w1k 1024 llr /tmp/snv-dense.vcf
+  sc llr-w128k 131072 llr /tmp/snv-dense.vcf
+  sc embed-w1k 1024 embed_dist /tmp/mixed-small.vcf
+  sc embed-w128k 131072 embed_dist /tmp/mixed-tiny.vcf
+  sc masked-w1k 1024 llr_masked /tmp/mixed-small.vcf
 fi

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release
 mkdir -p dev-out
-cp "$target/release/strand" "$target/release/strand-embed" dev-out/
+cp "$target/release/strand" "$target/release/strand-embed" "$target/release/strand-score" "$target/release/strand-classify" dev-out/
 cargo test --release --no-run --message-format=json 2>/dev/null |
   python3 -c '
 import json, shutil, sys
