@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up and runs strand's whole test suite on a fresh machine (no GPU
 # needed): formatting, lints, then every unit, conformance and end-to-end
-# test. Needs a Rust toolchain and python3; crates are fetched by cargo,
+# test, then the Snakemake workflow end to end and the Nextflow modules'
+# command lines. Needs a Rust toolchain and python3; crates are fetched by cargo,
 # and NVRTC (to compile every CUDA kernel, no GPU needed) comes from the
 # nvidia-cuda-nvrtc wheel in a local virtualenv.
 set -euo pipefail
@@ -10,11 +11,11 @@ cd "$(dirname "$0")"
 # stdin, so an inherited non-empty stdin (as some CI runners give) breaks it.
 exec </dev/null
 
-echo "== NVRTC for the kernel compile tests"
+echo "== NVRTC for the kernel compile tests, snakemake for the workflow test"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check "nvidia-cuda-nvrtc==13.0.*"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check "nvidia-cuda-nvrtc==13.0.*" "snakemake>=9,<10"
 nvrtc_lib=$(.venv/bin/python -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13", "lib"))')
 export LD_LIBRARY_PATH="$nvrtc_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # Kernel tests fail rather than skip when NVRTC is missing.
@@ -30,6 +31,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # property tests, the binaries end to end), which is slow unoptimised.
 echo "== cargo test"
 cargo test --workspace --release --locked
+
+echo "== workflows"
+STRAND_BIN=target/release SNAKEMAKE=.venv/bin/snakemake workflows/snakemake/test/run.sh
+STRAND_BIN=target/release workflows/nextflow/check.sh
 
 # GPU tests skip on a machine without one; say so visibly.
 cargo test --release --locked -p strand-core --test gpu -- --show-output 2>&1 | grep SKIPPED || true

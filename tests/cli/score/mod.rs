@@ -482,3 +482,53 @@ fn score_bad_inputs_are_one_line_errors() {
         &["noindex.fa: no index"],
     );
 }
+
+/// Records (non-`##` lines) of a plain or BGZF VCF.
+fn vcf_body(path: &Path) -> Vec<String> {
+    use std::io::Read;
+    let bytes = std::fs::read(path).expect("read vcf");
+    let mut text = String::new();
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_string(&mut text)
+            .expect("gunzip");
+    } else {
+        text = String::from_utf8(bytes).expect("utf8");
+    }
+    text.lines()
+        .filter(|l| !l.starts_with("##"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn score_shard_vcfs_concat_to_the_unsharded_vcf() {
+    let dir = tempdir();
+    let input = mixed_vcf(dir.path());
+    let args = [
+        "--vcf",
+        &input,
+        "--window",
+        "1000",
+        "--skip-missing-contigs",
+    ];
+    let whole = dir.path().join("whole.vcf.gz");
+    ok("ph-tiny", &[&args[..], &["-o", &s(&whole)]].concat());
+    let mut parts = Vec::new();
+    for i in 1..=3 {
+        let part = dir.path().join(format!("p{i}.vcf.gz"));
+        ok(
+            "ph-tiny",
+            &[&args[..], &["-o", &s(&part), "--shard", &format!("{i}/3")]].concat(),
+        );
+        parts.push(s(&part));
+    }
+    let merged = dir.path().join("merged.vcf.gz");
+    Cmd::new(env!("CARGO_BIN_EXE_strand"))
+        .args(["concat", "-o", &s(&merged)])
+        .args(&parts)
+        .run()
+        .ok();
+    assert_eq!(vcf_body(&merged), vcf_body(&whole));
+    assert!(dir.path().join("merged.vcf.gz.tbi").is_file());
+}

@@ -5,7 +5,8 @@ use strand_cli::{cmd, exit};
 
 /// Caduceus DNA language models from the command line.
 ///
-/// The jobs are separate programs (strand-embed); this one holds the tools
+/// The jobs are separate programs (strand-embed, strand-score,
+/// strand-classify); this one holds the tools
 /// around them.
 #[derive(Parser)]
 #[command(name = "strand", version)]
@@ -20,6 +21,8 @@ enum Command {
     Doctor,
     /// Measure forward-pass throughput and peak memory
     Bench(cmd::bench::Args),
+    /// Join VCFs (e.g. strand-score shards) into one, indexed when .gz
+    Concat(cmd::concat::Args),
 }
 
 fn main() -> ExitCode {
@@ -27,5 +30,6 @@ fn main() -> ExitCode {
     exit::run("strand", || match cli.command {
         Command::Doctor => cmd::doctor::run(),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Concat(a) => cmd::concat::run(a),
     })
 }
