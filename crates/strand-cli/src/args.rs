@@ -12,31 +12,101 @@ pub struct ModelArgs {
     #[arg(short, long, value_name = "DIR|ID", help_heading = "Model")]
     pub model: String,
 
-    /// Where to run: auto (a GPU when usable, else the CPU), cpu, cuda, cuda:N
+    /// Where to run: auto (a GPU when usable, else the CPU), cpu, cuda,
+    /// cuda:N; strand-embed also takes cuda:all or cuda:0,2,3 (one worker
+    /// per GPU)
     #[arg(
         long,
         default_value = "auto",
         value_name = "DEVICE",
         help_heading = "Model"
     )]
-    pub device: DeviceSpec,
+    pub device: Devices,
 
     /// Arithmetic precision: fp32, or bf16 (GPU only) [default: bf16 on a GPU, fp32 on the CPU]
     #[arg(long, value_name = "PREC", help_heading = "Model")]
     pub precision: Option<Precision>,
 }
 
+/// `--device`: one device, or several GPUs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Devices {
+    One(DeviceSpec),
+    /// These GPUs (`cuda:0,2,3`).
+    Gpus(Vec<usize>),
+    /// Every GPU the driver sees (`cuda:all`).
+    AllGpus,
+}
+
+impl std::str::FromStr for Devices {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "cuda:all" {
+            return Ok(Devices::AllGpus);
+        }
+        if let Some(list) = s.strip_prefix("cuda:").filter(|l| l.contains(',')) {
+            let gpus = list
+                .split(',')
+                .map(|n| n.trim().parse::<usize>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| format!("unknown device \"{s}\" (cuda:all or cuda:0,1,...)"))?;
+            let mut seen = gpus.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            if seen.len() != gpus.len() {
+                return Err(format!("\"{s}\" names a GPU twice"));
+            }
+            return Ok(Devices::Gpus(gpus));
+        }
+        s.parse::<DeviceSpec>()
+            .map(Devices::One)
+            .map_err(|e| e.replace("cuda:N)", "cuda:N, cuda:all, cuda:0,2)"))
+    }
+}
+
 impl ModelArgs {
-    /// Loads the model. Its errors name the directory or hub id already.
-    /// With `--device auto`, says on stderr which device it chose (unless
-    /// `quiet`).
+    /// Loads the model on one device. Its errors name the directory or hub
+    /// id already. With `--device auto`, says on stderr which device it
+    /// chose (unless `quiet`).
     pub fn load(&self, prog: &str, quiet: bool) -> Result<strand_core::Model> {
+        let Devices::One(device) = self.device else {
+            bail!("{prog} runs on one device: give --device cuda:N (several GPUs: strand-embed)");
+        };
+        self.load_on(prog, quiet, device)
+    }
+
+    /// Loads the model on every device asked for: one model per GPU for
+    /// `cuda:all` / `cuda:0,2,3`, sharing the host weights.
+    pub fn load_all(&self, prog: &str, quiet: bool) -> Result<Vec<strand_core::Model>> {
+        let gpus = match &self.device {
+            Devices::One(d) => return Ok(vec![self.load_on(prog, quiet, *d)?]),
+            Devices::Gpus(g) => g.clone(),
+            Devices::AllGpus => (0..strand_core::backend::cuda::gpu_count()?).collect(),
+        };
+        let place = |g: usize| Placement {
+            device: DeviceSpec::Cuda(g),
+            precision: self.precision,
+        };
+        let first = strand_core::Model::load(&self.model, place(gpus[0]))?;
+        let mut models = vec![first];
+        for &g in &gpus[1..] {
+            models.push(models[0].replicate(place(g))?);
+        }
+        if !quiet {
+            let names: Vec<String> = models.iter().map(|m| m.describe_device()).collect();
+            eprintln!("{prog}: {} GPUs: {}", models.len(), names.join("; "));
+        }
+        Ok(models)
+    }
+
+    fn load_on(&self, prog: &str, quiet: bool, device: DeviceSpec) -> Result<strand_core::Model> {
         let place = Placement {
-            device: self.device,
+            device,
             precision: self.precision,
         };
         let model = strand_core::Model::load(&self.model, place)?;
-        if self.device == DeviceSpec::Auto && !quiet {
+        if device == DeviceSpec::Auto && !quiet {
             match &model.gpu_unused {
                 Some(why) => {
                     // The reason as `--device cuda` would print it, minus
@@ -108,5 +178,21 @@ mod tests {
         assert_eq!(parse_count("1M").expect("ok"), 1 << 20);
         assert!(parse_count("0").is_err());
         assert!(parse_count("big").is_err());
+    }
+}
+
+#[cfg(test)]
+mod device_tests {
+    use super::*;
+
+    #[test]
+    fn devices_parse() {
+        assert_eq!("cuda:all".parse(), Ok(Devices::AllGpus));
+        assert_eq!("cuda:0,2,3".parse(), Ok(Devices::Gpus(vec![0, 2, 3])));
+        assert_eq!("cuda:1".parse(), Ok(Devices::One(DeviceSpec::Cuda(1))));
+        assert_eq!("cpu".parse(), Ok(Devices::One(DeviceSpec::Cpu)));
+        assert!("cuda:0,0".parse::<Devices>().is_err());
+        assert!("cuda:0,x".parse::<Devices>().is_err());
+        assert!("tpu".parse::<Devices>().unwrap_err().contains("cuda:all"));
     }
 }

@@ -62,6 +62,13 @@ impl Backend for CudaBackend {
     }
 }
 
+/// No GPUs in a build without the backend.
+pub fn gpu_count() -> Result<usize> {
+    Err(crate::error::Error::Cuda(
+        "strand was built without the cuda feature; use --device cpu".into(),
+    ))
+}
+
 /// `strand doctor`'s CUDA findings in a build without the backend.
 pub mod probe {
     pub fn report() -> Vec<(String, String)> {

@@ -66,6 +66,18 @@ impl Model {
         Model::from_parts(config, weights, dir, id, place)
     }
 
+    /// The same model on another device, sharing the host weights (no
+    /// reload): one per GPU for multi-GPU runs.
+    pub fn replicate(&self, place: impl Into<Placement>) -> Result<Model> {
+        Model::from_parts(
+            self.config.clone(),
+            self.weights.clone(),
+            &self.dir,
+            &self.id,
+            place,
+        )
+    }
+
     /// Builds a model from weights made elsewhere (benchmarks, tests).
     pub fn from_parts(
         config: Config,

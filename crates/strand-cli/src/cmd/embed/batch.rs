@@ -1,19 +1,31 @@
 //! Running items through the model: windows cut, batched, stitched,
 //! pooled and written in input order.
 //!
-//! Work goes in rounds. A round takes windows, in input order, until it
-//! holds the batch's token budget (or sequence cap); windows of equal
-//! length then run as one batched pass each, and the round's results are
-//! stitched, pooled and written in order before the next round starts.
-//! Memory is therefore bounded by the round, whatever the records' sizes.
+//! Work goes in rounds, through three stages on their own threads:
+//!
+//! 1. the reader (the calling thread) takes windows in input order until a
+//!    round holds the token budget (or sequence cap), fetching and
+//!    tokenising their bases;
+//! 2. one worker per device runs a round's windows, those of equal length
+//!    as one batched pass, and hands the hidden states on; with several
+//!    GPUs, rounds go to whichever GPU is free;
+//! 3. the writer stitches, pools and writes rounds strictly in order.
+//!
+//! A round's composition does not depend on the number of devices, and a
+//! round runs on one device exactly as it would alone, so the output is
+//! the same with one GPU or eight. The stages overlap (the GPU computes
+//! the next round while the host pools and writes this one), and memory is
+//! bounded by the few rounds in flight, whatever the records' sizes.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use strand_core::{tokenizer, Model};
 use strand_io::windows::{Tile, Tiling};
 
-use super::output::{Meta, Sink};
+use super::output::{Done, Meta, Sink};
 use super::pool::{Pool, Pooler};
 use crate::input::{Input, Item};
 use crate::progress::Progress;
@@ -39,7 +51,8 @@ impl std::fmt::Display for Budget {
 
 /// Everything about the run but the input and output.
 pub struct Job<'a> {
-    pub model: &'a Model,
+    /// One model per device (several for `--device cuda:all`).
+    pub models: &'a [Model],
     pub tiling: Tiling,
     pub budget: Budget,
     pub pool: Pool,
@@ -47,33 +60,62 @@ pub struct Job<'a> {
     pub special_tokens: bool,
     /// Items to embed, by input position (from `--shard`); `None`: all.
     pub selected: Option<Vec<bool>>,
+    /// Items whose output is complete already (`--resume`).
+    pub done: Done,
 }
 
-/// An item being embedded: its output and where its windows stand.
-struct Active {
+/// One step of a round, in output order.
+enum Step {
+    /// An item already complete (`--resume`): only noted in the index.
+    Skip(Meta),
+    /// A window of item `item` (a running number); the item's `Meta` comes
+    /// with its first window.
+    Tile {
+        item: u64,
+        meta: Option<Meta>,
+        tile: Tile,
+        tokens: Vec<u32>,
+        last: bool,
+        what: Arc<str>,
+    },
+}
+
+struct Round {
+    seq: u64,
+    steps: Vec<Step>,
+}
+
+/// A round's hidden states: the passes' outputs and, per tile step in
+/// order, which output holds it and where it starts.
+struct Computed {
+    round: Round,
+    hidden: Hidden,
+}
+
+struct Hidden {
+    groups: Vec<Vec<f32>>,
+    at: Vec<(usize, usize)>,
+}
+
+/// The reader's view of the item whose windows are being taken.
+struct Current {
     item: Item,
-    meta: Meta,
-    pooler: Pooler,
+    number: u64,
     tiles: u64,
-    /// Next window to fetch.
     next: u64,
-}
-
-/// A window fetched and tokenised, waiting for its pass.
-struct Pending {
-    /// Index into the active items (front = oldest).
-    item: usize,
-    tile: Tile,
-    tokens: Vec<u32>,
-    last: bool,
+    what: Arc<str>,
 }
 
 impl Job<'_> {
+    fn model(&self) -> &Model {
+        &self.models[0]
+    }
+
     pub fn cols(&self) -> usize {
         if self.rc_average {
-            self.model.config.d_model
+            self.model().config.d_model
         } else {
-            self.model.width()
+            self.model().width()
         }
     }
 
@@ -85,106 +127,124 @@ impl Job<'_> {
         sink: &mut dyn Sink,
         progress: &mut Progress,
     ) -> Result<(u64, u64)> {
-        let mut active: VecDeque<Active> = VecDeque::new();
-        // Items before the front of `active` that are finished.
-        let mut retired = 0usize;
+        let devices = self.models.len();
+        let (to_workers, from_reader) = sync_channel::<Round>(devices);
+        let from_reader = Arc::new(Mutex::new(from_reader));
+        // Rendezvous: a worker holds its result until the writer takes it,
+        // which bounds the hidden states in memory.
+        let (to_writer, from_workers) = sync_channel::<Result<Computed>>(0);
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| self.write(from_workers, sink, progress));
+            let workers: Vec<_> = self
+                .models
+                .iter()
+                .map(|model| {
+                    let rx = Arc::clone(&from_reader);
+                    let tx = to_writer.clone();
+                    s.spawn(move || self.work(model, &rx, &tx))
+                })
+                .collect();
+            // Only the workers hold these now: when they stop, the reader's
+            // and the writer's channels close.
+            drop(to_writer);
+            drop(from_reader);
+            let read = self.read(input, to_workers);
+            for w in workers {
+                w.join().map_err(|_| anyhow!("a worker thread panicked"))?;
+            }
+            let written = writer
+                .join()
+                .map_err(|_| anyhow!("the writer thread panicked"))?;
+            // The writer's error explains a reader stopped by it.
+            let (done, skipped) = written?;
+            read?;
+            Ok((done, skipped))
+        })
+    }
+
+    /// Stage 1: forms rounds in input order. Stops quietly when the
+    /// writer has gone (its error is the one to report).
+    fn read(&self, input: &mut Input, tx: SyncSender<Round>) -> Result<()> {
+        let mut current: Option<Current> = None;
         let mut position = 0usize;
-        let (mut done, mut skipped) = (0u64, 0u64);
+        let mut number = 0u64;
+        let mut seq = 0u64;
         let mut exhausted = false;
-        loop {
-            // Fill a round.
-            let mut round: Vec<Pending> = Vec::new();
+        while !exhausted {
+            let mut steps = Vec::new();
             let mut tokens = 0usize;
-            while tokens < self.budget.tokens && !exhausted {
-                let needs_item = active.back().is_none_or(|a| a.next == a.tiles);
-                if needs_item {
-                    match self.next_item(input, &mut position, sink, progress)? {
-                        Some(Ok(a)) => active.push_back(a),
-                        Some(Err(())) => {
-                            skipped += 1;
-                            continue;
-                        }
+            while tokens < self.budget.tokens {
+                if current.as_ref().is_none_or(|c| c.next == c.tiles) {
+                    match self.next_item(input, &mut position)? {
                         None => {
                             exhausted = true;
                             break;
                         }
+                        Some((item, meta)) => {
+                            if self.done.contains(&meta) {
+                                steps.push(Step::Skip(meta));
+                                continue;
+                            }
+                            let tiles = self.tiling.count(item.len);
+                            let what: Arc<str> = item.what.as_str().into();
+                            current = Some(Current {
+                                item,
+                                number,
+                                tiles,
+                                next: 0,
+                                what,
+                            });
+                            number += 1;
+                            let c = current.as_mut().expect("just set");
+                            self.push_tile(input, c, Some(meta), &mut steps, &mut tokens)?;
+                            continue;
+                        }
                     }
                 }
-                let idx = active.len() - 1;
-                let a = active.back_mut().expect("just pushed");
-                let tile = self.tiling.tile(a.item.len, a.next);
-                a.next += 1;
-                let bases = input.bases(&a.item, tile.start, tile.end)?;
-                let toks = if self.special_tokens {
-                    tokenizer::encode_with_specials(&bases)
-                } else {
-                    tokenizer::encode_bases(&bases)
-                };
-                tokens += toks.len();
-                round.push(Pending {
-                    item: retired + idx,
-                    tile,
-                    tokens: toks,
-                    last: a.next == a.tiles,
-                });
+                let c = current.as_mut().expect("an item with windows left");
+                self.push_tile(input, c, None, &mut steps, &mut tokens)?;
             }
-            if round.is_empty() {
+            if steps.is_empty() {
                 break;
             }
-            let (groups, at) = self.passes(&round, &active, retired)?;
-            for (p, &(g, offset)) in round.iter().zip(&at) {
-                let hidden = &groups[g][offset..offset + p.tokens.len() * self.model.width()];
-                let a = &mut active[p.item - retired];
-                if p.tile.start == 0 {
-                    sink.begin(&a.meta)?;
-                }
-                let w = self.model.width();
-                let from = (p.tile.keep_start - p.tile.start) as usize;
-                // With special tokens (one window per record) the [SEP]
-                // row is kept too.
-                let to = if self.special_tokens {
-                    p.tokens.len()
-                } else {
-                    (p.tile.keep_end - p.tile.start) as usize
-                };
-                let kept = &hidden[from * w..to * w];
-                if self.rc_average {
-                    a.pooler.push(&self.model.rc_average(kept)?);
-                } else {
-                    a.pooler.push(kept);
-                }
-                let rows = if p.last {
-                    a.pooler.finish()
-                } else {
-                    a.pooler.take()
-                };
-                sink.write(&rows)?;
-                progress.inc(p.tile.keep_end - p.tile.keep_start);
-                if p.last {
-                    sink.end()?;
-                    done += 1;
-                }
+            if tx.send(Round { seq, steps }).is_err() {
+                return Ok(());
             }
-            // Every fetched window has now been written: items with no
-            // window left to fetch are complete.
-            while active.front().is_some_and(|a| a.next == a.tiles) {
-                active.pop_front();
-                retired += 1;
-            }
+            seq += 1;
         }
-        Ok((done, skipped))
+        Ok(())
     }
 
-    /// Reads the next item this run embeds. `Err(())` for one skipped as
-    /// already done (`--resume`).
-    #[allow(clippy::type_complexity)]
-    fn next_item(
+    fn push_tile(
         &self,
         input: &mut Input,
-        position: &mut usize,
-        sink: &mut dyn Sink,
-        progress: &mut Progress,
-    ) -> Result<Option<Result<Active, ()>>> {
+        c: &mut Current,
+        meta: Option<Meta>,
+        steps: &mut Vec<Step>,
+        tokens: &mut usize,
+    ) -> Result<()> {
+        let tile = self.tiling.tile(c.item.len, c.next);
+        c.next += 1;
+        let bases = input.bases(&c.item, tile.start, tile.end)?;
+        let toks = if self.special_tokens {
+            tokenizer::encode_with_specials(&bases)
+        } else {
+            tokenizer::encode_bases(&bases)
+        };
+        *tokens += toks.len();
+        steps.push(Step::Tile {
+            item: c.number,
+            meta,
+            tile,
+            tokens: toks,
+            last: c.next == c.tiles,
+            what: Arc::clone(&c.what),
+        });
+        Ok(())
+    }
+
+    /// The next selected item and its output's description.
+    fn next_item(&self, input: &mut Input, position: &mut usize) -> Result<Option<(Item, Meta)>> {
         loop {
             let Some(item) = input.next_item() else {
                 return Ok(None);
@@ -197,8 +257,7 @@ impl Job<'_> {
                     continue;
                 }
             }
-            let tiles = self.tiling.count(item.len);
-            if self.special_tokens && tiles > 1 {
+            if self.special_tokens && self.tiling.count(item.len) > 1 {
                 bail!(
                     "{}: {} bases is longer than the window ({}); --special-tokens needs one \
                      pass per record",
@@ -216,46 +275,55 @@ impl Job<'_> {
                 pool: self.pool,
                 cols: self.cols(),
             };
-            if sink.is_done(&meta) {
-                sink.skip(&meta)?;
-                progress.inc(item.len);
-                return Ok(Some(Err(())));
-            }
-            return Ok(Some(Ok(Active {
-                pooler: Pooler::new(self.pool, meta.cols),
-                item,
-                meta,
-                tiles,
-                next: 0,
-            })));
+            return Ok(Some((item, meta)));
         }
     }
 
-    /// Runs the round's windows, equal lengths batched together. Returns
-    /// the passes' outputs and, for each window in round order, which
-    /// output holds its hidden states and where they start.
-    #[allow(clippy::type_complexity)]
-    fn passes(
-        &self,
-        round: &[Pending],
-        active: &VecDeque<Active>,
-        retired: usize,
-    ) -> Result<(Vec<Vec<f32>>, Vec<(usize, usize)>)> {
-        let mut by_len: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for (i, p) in round.iter().enumerate() {
-            by_len.entry(p.tokens.len()).or_default().push(i);
+    /// Stage 2: runs rounds on one device until the reader is done or the
+    /// writer has gone.
+    fn work(&self, model: &Model, rx: &Mutex<Receiver<Round>>, tx: &SyncSender<Result<Computed>>) {
+        loop {
+            let round = {
+                let rx = rx.lock().expect("no thread panics holding the lock");
+                rx.recv()
+            };
+            let Ok(round) = round else { return };
+            let result = self
+                .passes(model, &round)
+                .map(|hidden| Computed { round, hidden });
+            let failed = result.is_err();
+            if tx.send(result).is_err() || failed {
+                return;
+            }
         }
-        let w = self.model.width();
+    }
+
+    /// Runs a round's windows, equal lengths batched together.
+    fn passes(&self, model: &Model, round: &Round) -> Result<Hidden> {
+        let tiles: Vec<(&[u32], &Tile, &Arc<str>)> = round
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Tile {
+                    tokens, tile, what, ..
+                } => Some((tokens.as_slice(), tile, what)),
+                Step::Skip(_) => None,
+            })
+            .collect();
+        let mut by_len: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (i, t) in tiles.iter().enumerate() {
+            by_len.entry(t.0.len()).or_default().push(i);
+        }
+        let w = model.width();
         let mut groups = Vec::new();
-        let mut at = vec![(0, 0); round.len()];
+        let mut at = vec![(0, 0); tiles.len()];
         for idx in by_len.values() {
             for group in idx.chunks(self.budget.seqs.max(1)) {
-                let seqs: Vec<&[u32]> = group.iter().map(|&i| round[i].tokens.as_slice()).collect();
-                let hidden = self.model.forward_batch_flat(&seqs).with_context(|| {
-                    let first = &round[group[0]];
-                    let what = &active[first.item - retired].item.what;
+                let seqs: Vec<&[u32]> = group.iter().map(|&i| tiles[i].0).collect();
+                let hidden = model.forward_batch_flat(&seqs).with_context(|| {
+                    let (_, tile, what) = tiles[group[0]];
                     if group.len() == 1 {
-                        format!("{what}: bases {}-{}", first.tile.start + 1, first.tile.end)
+                        format!("{what}: bases {}-{}", tile.start + 1, tile.end)
                     } else {
                         format!("{what} and {} more windows", group.len() - 1)
                     }
@@ -266,6 +334,78 @@ impl Job<'_> {
                 groups.push(hidden);
             }
         }
-        Ok((groups, at))
+        Ok(Hidden { groups, at })
+    }
+
+    /// Stage 3: stitches, pools and writes rounds in order.
+    fn write(
+        &self,
+        rx: Receiver<Result<Computed>>,
+        sink: &mut dyn Sink,
+        progress: &mut Progress,
+    ) -> Result<(u64, u64)> {
+        let (mut done, mut skipped) = (0u64, 0u64);
+        let mut waiting: BTreeMap<u64, Computed> = BTreeMap::new();
+        let mut poolers: HashMap<u64, Pooler> = HashMap::new();
+        let mut next = 0u64;
+        let w = self.model().width();
+        for computed in rx {
+            let computed = computed?;
+            waiting.insert(computed.round.seq, computed);
+            while let Some(c) = waiting.remove(&next) {
+                next += 1;
+                let mut k = 0;
+                for step in c.round.steps {
+                    match step {
+                        Step::Skip(meta) => {
+                            sink.skip(&meta)?;
+                            progress.inc(meta.end - meta.start);
+                            skipped += 1;
+                        }
+                        Step::Tile {
+                            item,
+                            meta,
+                            tile,
+                            tokens,
+                            last,
+                            ..
+                        } => {
+                            let (g, offset) = c.hidden.at[k];
+                            k += 1;
+                            let hidden = &c.hidden.groups[g][offset..offset + tokens.len() * w];
+                            if let Some(meta) = meta {
+                                sink.begin(&meta)?;
+                                poolers.insert(item, Pooler::new(self.pool, meta.cols));
+                            }
+                            let pooler =
+                                poolers.get_mut(&item).expect("begun with its first window");
+                            let from = (tile.keep_start - tile.start) as usize;
+                            // With special tokens (one window per record)
+                            // the [SEP] row is kept too.
+                            let to = if self.special_tokens {
+                                tokens.len()
+                            } else {
+                                (tile.keep_end - tile.start) as usize
+                            };
+                            let kept = &hidden[from * w..to * w];
+                            if self.rc_average {
+                                pooler.push(&self.model().rc_average(kept)?);
+                            } else {
+                                pooler.push(kept);
+                            }
+                            let rows = if last { pooler.finish() } else { pooler.take() };
+                            sink.write(&rows)?;
+                            progress.inc(tile.keep_end - tile.keep_start);
+                            if last {
+                                poolers.remove(&item);
+                                sink.end()?;
+                                done += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok((done, skipped))
     }
 }

@@ -166,18 +166,19 @@ pub fn run(args: Args) -> Result<()> {
         None => (None, input.known_total()),
     };
 
-    let model = args.model.load("strand-embed", args.run.quiet)?;
+    let models = args.model.load_all("strand-embed", args.run.quiet)?;
+    let model = &models[0];
     if args.rc_average && !model.config.rcps {
         bail!("--rc-average needs a PS (rcps) model; {} is PH", model.id);
     }
     let window = match args.window.as_deref() {
         None => DEFAULT_WINDOW,
-        Some("max") => model.max_window()? as u64,
+        Some("max") => max_window(&models)? as u64,
         Some(w) => parse_count(w).with_context(|| format!("--window {w:?}"))?,
     };
     let overlap = args.overlap.unwrap_or(window / 8);
     let tiling = Tiling::new(window, overlap).context("--window/--overlap")?;
-    let budget = budget(&model, args.batch_size, window)?;
+    let budget = budget(&models, args.batch_size, window)?;
     if args.run.verbose {
         eprintln!(
             "strand-embed: model {} ({} x {}, {}), device {}, window {window}, \
@@ -186,13 +187,24 @@ pub fn run(args: Args) -> Result<()> {
             model.config.d_model,
             model.config.n_layer,
             if model.config.rcps { "PS" } else { "PH" },
-            model.describe_device(),
+            models
+                .iter()
+                .map(|m| m.describe_device())
+                .collect::<Vec<_>>()
+                .join("; "),
             budget
         );
     }
 
+    let done = if args.resume && to_dir {
+        output::Done::in_dir(&dest, args.format)
+    } else {
+        // Without --resume every item is recomputed.
+        output::Done::none()
+    };
     let job = Job {
-        model: &model,
+        models: &models,
+        done,
         tiling,
         budget,
         pool: args.pool,
@@ -203,7 +215,7 @@ pub fn run(args: Args) -> Result<()> {
     let opts = Opts {
         format: args.format,
         dtype: args.dtype,
-        metadata: metadata(&args, &model, &job),
+        metadata: metadata(&args, model, &job),
         tsv_header: args.shard.is_none_or(|s| s.is_first()),
         index_name: match args.shard {
             Some(s) => format!("index.shard-{}-of-{}.tsv", s.index, s.count),
@@ -215,11 +227,6 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         output::file(&dest, opts)?
     };
-    if !args.resume && to_dir {
-        // Without --resume every item is recomputed; `is_done` must not
-        // find last run's files.
-        sink = Box::new(Fresh(sink));
-    }
     let mut progress = Progress::new("strand-embed", args.run.quiet, total);
     let (done, skipped) = job.run(&mut input, sink.as_mut(), &mut progress)?;
     progress.finish();
@@ -249,20 +256,53 @@ fn check_options(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn budget(model: &strand_core::Model, batch_size: Option<u64>, window: u64) -> Result<Budget> {
+/// Rounds whose hidden states can be in host memory at once: one being
+/// written and, per device, one computed and one computing.
+fn rounds_in_flight(devices: usize) -> usize {
+    2 * devices + 1
+}
+
+/// Tokens a round may hold so that the rounds in flight take at most half
+/// the host's free memory (f32 hidden states).
+fn host_round_cap(models: &[strand_core::Model]) -> usize {
+    let per_token = 4 * models[0].width() * rounds_in_flight(models.len());
+    strand_core::backend::host_available_bytes()
+        .map_or(usize::MAX, |b| (b / 2) as usize / per_token)
+}
+
+/// `--window max`: the longest pass every device (and the host) can hold.
+fn max_window(models: &[strand_core::Model]) -> Result<usize> {
+    let mut w = host_round_cap(models);
+    for m in models {
+        w = w.min(m.max_window()?);
+    }
+    Ok(w / 1024 * 1024)
+}
+
+fn budget(models: &[strand_core::Model], batch_size: Option<u64>, window: u64) -> Result<Budget> {
     let window = window as usize;
-    let limit = if model.on_gpu() {
-        model.max_window()?
-    } else {
-        usize::MAX
-    };
-    if window > limit {
+    let host = host_round_cap(models);
+    let mut limit = usize::MAX;
+    for m in models.iter().filter(|m| m.on_gpu()) {
+        let fits = m.max_window()?;
+        if window > fits {
+            bail!(
+                "--window {window} does not fit the free memory of {} (at most {fits} tokens \
+                 in one pass); use a smaller --window or --window max",
+                m.describe_device()
+            );
+        }
+        limit = limit.min(fits);
+    }
+    if window > host {
         bail!(
-            "--window {window} does not fit the free memory of {} (at most {limit} tokens in \
-             one pass); use a smaller --window or --window max",
-            model.describe_device()
+            "--window {window} needs more host memory than is free ({} rounds of hidden states \
+             in flight, at most {host} tokens each); use a smaller --window",
+            rounds_in_flight(models.len())
         );
     }
+    let limit = limit.min(host);
+    let on_gpu = models[0].on_gpu();
     Ok(match batch_size {
         Some(n) => {
             let seqs = usize::try_from(n).unwrap_or(usize::MAX);
@@ -273,7 +313,7 @@ fn budget(model: &strand_core::Model, batch_size: Option<u64>, window: u64) -> R
             }
         }
         None => {
-            let round = if model.on_gpu() {
+            let round = if on_gpu {
                 GPU_ROUND_TOKENS
             } else {
                 CPU_ROUND_TOKENS
@@ -321,29 +361,5 @@ fn layout(cfg: &strand_core::Config, rc_average: bool) -> String {
         )
     } else {
         format!("PH: columns 0..{}", cfg.d_model)
-    }
-}
-
-/// A directory sink that recomputes everything (no `--resume`).
-struct Fresh(Box<dyn output::Sink>);
-
-impl output::Sink for Fresh {
-    fn is_done(&self, _: &output::Meta) -> bool {
-        false
-    }
-    fn skip(&mut self, meta: &output::Meta) -> Result<()> {
-        self.0.skip(meta)
-    }
-    fn begin(&mut self, meta: &output::Meta) -> Result<()> {
-        self.0.begin(meta)
-    }
-    fn write(&mut self, rows: &[f32]) -> Result<()> {
-        self.0.write(rows)
-    }
-    fn end(&mut self) -> Result<()> {
-        self.0.end()
-    }
-    fn finish(self: Box<Self>) -> Result<()> {
-        self.0.finish()
     }
 }

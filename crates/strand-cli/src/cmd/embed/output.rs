@@ -110,11 +110,35 @@ impl Meta {
 
 const INDEX_HEADER: &str = "name\tlength\tfile\tcontig\tstart\tend\trows\tbin\tlast_bin\n";
 
-/// Receives records' rows, in order.
-pub trait Sink {
-    /// Whether the record's output is already complete (`--resume`).
-    fn is_done(&self, meta: &Meta) -> bool;
-    /// Notes a record that `is_done` (it still belongs in the index).
+/// Which records' outputs are already complete (`--resume` with
+/// `--out-dir`): those whose file exists under its final name.
+#[derive(Debug, Clone)]
+pub struct Done {
+    dir: Option<(PathBuf, Format)>,
+}
+
+impl Done {
+    /// Nothing is complete: every record is computed.
+    pub fn none() -> Done {
+        Done { dir: None }
+    }
+
+    pub fn in_dir(dir: &Path, format: Format) -> Done {
+        Done {
+            dir: Some((dir.to_path_buf(), format)),
+        }
+    }
+
+    pub fn contains(&self, meta: &Meta) -> bool {
+        self.dir
+            .as_ref()
+            .is_some_and(|(d, f)| d.join(file_name(&meta.name, *f)).is_file())
+    }
+}
+
+/// Receives records' rows, in order (from the writer thread).
+pub trait Sink: Send {
+    /// Notes a record already complete (it still belongs in the index).
     fn skip(&mut self, meta: &Meta) -> Result<()>;
     fn begin(&mut self, meta: &Meta) -> Result<()>;
     /// Rows of the current record, in order, `meta.cols` values each.
@@ -192,9 +216,6 @@ struct StFile {
 }
 
 impl Sink for StFile {
-    fn is_done(&self, _: &Meta) -> bool {
-        false
-    }
     fn skip(&mut self, _: &Meta) -> Result<()> {
         Ok(())
     }
@@ -240,9 +261,6 @@ impl TsvFile {
 }
 
 impl Sink for TsvFile {
-    fn is_done(&self, _: &Meta) -> bool {
-        false
-    }
     fn skip(&mut self, _: &Meta) -> Result<()> {
         Ok(())
     }
@@ -325,9 +343,6 @@ impl Dir {
 }
 
 impl Sink for Dir {
-    fn is_done(&self, meta: &Meta) -> bool {
-        self.path(meta).is_file()
-    }
     fn skip(&mut self, meta: &Meta) -> Result<()> {
         self.index(meta)
     }
@@ -375,9 +390,6 @@ impl Sink for Dir {
 struct NpyFile(npy::Writer);
 
 impl Sink for NpyFile {
-    fn is_done(&self, _: &Meta) -> bool {
-        false
-    }
     fn skip(&mut self, _: &Meta) -> Result<()> {
         Ok(())
     }

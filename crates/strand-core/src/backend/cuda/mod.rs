@@ -19,6 +19,11 @@
 mod device;
 pub mod kernels;
 pub mod probe;
+
+/// Number of GPUs the driver sees (an error naming why none is usable).
+pub fn gpu_count() -> Result<usize> {
+    device::driver_available()
+}
 mod weights;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
