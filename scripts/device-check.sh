@@ -4,7 +4,7 @@
 # the release binaries and test executables into dev-out/; then run this
 # script from the repository root on the GPU machine:
 #
-#   scripts/device-check.sh [tests|bench|tune|long|embed|score|all]   (logs under $OUT or dev-out/logs)
+#   scripts/device-check.sh [tests|bench|tune|long|embed|score|multi|all]   (logs under $OUT or dev-out/logs)
 set -uo pipefail
 what=${1:-all}
 out=${OUT:-dev-out/logs}
@@ -143,4 +143,25 @@ PY
   sc embed-w1k 1024 embed_dist /tmp/mixed-small.vcf
   sc embed-w128k 131072 embed_dist /tmp/mixed-tiny.vcf
   sc masked-w1k 1024 llr_masked /tmp/mixed-small.vcf
+fi
+if [ "$what" = multi ] || [ "$what" = all ]; then
+  # Several GPUs: the same input on cuda:0 and on cuda:all must give the
+  # same file; tokens/s for both (PS 256x16, 131,072-token windows).
+  models=/tmp/strand-models; mkdir -p "$models"
+  [ -d "$models/ps-256x16" ] || dev-out/strand bench --kind ps --save-models "$models" >/dev/null
+  python3 -c "
+import random
+r = random.Random(9)
+with open('/tmp/chr16m.fa', 'w') as f:
+    f.write('>chr1\n')
+    s = ''.join(r.choices('ACGT', k=16_000_000))
+    for i in range(0, len(s), 60): f.write(s[i:i + 60] + '\n')
+"
+  printf 'chr1\t16000000\t6\t60\t61\n' > /tmp/chr16m.fa.fai
+  nvidia-smi -L | tee "$out/gpus.txt"
+  for dev in cuda:0 cuda:all; do
+    /usr/bin/time -f "%e s wall, %M KB peak RSS" dev-out/strand-embed -m "$models/ps-256x16" --device $dev -v \
+      /tmp/chr16m.fa --pool bin:128 -o /tmp/multi-$dev.safetensors 2>&1 | grep -vE "bases of" | tee "$out/multi-$dev.log"
+  done
+  cmp /tmp/multi-cuda:0.safetensors /tmp/multi-cuda:all.safetensors && echo "cuda:all output identical to cuda:0" | tee -a "$out/multi.txt"
 fi
