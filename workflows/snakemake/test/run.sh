@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end test of the Snakemake workflow on the fixture models and the
-# small test genome: runs it with `snakemake --cores 2`, checks every merged
-# output against a single unsharded run of the same binaries, then checks
-# that a rerun after a lost shard redoes only that shard.
+# small test genome: runs it with `snakemake --cores 2` and checks every
+# merged output against a single unsharded run of the same binaries; kills
+# a run mid-way and checks that the rerun completes with the same outputs;
+# then checks that a rerun after a lost shard redoes only that shard.
 #
 #   STRAND_BIN=target/release SNAKEMAKE=.venv/bin/snakemake workflows/snakemake/test/run.sh
 set -euo pipefail
@@ -49,30 +50,53 @@ echo "workflow test: snakemake run"
 sm --quiet all >"$work/snakemake.log" 2>&1 || { cat "$work/snakemake.log"; fail "snakemake failed"; }
 res=$work/results
 
-echo "workflow test: compare with unsharded runs"
+echo "workflow test: unsharded runs of the same binaries"
 # -@ 1 as in the workflow: the CPU engine's last bits depend on the
 # number of threads.
 "$bin/strand-embed" -m "$model" --device cpu -@ 1 -q "$ref" --pool bin:64 --window 4096 \
   --format npy --out-dir "$work/whole-embed"
-for f in "$work"/whole-embed/*.npy; do
-  cmp -s "$f" "$res/embed/$(basename "$f")" || fail "embed: $(basename "$f") differs from the unsharded run"
-done
-[ "$(ls "$res"/embed/*.npy | wc -l)" = "$(ls "$work"/whole-embed/*.npy | wc -l)" ] || fail "embed: file count"
-cat "$res"/embed/index.shard-*-of-3.tsv | grep -v '^name' | sort >"$work/sharded.idx"
-grep -v '^name' "$work/whole-embed/index.tsv" | sort >"$work/whole.idx"
-cmp -s "$work/sharded.idx" "$work/whole.idx" || fail "embed: shard indexes differ from the unsharded index"
-
 "$bin/strand-score" -m "$model" --device cpu -@ 1 -q -f "$ref" --vcf "$vcf" --scores llr,embed_dist \
   --window 1000 -o "$work/whole.vcf.gz"
-body() { gzip -dc "$1" | grep -v '^##'; }
-cmp -s <(body "$res/score/scored.vcf.gz") <(body "$work/whole.vcf.gz") ||
-  fail "score: merged VCF records differ from the unsharded run"
-[ -s "$res/score/scored.vcf.gz.tbi" ] || fail "score: no index"
-[ "$(body "$res/score/scored.vcf.gz" | grep -vc '^#')" = "$(grep -vc '^#' "$vcf")" ] || fail "score: record count"
-
 "$bin/strand-classify" predict -m "$repo/test-data/models/ps-tiny-cls" --device cpu -@ 1 -q \
   "$repo/test-data/sequences.fa" -o "$work/whole-pred.tsv"
-cmp -s "$res/classify/predictions.tsv" "$work/whole-pred.tsv" || fail "classify: predictions differ"
+body() { gzip -dc "$1" | grep -v '^##'; }
+
+# The workflow's merged outputs must equal the unsharded runs.
+check() {
+  for f in "$work"/whole-embed/*.npy; do
+    cmp -s "$f" "$res/embed/$(basename "$f")" || fail "$1: embed: $(basename "$f") differs from the unsharded run"
+  done
+  [ "$(ls "$res"/embed/*.npy | wc -l)" = "$(ls "$work"/whole-embed/*.npy | wc -l)" ] || fail "$1: embed: file count"
+  cat "$res"/embed/index.shard-*-of-3.tsv | grep -v '^name' | sort >"$work/sharded.idx"
+  grep -v '^name' "$work/whole-embed/index.tsv" | sort >"$work/whole.idx"
+  cmp -s "$work/sharded.idx" "$work/whole.idx" || fail "$1: embed: shard indexes differ from the unsharded index"
+  cmp -s <(body "$res/score/scored.vcf.gz") <(body "$work/whole.vcf.gz") ||
+    fail "$1: score: merged VCF records differ from the unsharded run"
+  [ -s "$res/score/scored.vcf.gz.tbi" ] || fail "$1: score: no index"
+  [ "$(body "$res/score/scored.vcf.gz" | grep -vc '^#')" = "$(grep -vc '^#' "$vcf")" ] || fail "$1: score: record count"
+  cmp -s "$res/classify/predictions.tsv" "$work/whole-pred.tsv" || fail "$1: classify: predictions differ"
+  echo "workflow test: $1: outputs equal the unsharded runs"
+}
+check "first run"
+
+echo "workflow test: killed mid-way, then rerun"
+rm -rf "$res" "$work/.snakemake"
+setsid "$snakemake" -s "$repo/workflows/snakemake/Snakefile" --configfile "$work/config.yaml" \
+  -d "$work" --cores 2 --quiet all >"$work/killed.log" 2>&1 &
+victim=$!
+# Kill as soon as the first result exists: some jobs done, others running.
+for _ in $(seq 300); do
+  compgen -G "$res/embed/*.npy" >/dev/null && break
+  sleep 0.05
+done
+kill -9 -- "-$victim" 2>/dev/null || true
+wait "$victim" 2>/dev/null || true
+echo "workflow test: killed with $(find "$res" -type f 2>/dev/null | wc -l) output files written"
+# Snakemake's own lock survives a hard kill; strand left no complete-looking
+# file behind, so whatever exists is whole.
+sm --unlock --quiet >/dev/null 2>&1
+sm --quiet --rerun-incomplete all >"$work/rerun.log" 2>&1 || { cat "$work/rerun.log"; fail "rerun after kill failed"; }
+check "rerun after a kill"
 
 echo "workflow test: a lost shard is redone, nothing else"
 rm "$res/embed/index.shard-2-of-3.tsv"
@@ -83,7 +107,5 @@ if grep -qE '^(score_contig|score_merge|classify) ' "$work/dry.log"; then
 fi
 sm --quiet all >"$work/snakemake2.log" 2>&1 || { cat "$work/snakemake2.log"; fail "rerun failed"; }
 [ -s "$res/embed/index.shard-2-of-3.tsv" ] || fail "shard 2 not redone"
-for f in "$work"/whole-embed/*.npy; do
-  cmp -s "$f" "$res/embed/$(basename "$f")" || fail "embed after rerun: $(basename "$f") differs"
-done
+check "after redoing the shard"
 echo "workflow test: ok"

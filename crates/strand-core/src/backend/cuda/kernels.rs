@@ -198,8 +198,9 @@ pub fn compile(src: &str, opts: &[String]) -> Result<Vec<u8>> {
     out
 }
 
-/// `$STRAND_KERNEL_CACHE`, else `$XDG_CACHE_HOME/strand/kernels`, else
-/// `~/.cache/strand/kernels`.
+/// `$STRAND_KERNEL_CACHE`, else `$STRAND_CACHE_DIR/kernels` (strand's
+/// cache root, e.g. on a shared filesystem), else
+/// `$XDG_CACHE_HOME/strand/kernels`, else `~/.cache/strand/kernels`.
 pub fn cache_dir() -> Option<PathBuf> {
     let env = |k| {
         std::env::var_os(k)
@@ -207,6 +208,7 @@ pub fn cache_dir() -> Option<PathBuf> {
             .map(PathBuf::from)
     };
     env("STRAND_KERNEL_CACHE")
+        .or_else(|| env("STRAND_CACHE_DIR").map(|d| d.join("kernels")))
         .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("strand/kernels")))
         .or_else(|| env("HOME").map(|d| d.join(".cache/strand/kernels")))
 }
