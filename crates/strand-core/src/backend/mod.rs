@@ -47,6 +47,13 @@ pub trait Backend: Send + Sync {
     fn stream(&self, state: &Self::State) -> Result<Stream>;
     /// Final add + norm: the hidden states `[len, width]`.
     fn final_norm(&self, state: Self::State) -> Result<Vec<f32>>;
+    /// As [`Backend::final_norm`], into `out` (resized to fit): a buffer
+    /// reused from pass to pass costs no allocation and no page faults,
+    /// which for a GPU's 10^8-float results is most of the copy's time.
+    fn final_norm_into(&self, state: Self::State, out: &mut Vec<f32>) -> Result<()> {
+        *out = self.final_norm(state)?;
+        Ok(())
+    }
     /// Final add + norm, waiting for the result but not copying it to the
     /// host (benchmarks time the device's work alone with this).
     fn final_norm_discard(&self, state: Self::State) -> Result<()> {

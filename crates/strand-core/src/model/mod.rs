@@ -187,18 +187,32 @@ impl Model {
     /// the other in one buffer `[nseq * len, width]` (no copy per
     /// sequence: what long windows want).
     pub fn forward_batch_flat(&self, seqs: &[&[u32]]) -> Result<Vec<f32>> {
-        Ok(self.run_batch(seqs, true)?.unwrap_or_default())
+        let mut out = Vec::new();
+        self.run_batch(seqs, Some(&mut out))?;
+        Ok(out)
+    }
+
+    /// As [`Model::forward_batch_flat`], into `out` (resized to fit):
+    /// reusing one buffer across passes avoids allocating and faulting in
+    /// hundreds of megabytes per pass.
+    pub fn forward_batch_into(&self, seqs: &[&[u32]], out: &mut Vec<f32>) -> Result<()> {
+        self.run_batch(seqs, Some(out))
     }
 
     /// As [`Model::forward_batch`], leaving the result on the device (for
     /// benchmarks).
     pub fn forward_batch_discard(&self, seqs: &[&[u32]]) -> Result<()> {
-        self.run_batch(seqs, false).map(drop)
+        self.run_batch(seqs, None)
     }
 
-    fn run_batch(&self, seqs: &[&[u32]], keep: bool) -> Result<Option<Vec<f32>>> {
+    /// One pass over equal-length `seqs`; the hidden states go to `out`, or
+    /// stay on the device when `out` is `None` (benchmarks).
+    fn run_batch(&self, seqs: &[&[u32]], out: Option<&mut Vec<f32>>) -> Result<()> {
         let Some(len) = seqs.first().map(|s| s.len()) else {
-            return Ok(Some(Vec::new()));
+            if let Some(o) = out {
+                o.clear();
+            }
+            return Ok(());
         };
         for s in seqs {
             if s.len() != len {
@@ -209,32 +223,25 @@ impl Model {
             }
             self.check_ids(s)?;
         }
-        let one_by_one = || -> Result<Option<Vec<f32>>> {
-            if keep {
-                let mut all = Vec::with_capacity(seqs.len() * len * self.width());
-                for s in seqs {
-                    all.extend(self.forward(s)?);
-                }
-                Ok(Some(all))
-            } else {
-                seqs.iter()
-                    .try_for_each(|s| self.forward_discard(s))
-                    .map(|_| None)
-            }
-        };
-        if seqs.len() == 1 {
-            return one_by_one();
-        }
         on_engine!(self, b => {
-            let ids: Vec<u32> = seqs.concat();
-            let Some(st) = b.embed_batch(&ids, seqs.len())? else {
-                return one_by_one();
+            let st = if seqs.len() == 1 {
+                Some(b.embed(seqs[0])?)
+            } else {
+                b.embed_batch(&seqs.concat(), seqs.len())?
             };
-            let st = self.blocks(b, st)?;
-            if !keep {
-                return b.final_norm_discard(st).map(|_| None);
+            match (st, out) {
+                (Some(st), Some(o)) => b.final_norm_into(self.blocks(b, st)?, o),
+                (Some(st), None) => b.final_norm_discard(self.blocks(b, st)?),
+                // A backend that runs one sequence at a time.
+                (None, Some(o)) => {
+                    o.clear();
+                    for s in seqs {
+                        o.extend_from_slice(&self.forward(s)?);
+                    }
+                    Ok(())
+                }
+                (None, None) => seqs.iter().try_for_each(|s| self.forward_discard(s)),
             }
-            Ok(Some(b.final_norm(st)?))
         })
     }
 

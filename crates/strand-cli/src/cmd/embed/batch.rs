@@ -18,7 +18,7 @@
 //! bounded by the few rounds in flight, whatever the records' sizes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -133,15 +133,20 @@ impl Job<'_> {
         // Rendezvous: a worker holds its result until the writer takes it,
         // which bounds the hidden states in memory.
         let (to_writer, from_workers) = sync_channel::<Result<Computed>>(0);
+        // Written rounds' buffers go back to the workers: reused, they cost
+        // no allocation and no page faults (most of a GPU result's copy).
+        let (recycle, spare) = channel::<Vec<f32>>();
+        let spare = Mutex::new(spare);
         std::thread::scope(|s| {
-            let writer = s.spawn(|| self.write(from_workers, sink, progress));
+            let writer = s.spawn(|| self.write(from_workers, recycle, sink, progress));
+            let spare = &spare;
             let workers: Vec<_> = self
                 .models
                 .iter()
                 .map(|model| {
                     let rx = Arc::clone(&from_reader);
                     let tx = to_writer.clone();
-                    s.spawn(move || self.work(model, &rx, &tx))
+                    s.spawn(move || self.work(model, &rx, spare, &tx))
                 })
                 .collect();
             // Only the workers hold these now: when they stop, the reader's
@@ -281,7 +286,13 @@ impl Job<'_> {
 
     /// Stage 2: runs rounds on one device until the reader is done or the
     /// writer has gone.
-    fn work(&self, model: &Model, rx: &Mutex<Receiver<Round>>, tx: &SyncSender<Result<Computed>>) {
+    fn work(
+        &self,
+        model: &Model,
+        rx: &Mutex<Receiver<Round>>,
+        spare: &Mutex<Receiver<Vec<f32>>>,
+        tx: &SyncSender<Result<Computed>>,
+    ) {
         loop {
             let round = {
                 let rx = rx.lock().expect("no thread panics holding the lock");
@@ -289,7 +300,7 @@ impl Job<'_> {
             };
             let Ok(round) = round else { return };
             let result = self
-                .passes(model, &round)
+                .passes(model, &round, spare)
                 .map(|hidden| Computed { round, hidden });
             let failed = result.is_err();
             if tx.send(result).is_err() || failed {
@@ -299,7 +310,12 @@ impl Job<'_> {
     }
 
     /// Runs a round's windows, equal lengths batched together.
-    fn passes(&self, model: &Model, round: &Round) -> Result<Hidden> {
+    fn passes(
+        &self,
+        model: &Model,
+        round: &Round,
+        spare: &Mutex<Receiver<Vec<f32>>>,
+    ) -> Result<Hidden> {
         let tiles: Vec<(&[u32], &Tile, &Arc<str>)> = round
             .steps
             .iter()
@@ -320,14 +336,21 @@ impl Job<'_> {
         for idx in by_len.values() {
             for group in idx.chunks(self.budget.seqs.max(1)) {
                 let seqs: Vec<&[u32]> = group.iter().map(|&i| tiles[i].0).collect();
-                let hidden = model.forward_batch_flat(&seqs).with_context(|| {
-                    let (_, tile, what) = tiles[group[0]];
-                    if group.len() == 1 {
-                        format!("{what}: bases {}-{}", tile.start + 1, tile.end)
-                    } else {
-                        format!("{what} and {} more windows", group.len() - 1)
-                    }
-                })?;
+                let mut hidden = spare
+                    .lock()
+                    .expect("no thread panics holding the lock")
+                    .try_recv()
+                    .unwrap_or_default();
+                model
+                    .forward_batch_into(&seqs, &mut hidden)
+                    .with_context(|| {
+                        let (_, tile, what) = tiles[group[0]];
+                        if group.len() == 1 {
+                            format!("{what}: bases {}-{}", tile.start + 1, tile.end)
+                        } else {
+                            format!("{what} and {} more windows", group.len() - 1)
+                        }
+                    })?;
                 for (k, &i) in group.iter().enumerate() {
                     at[i] = (groups.len(), k * seqs[0].len() * w);
                 }
@@ -341,6 +364,7 @@ impl Job<'_> {
     fn write(
         &self,
         rx: Receiver<Result<Computed>>,
+        recycle: Sender<Vec<f32>>,
         sink: &mut dyn Sink,
         progress: &mut Progress,
     ) -> Result<(u64, u64)> {
@@ -403,6 +427,10 @@ impl Job<'_> {
                             }
                         }
                     }
+                }
+                for buffer in c.hidden.groups {
+                    // The workers may all have stopped; then it is freed.
+                    let _ = recycle.send(buffer);
                 }
             }
         }

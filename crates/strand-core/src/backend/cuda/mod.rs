@@ -522,10 +522,21 @@ impl Backend for CudaBackend {
     }
 
     fn final_norm(&self, st: CudaState) -> Result<Vec<f32>> {
-        self.enqueue_final_norm(&st)?;
-        let mut out = vec![0.0f32; st.rows() * self.cfg.width()];
-        self.gpu.download(st.residual.ptr, &mut out)?;
+        let mut out = Vec::new();
+        self.final_norm_into(st, &mut out)?;
         Ok(out)
+    }
+
+    fn final_norm_into(&self, st: CudaState, out: &mut Vec<f32>) -> Result<()> {
+        self.enqueue_final_norm(&st)?;
+        let n = st.rows() * self.cfg.width();
+        // Only a grown buffer is written twice (zeroed, then copied into).
+        if out.len() > n {
+            out.truncate(n);
+        } else {
+            out.resize(n, 0.0);
+        }
+        self.gpu.download(st.residual.ptr, out)
     }
 
     fn memory(&self) -> Result<crate::backend::Memory> {
