@@ -130,17 +130,7 @@ fn score_llr_and_llr_masked_match_the_reference_logits() {
         );
         let t = table(&tsv);
         assert_eq!(t[0], ["chrom", "pos", "id", "ref", "alt", "llr"]);
-        assert_eq!(t.len() - 1, want.len());
-        let tol = tolerance("nosep.logits");
-        for (row, (w, a, r)) in t[1..].iter().zip(&want) {
-            let got: f64 = row[5].parse().expect("a number");
-            // Each logit may be off by atol + rtol * |logit|.
-            let bound = 2.0 * tol.atol + tol.rtol * (a.abs() + r.abs()) as f64;
-            assert!(
-                (got - *w as f64).abs() <= bound,
-                "{fam} {row:?}: llr {got} vs {w} (bound {bound})"
-            );
-        }
+        assert_llrs(fam, &t, &want, "nosep.logits");
 
         // llr_masked at the positions the reference masked one at a time.
         let positions = gold.get("len1000.nosep.masked_positions");
@@ -181,16 +171,23 @@ fn score_llr_and_llr_masked_match_the_reference_logits() {
                 &s(&tsv),
             ],
         );
-        let t = table(&tsv);
-        let tol = tolerance("nosep.masked_logits");
-        for (row, (w, a, r)) in t[1..].iter().zip(&want) {
-            let got: f64 = row[5].parse().expect("a number");
-            let bound = 2.0 * tol.atol + tol.rtol * (a.abs() + r.abs()) as f64;
-            assert!(
-                (got - *w as f64).abs() <= bound,
-                "{fam} masked {row:?}: {got} vs {w}"
-            );
-        }
+        assert_llrs(fam, &table(&tsv), &want, "nosep.masked_logits");
+    }
+}
+
+/// Compares the TSV's score column with (llr, logit[ALT], logit[REF])
+/// computed from the goldens: each logit may be off by the manifest's
+/// `atol + rtol * |logit|` for `kind`.
+fn assert_llrs(fam: &str, t: &[Vec<String>], want: &[(f32, f32, f32)], kind: &str) {
+    assert_eq!(t.len() - 1, want.len(), "{fam} {kind}: rows");
+    let tol = tolerance(kind);
+    for (row, (w, a, r)) in t[1..].iter().zip(want) {
+        let got: f64 = row[5].parse().expect("a number");
+        let bound = 2.0 * tol.atol + tol.rtol * (a.abs() + r.abs()) as f64;
+        assert!(
+            (got - *w as f64).abs() <= bound,
+            "{fam} {kind} {row:?}: {got} vs {w} (bound {bound})"
+        );
     }
 }
 
