@@ -7,9 +7,13 @@
 # nvidia-cuda-nvrtc wheel in a local virtualenv.
 set -euo pipefail
 cd "$(dirname "$0")"
-# Nothing here reads the terminal. Cargo's rustc probe (`rustc -`) reads
-# stdin, so an inherited non-empty stdin (as some CI runners give) breaks it.
+# Nothing here reads the terminal.
 exec </dev/null
+# Cargo caches the answers of its rustc probes in target/.rustc_info.json,
+# failures included. On CI a failed probe was cached during the clippy
+# phase (its "source" was another rustc's error text) and then replayed by
+# every later cargo command; probing afresh each time costs milliseconds.
+export CARGO_CACHE_RUSTC_INFO=0
 
 echo "== NVRTC for the kernel compile tests, snakemake for the workflow test"
 if [ ! -x .venv/bin/python ]; then
