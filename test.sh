@@ -7,13 +7,21 @@
 # nvidia-cuda-nvrtc wheel in a local virtualenv.
 set -euo pipefail
 cd "$(dirname "$0")"
-# Nothing here reads the terminal.
-exec </dev/null
-# Cargo caches the answers of its rustc probes in target/.rustc_info.json,
-# failures included. On CI a failed probe was cached during the clippy
-# phase (its "source" was another rustc's error text) and then replayed by
-# every later cargo command; probing afresh each time costs milliseconds.
-export CARGO_CACHE_RUSTC_INFO=0
+# /dev/null must be the null device. Rust's Stdio::null() opens it, so
+# cargo's rustc probe (`rustc -`, whose stdin is "null") reads it as the
+# source of an empty crate. On CI machines it has been found replaced by a
+# regular file collecting other programs' output, and the probe then fails
+# ("failed to run `rustc` to learn about target-specific information").
+# Repair it when we may; otherwise empty it before each cargo command (the
+# probe runs first).
+null_device() {
+  [ -c /dev/null ] && return 0
+  echo "test.sh: /dev/null is not the null device; repairing it" >&2
+  if ! { rm -f /dev/null && mknod -m 666 /dev/null c 1 3; } 2>&1; then
+    : >/dev/null || true
+  fi
+}
+null_device
 
 echo "== NVRTC for the kernel compile tests, snakemake for the workflow test"
 if [ ! -x .venv/bin/python ]; then
@@ -26,14 +34,17 @@ export LD_LIBRARY_PATH="$nvrtc_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export STRAND_REQUIRE_NVRTC=1
 
 echo "== cargo fmt --check"
+null_device
 cargo fmt --all -- --check
 
 echo "== cargo clippy -D warnings"
+null_device
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # Release mode: the tests run real model arithmetic (fixture conformance,
 # property tests, the binaries end to end), which is slow unoptimised.
 echo "== cargo test"
+null_device
 cargo test --workspace --release --locked
 
 echo "== workflows"
@@ -41,6 +52,7 @@ STRAND_BIN=target/release SNAKEMAKE=.venv/bin/snakemake workflows/snakemake/test
 STRAND_BIN=target/release workflows/nextflow/check.sh
 
 # GPU tests skip on a machine without one; say so visibly.
+null_device
 cargo test --release --locked -p strand-core --test gpu -- --show-output 2>&1 | grep SKIPPED || true
 
 echo "== all tests passed"
