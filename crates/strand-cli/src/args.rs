@@ -1,8 +1,11 @@
 //! Options shared by every command.
 
+use std::path::PathBuf;
+
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use strand_core::{DeviceSpec, Placement, Precision};
+use strand_io::region::Region;
 
 /// Model, device and threads.
 #[derive(Args, Debug, Clone)]
@@ -119,6 +122,41 @@ impl ModelArgs {
             }
         }
         Ok(model)
+    }
+}
+
+/// `-r` and `-R`: regions to work on.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RegionArgs {
+    /// Region chr:beg-end (1-based, inclusive; commas allowed) or a whole
+    /// contig; repeatable
+    #[arg(
+        short = 'r',
+        long = "region",
+        value_name = "REGION",
+        help_heading = "Input"
+    )]
+    pub regions: Vec<String>,
+
+    /// Regions from a BED file (0-based, half-open; 4th column names the
+    /// output)
+    #[arg(short = 'R', long, value_name = "BED", help_heading = "Input")]
+    pub regions_file: Option<PathBuf>,
+}
+
+impl RegionArgs {
+    /// The `-r` regions, then the BED file's, parsed (not yet checked
+    /// against a reference).
+    pub fn regions(&self) -> Result<Vec<Region>> {
+        let mut regions: Vec<Region> = self
+            .regions
+            .iter()
+            .map(|r| Region::parse(r))
+            .collect::<Result<_, _>>()?;
+        if let Some(bed) = &self.regions_file {
+            regions.extend(strand_io::bed::read_bed(bed)?);
+        }
+        Ok(regions)
     }
 }
 

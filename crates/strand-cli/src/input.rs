@@ -12,6 +12,8 @@ use strand_io::faidx::IndexedFasta;
 use strand_io::region::{Region, Span};
 use strand_io::{IdSet, Reader, Record};
 
+use crate::args::RegionArgs;
+
 /// One record, region or read to embed.
 #[derive(Debug)]
 pub struct Item {
@@ -58,20 +60,8 @@ pub struct InputArgs {
     #[arg(value_name = "IN", help_heading = "Input")]
     pub input: Option<PathBuf>,
 
-    /// Region chr:beg-end (1-based, inclusive; commas allowed) or a whole
-    /// contig; repeatable
-    #[arg(
-        short = 'r',
-        long = "region",
-        value_name = "REGION",
-        help_heading = "Input"
-    )]
-    pub regions: Vec<String>,
-
-    /// Regions from a BED file (0-based, half-open; 4th column names the
-    /// output)
-    #[arg(short = 'R', long, value_name = "BED", help_heading = "Input")]
-    pub regions_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub region: RegionArgs,
 
     /// Read the sequences of a BAM file (with -r, only reads overlapping
     /// the region, via the .bai index)
@@ -106,11 +96,12 @@ impl InputArgs {
 impl Input {
     fn open(req: &InputArgs) -> Result<Input> {
         if let Some(bam) = req.bam.as_deref() {
-            if req.input.is_some() || req.regions_file.is_some() || req.regions.len() > 1 {
+            let r = &req.region;
+            if req.input.is_some() || r.regions_file.is_some() || r.regions.len() > 1 {
                 bail!("--bam takes no other input, and at most one -r region");
             }
             let opts = BamOptions {
-                region: req.regions.first().map(|r| Region::parse(r)).transpose()?,
+                region: r.regions.first().map(|r| Region::parse(r)).transpose()?,
                 min_mapq: req.min_mapq,
                 include_secondary: req.include_secondary,
                 include_supplementary: req.include_supplementary,
@@ -126,14 +117,7 @@ impl Input {
             .input
             .as_deref()
             .context("no input: give a FASTA/FASTQ file (or - for stdin), or --bam")?;
-        let mut regions: Vec<Region> = req
-            .regions
-            .iter()
-            .map(|r| Region::parse(r))
-            .collect::<Result<_, _>>()?;
-        if let Some(bed) = req.regions_file.as_deref() {
-            regions.extend(strand_io::bed::read_bed(bed)?);
-        }
+        let regions = req.region.regions()?;
         if regions.is_empty() {
             // A FASTA with an index next to it is read through the index,
             // a window at a time: memory stays bounded by the window even

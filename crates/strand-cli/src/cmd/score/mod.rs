@@ -20,7 +20,7 @@ use anyhow::Result;
 use clap::Parser;
 
 use self::variant::Score;
-use crate::args::{parse_count, ModelArgs, RunArgs};
+use crate::args::{parse_count, ModelArgs, RegionArgs, RunArgs};
 use crate::shard::Shard;
 
 pub(crate) const PROG: &str = "strand-score";
@@ -68,18 +68,9 @@ pub struct VcfArgs {
     #[command(flatten)]
     pub common: Common,
 
-    /// Only variants in this region (chr:beg-end, 1-based); repeatable
-    #[arg(
-        short = 'r',
-        long = "region",
-        value_name = "REGION",
-        help_heading = "Input"
-    )]
-    pub regions: Vec<String>,
-
-    /// Only variants in these BED regions
-    #[arg(short = 'R', long, value_name = "BED", help_heading = "Input")]
-    pub regions_file: Option<PathBuf>,
+    /// Only the variants inside these regions
+    #[command(flatten)]
+    pub region: RegionArgs,
 
     /// Leave variants on contigs missing from the reference unscored
     /// (STRAND_FILTER=missing_contig) instead of failing

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use strand_io::faidx::IndexedFasta;
-use strand_io::region::{Region, Span};
+use strand_io::region::Span;
 use strand_io::vcf::{Reader, Record, Writer};
 use strand_io::AtomicFile;
 
@@ -50,14 +50,7 @@ pub fn run(args: VcfArgs) -> Result<()> {
     let vcf_path = args.vcf.as_path();
     let mut reader = Reader::open(vcf_path)?;
     let mut fasta = IndexedFasta::open(&c.reference)?;
-    let mut regions: Vec<Region> = args
-        .regions
-        .iter()
-        .map(|r| Region::parse(r))
-        .collect::<Result<_, _>>()?;
-    if let Some(bed) = &args.regions_file {
-        regions.extend(strand_io::bed::read_bed(bed)?);
-    }
+    let regions = args.region.regions()?;
     let spans: Vec<Span> = regions
         .iter()
         .map(|r| fasta.resolve(r))
