@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Makes the small genome, reads and regions used by strand's tests.
 
-Run once by hand (needs pysam: `pip install pysam`); the outputs are
-committed. Seeded, so a rerun reproduces the same files.
+Run once by hand (needs pysam: `pip install pysam`; made with pysam
+0.24.1); the outputs are committed. Seeded, and without @PG lines (which
+would record paths), so a rerun reproduces the same files byte for byte.
 
     python3 make.py
 """
@@ -111,13 +112,13 @@ with pysam.AlignmentFile(unsorted, "wb", header=header) as out:
     u.query_qualities = pysam.qualitystring_to_array("I" * 120)
     out.write(u)
 bam = os.path.join(HERE, "reads.bam")
-pysam.sort("-o", bam, unsorted)
+pysam.sort("--no-PG", "-o", bam, unsorted)
 os.remove(unsorted)
 pysam.index(bam)
 with open(os.path.join(HERE, "reads-noindex.bam"), "wb") as f:
     f.write(open(bam, "rb").read())
 with open(os.path.join(HERE, "reads.sam"), "w") as f:
-    f.write(pysam.view("-h", bam))
+    f.write(pysam.view("--no-PG", "-h", bam))
 
 with open(os.path.join(HERE, "regions.bed"), "w") as f:
     f.write("# regions for strand-embed tests\n")

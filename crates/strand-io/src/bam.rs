@@ -6,9 +6,9 @@
 //! reverse-complemented into reference orientation, so that orientation is
 //! what is embedded (not the read as sequenced).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use noodles::bam;
@@ -28,12 +28,16 @@ use crate::seq::Record;
 /// Which reads to return.
 #[derive(Debug, Clone, Default)]
 pub struct BamOptions {
-    /// Only reads overlapping this region (needs an index).
+    /// Only mapped reads overlapping this region (needs an index). A region
+    /// starting past its contig's end is an error; an end past it is not.
     pub region: Option<Region>,
-    /// Skip reads with a lower mapping quality (unmapped reads have none
-    /// and are skipped when this is above 0).
+    /// Skip reads with a lower mapping quality (unmapped reads are skipped
+    /// when this is above 0; MAPQ 255, "not available", passes, as in
+    /// `samtools view -q`).
     pub min_mapq: u8,
+    /// Also return secondary alignments (flag 256).
     pub include_secondary: bool,
+    /// Also return supplementary alignments (flag 2048).
     pub include_supplementary: bool,
 }
 
@@ -41,19 +45,49 @@ pub struct BamOptions {
 /// within a region).
 ///
 /// Read names are made unique: the first read of a name keeps it, later
-/// ones get `.2`, `.3`, ... (mates of a pair share a name in BAM). Reads
-/// without a stored sequence (`*`) are skipped.
+/// ones get `.2`, `.3`, ... (mates of a pair share a name in BAM; a suffix
+/// already taken by another read is skipped). A read without a name (`*`)
+/// is called `read<N>`, N its record number. Reads without a stored
+/// sequence (`*`) are skipped. Every name is remembered, so memory grows
+/// with the number of reads returned (roughly 100 bytes a read).
+///
+/// ```
+/// # fn main() -> Result<(), strand_io::Error> {
+/// use strand_io::bam::{BamOptions, BamReader};
+/// use strand_io::region::Region;
+///
+/// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../test-data/genome/reads.bam");
+/// let opts = BamOptions { region: Some(Region::parse("chrA:3,150-3,350")?), ..Default::default() };
+/// for read in BamReader::open(std::path::Path::new(path), opts)? {
+///     let read = read?;
+///     assert!(!read.seq.is_empty());
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub struct BamReader {
     name: String,
     reader: bam::io::Reader<bgzf::io::Reader<File>>,
     query: Option<Query>,
     opts: BamOptions,
-    seen: HashMap<Vec<u8>, u32>,
+    /// Every id returned so far.
+    ids: HashSet<Vec<u8>>,
+    /// For names seen more than once: the next suffix to try.
+    next_suffix: HashMap<Vec<u8>, u32>,
     record: bam::Record,
     /// Records read so far (including skipped ones), for messages.
     n: u64,
+    /// Whether the file ends with the BGZF end-of-file block; without it a
+    /// file cut at a block border would read as complete.
+    has_eof_marker: bool,
     done: bool,
 }
+
+/// The empty BGZF block every BGZF writer puts at the end of a file.
+const BGZF_EOF: [u8; 28] = [
+    0x1f, 0x8b, 0x08, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0x06, 0x00, 0x42, 0x43, 0x02, 0x00,
+    0x1b, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+];
 
 /// Where a region query stands.
 struct Query {
@@ -65,12 +99,32 @@ struct Query {
 }
 
 impl BamReader {
+    /// Opens `path`, reads its header and, for a region, its index
+    /// (`path.bai`, else `path.csi`).
     pub fn open(path: &Path, opts: BamOptions) -> Result<BamReader, Error> {
         let name = path.display().to_string();
-        let file = File::open(path).map_err(|source| Error::Open {
+        let open_err = |source| Error::Open {
             file: name.clone(),
             source,
-        })?;
+        };
+        let mut file = File::open(path).map_err(open_err)?;
+        let (magic, has_eof_marker) = ends(&mut file).map_err(open_err)?;
+        if magic[..2] != [0x1f, 0x8b] {
+            let message = if magic == *b"CRAM" {
+                format!(
+                    "CRAM is not supported: convert it with \
+                     `samtools view -b -T ref.fa -o reads.bam {name}`"
+                )
+            } else if magic[0] == b'@' || magic.iter().all(u8::is_ascii_graphic) {
+                format!("looks like SAM text, not BAM: convert it with `samtools view -b -o reads.bam {name}`")
+            } else {
+                "not a BAM file (not BGZF-compressed)".to_string()
+            };
+            return Err(Error::InvalidInput {
+                file: name,
+                message,
+            });
+        }
         let mut reader = bam::io::Reader::new(file);
         let header = reader.read_header().map_err(|e| Error::InvalidInput {
             file: name.clone(),
@@ -85,13 +139,16 @@ impl BamReader {
             reader,
             query,
             opts,
-            seen: HashMap::new(),
+            ids: HashSet::new(),
+            next_suffix: HashMap::new(),
             record: bam::Record::default(),
             n: 0,
+            has_eof_marker,
             done: false,
         })
     }
 
+    /// The file name as given, for messages.
     pub fn display_name(&self) -> &str {
         &self.name
     }
@@ -129,42 +186,57 @@ impl BamReader {
         if flags.is_supplementary() && !self.opts.include_supplementary {
             return false;
         }
-        if self.opts.min_mapq > 0 {
-            let mapq = r.mapping_quality().map(u8::from);
-            if flags.is_unmapped() || mapq.is_none_or(|q| q < self.opts.min_mapq) {
-                return false;
-            }
+        if flags.is_unmapped() && (self.query.is_some() || self.opts.min_mapq > 0) {
+            return false;
+        }
+        // noodles reads 255 ("not available") as None; samtools keeps such
+        // reads under `-q` (STAR marks unique reads 255), and so do we.
+        let mapq = r.mapping_quality().map_or(255, u8::from);
+        if mapq < self.opts.min_mapq {
+            return false;
         }
         !r.sequence().is_empty()
+    }
+
+    /// Where the next record is, for messages: `record 12`, or within a
+    /// region query `region chr1:1-100, record 3` (counted in the query).
+    fn at_next(&self) -> String {
+        match &self.opts.region {
+            Some(r) => format!("region {}, record {}", r.label(), self.n + 1),
+            None => format!("record {}", self.n + 1),
+        }
     }
 
     fn next_read(&mut self) -> Result<Option<Record>, Error> {
         loop {
             let more = self.read_raw().map_err(|e| Error::InvalidAt {
                 file: self.name.clone(),
-                at: format!("record {}", self.n + 1),
+                at: self.at_next(),
                 message: match e.kind() {
                     io::ErrorKind::UnexpectedEof => "the file ends early (truncated)".into(),
-                    _ => format!("cannot read: {e}"),
+                    _ => format!("cannot read: {e} (truncated or corrupt)"),
                 },
             })?;
             if !more {
+                if self.query.is_none() && !self.has_eof_marker {
+                    return Err(Error::InvalidAt {
+                        file: self.name.clone(),
+                        at: self.at_next(),
+                        message: "the file ends early: no BGZF end-of-file block (truncated)"
+                            .into(),
+                    });
+                }
                 return Ok(None);
             }
             self.n += 1;
             if !self.keep() {
                 continue;
             }
-            let raw_name = self.record.name().map(|n| n.to_vec()).unwrap_or_default();
-            let count = self.seen.entry(raw_name.clone()).or_insert(0);
-            *count += 1;
-            let mut id = String::from_utf8_lossy(&raw_name).into_owned();
-            if id.is_empty() {
-                id = format!("read{}", self.n);
-            }
-            if *count > 1 {
-                id = format!("{id}.{count}");
-            }
+            let raw = match self.record.name() {
+                Some(n) => n.to_vec(),
+                None => format!("read{}", self.n).into_bytes(),
+            };
+            let id = self.unique_id(raw);
             let seq: Vec<u8> = self.record.sequence().iter().collect();
             return Ok(Some(Record {
                 id,
@@ -173,6 +245,46 @@ impl BamReader {
             }));
         }
     }
+}
+
+impl BamReader {
+    /// `name`, or `name.2`, `name.3`, ... if taken.
+    fn unique_id(&mut self, name: Vec<u8>) -> String {
+        if !self.ids.contains(&name) {
+            let id = String::from_utf8_lossy(&name).into_owned();
+            self.ids.insert(name);
+            return id;
+        }
+        let k = self.next_suffix.entry(name.clone()).or_insert(2);
+        loop {
+            let mut candidate = name.clone();
+            candidate.extend_from_slice(format!(".{k}").as_bytes());
+            *k += 1;
+            if !self.ids.contains(&candidate) {
+                let id = String::from_utf8_lossy(&candidate).into_owned();
+                self.ids.insert(candidate);
+                return id;
+            }
+        }
+    }
+}
+
+/// The first 4 bytes of `file` and whether it ends with the BGZF EOF
+/// block; leaves `file` at its start.
+fn ends(file: &mut File) -> io::Result<([u8; 4], bool)> {
+    let len = file.metadata()?.len();
+    let mut magic = [0u8; 4];
+    let n = file.read(&mut magic)?;
+    let mut tail = [0u8; 28];
+    let eof = if len >= 28 + n as u64 {
+        file.seek(SeekFrom::End(-28))?;
+        file.read_exact(&mut tail)?;
+        tail == BGZF_EOF
+    } else {
+        false
+    };
+    file.seek(SeekFrom::Start(0))?;
+    Ok((magic, eof))
 }
 
 impl Iterator for BamReader {
@@ -206,6 +318,15 @@ fn query(name: &str, path: &Path, header: &sam::Header, region: &Region) -> Resu
             region.contig
         )));
     };
+    let len = header.reference_sequences()[reference_sequence_id]
+        .length()
+        .get() as u64;
+    if region.start >= len {
+        return Err(at(format!(
+            "outside contig {} of length {len}",
+            region.contig
+        )));
+    }
     let bai = with_suffix(path, ".bai");
     let csi = with_suffix(path, ".csi");
     let index: Box<dyn BinningIndex> = if bai.is_file() {
@@ -380,5 +501,217 @@ mod tests {
             .expect_err("error")
             .to_string();
         assert!(e.contains("cut.bam: record"), "{e}");
+    }
+
+    /// (name, flag, contig, 1-based start, length) of every line of reads.sam.
+    fn sam_lines() -> Vec<(String, u16, String, u64, u64)> {
+        std::fs::read_to_string(bam("reads.sam"))
+            .expect("sam")
+            .lines()
+            .filter(|l| !l.starts_with('@'))
+            .map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                (
+                    f[0].to_string(),
+                    f[1].parse().expect("flag"),
+                    f[2].to_string(),
+                    f[3].parse().expect("pos"),
+                    f[9].len() as u64,
+                )
+            })
+            .collect()
+    }
+
+    fn reads(path: &std::path::Path, opts: BamOptions) -> Vec<Record> {
+        BamReader::open(path, opts)
+            .expect("open")
+            .map(|r| r.expect("read"))
+            .collect()
+    }
+
+    fn with_region(text: &str) -> BamOptions {
+        BamOptions {
+            region: Some(Region::parse(text).expect("parse")),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<BamReader>();
+    }
+
+    #[test]
+    fn sequences_are_stored_bases_in_reference_orientation() {
+        let mut fa = crate::faidx::IndexedFasta::open(&bam("../genome/ref.fa")).expect("fasta");
+        let all = reads(&bam("reads.bam"), BamOptions::default());
+        let lines = sam_lines();
+        let mut reverse = 0;
+        for (read, (name, flag, contig, pos, len)) in all.iter().zip(
+            lines
+                .iter()
+                .filter(|(_, flag, ..)| flag & (256 | 2048) == 0),
+        ) {
+            assert!(read.id.starts_with(name.as_str()), "{} vs {name}", read.id);
+            assert_eq!(read.description, None);
+            assert_eq!(read.seq.len() as u64, *len, "{name}");
+            if flag & 4 != 0 {
+                continue;
+            }
+            reverse += usize::from(flag & 16 != 0);
+            let want = fa.fetch(contig, pos - 1, pos - 1 + len).expect("fetch");
+            assert_eq!(read.seq, want.to_ascii_uppercase(), "{name}");
+        }
+        assert!(reverse >= 5, "{reverse} reverse-strand reads");
+        assert_eq!(all.last().map(|r| r.id.as_str()), Some("unmapped1"));
+    }
+
+    #[test]
+    fn region_query_returns_exactly_the_overlapping_mapped_reads() {
+        let lines = sam_lines();
+        for (text, contig, beg, end) in [
+            ("chrA:3,150-3,350", "chrA", 3150, 3350),
+            ("chrA:4,400-", "chrA", 4400, u64::MAX),
+            ("chrB", "chrB", 1, u64::MAX),
+            ("chrB:30,000-34,662", "chrB", 30_000, 34_662),
+            ("len64", "len64", 1, u64::MAX),
+        ] {
+            let mut want: Vec<&str> = lines
+                .iter()
+                .filter(|(_, flag, c, pos, len)| {
+                    flag & (4 | 256 | 2048) == 0 && c == contig && *pos <= end && pos + len > beg
+                })
+                .map(|(n, ..)| n.as_str())
+                .collect();
+            let got = reads(&bam("reads.bam"), with_region(text));
+            let mut got: Vec<&str> = got
+                .iter()
+                .map(|r| r.id.split('.').next().expect("name"))
+                .collect();
+            want.sort_unstable();
+            got.sort_unstable();
+            assert_eq!(got, want, "{text}");
+        }
+        // The query reads only the indexed chunks, and no unmapped read.
+        let q = reads(&bam("reads.bam"), with_region("chrA:1-6000"));
+        assert_eq!(
+            q.len(),
+            20 + 2,
+            "{:?}",
+            q.iter().map(|r| &r.id).collect::<Vec<_>>()
+        );
+        assert!(!q.iter().any(|r| r.id == "unmapped1"));
+        // Secondary/supplementary on request, in a region too.
+        let opts = BamOptions {
+            include_secondary: true,
+            include_supplementary: true,
+            min_mapq: 60,
+            ..with_region("chrA:3,150-3,350")
+        };
+        let mut ids: Vec<String> = reads(&bam("reads.bam"), opts)
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["pair1", "r20", "sec1", "supp1"]);
+    }
+
+    #[test]
+    fn mapq_filter_follows_samtools() {
+        for (min, want) in [(0u8, 33), (1, 22), (10, 22), (11, 12), (60, 12), (61, 0)] {
+            let got = ids(BamOptions {
+                min_mapq: min,
+                ..Default::default()
+            });
+            assert_eq!(got.len(), want, "min_mapq {min}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn ids_stay_unique_when_a_suffix_is_taken() {
+        let mut r = BamReader::open(&bam("reads.bam"), BamOptions::default()).expect("open");
+        let names = ["a", "a.2", "a", "a", "b", "a.2"];
+        let got: Vec<String> = names
+            .iter()
+            .map(|n| r.unique_id(n.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(got, ["a", "a.2", "a.3", "a.4", "b", "a.2.2"]);
+    }
+
+    #[test]
+    fn regions_off_the_contig_and_wrong_formats_are_explained() {
+        let e = BamReader::open(&bam("reads.bam"), with_region("chrA:6001-6100"))
+            .err()
+            .expect("past end")
+            .to_string();
+        assert!(
+            e.contains("reads.bam: region chrA:6001-6100: outside contig chrA of length 6000"),
+            "{e}"
+        );
+        let e = BamReader::open(&bam("reads-noindex.bam"), with_region("chrA:1-100"))
+            .err()
+            .expect("no index")
+            .to_string();
+        let f = bam("reads-noindex.bam").display().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{f}: no index {f}.bai (create it with `samtools index {f}`), needed for region chrA:1-100"
+            )
+        );
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sam = dir.path().join("text.bam");
+        std::fs::copy(bam("reads.sam"), &sam).expect("copy");
+        let e = BamReader::open(&sam, BamOptions::default())
+            .err()
+            .expect("sam")
+            .to_string();
+        assert!(e.contains("looks like SAM text"), "{e}");
+        let cram = dir.path().join("x.bam");
+        std::fs::write(&cram, b"CRAM\x03\x00rest").expect("write");
+        let e = BamReader::open(&cram, BamOptions::default())
+            .err()
+            .expect("cram")
+            .to_string();
+        assert!(e.contains("CRAM is not supported"), "{e}");
+        let e = BamReader::open(&dir.path().join("absent.bam"), BamOptions::default())
+            .err()
+            .expect("absent")
+            .to_string();
+        assert!(e.contains("absent.bam: cannot open"), "{e}");
+    }
+
+    #[test]
+    fn a_bam_cut_at_a_block_border_is_truncated_too() {
+        // Block borders from the BGZF headers (BSIZE at bytes 16..18).
+        let bytes = std::fs::read(bam("reads.bam")).expect("read");
+        let mut borders = vec![0];
+        let mut at = 0;
+        while at < bytes.len() {
+            at += usize::from(u16::from_le_bytes([bytes[at + 16], bytes[at + 17]])) + 1;
+            borders.push(at);
+        }
+        assert!(borders.len() >= 3, "{borders:?}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Without the EOF block only, and without the last data block too.
+        for cut in [&borders[borders.len() - 2], &borders[borders.len() - 3]] {
+            let path = dir.path().join("cut.bam");
+            std::fs::write(&path, &bytes[..*cut]).expect("write");
+            let results: Vec<Result<Record, Error>> = BamReader::open(&path, BamOptions::default())
+                .expect("open")
+                .collect();
+            let e = results
+                .last()
+                .expect("some")
+                .as_ref()
+                .expect_err("error")
+                .to_string();
+            assert!(
+                e.contains("cut.bam: record ") && e.contains("truncated"),
+                "{e}"
+            );
+        }
     }
 }

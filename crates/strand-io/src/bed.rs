@@ -10,7 +10,20 @@ use std::path::Path;
 use crate::error::Error;
 use crate::region::Region;
 
-/// Reads every region of the BED file at `path`, in file order.
+/// Reads every region of the BED file at `path`, in file order (an empty
+/// list when it has only header lines; callers decide whether that is
+/// acceptable).
+///
+/// ```
+/// # fn main() -> Result<(), strand_io::Error> {
+/// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../test-data/genome/regions.bed");
+/// let regions = strand_io::bed::read_bed(std::path::Path::new(path))?;
+/// assert_eq!(regions[0].contig, "chrA");
+/// assert_eq!((regions[0].start, regions[0].end), (3000, Some(4000)));
+/// assert_eq!(regions[0].name.as_deref(), Some("fixture_len1000"));
+/// # Ok(())
+/// # }
+/// ```
 pub fn read_bed(path: &Path) -> Result<Vec<Region>, Error> {
     let name = path.display().to_string();
     let file = File::open(path).map_err(|source| Error::Open {
@@ -41,10 +54,11 @@ fn parse(name: &str, reader: impl Read) -> Result<Vec<Region>, Error> {
         };
         let line = line.map_err(|e| at(format!("read failed: {e}")))?;
         let t = line.trim_end_matches('\r');
-        if t.trim().is_empty()
-            || t.starts_with('#')
-            || t.starts_with("track")
-            || t.starts_with("browser")
+        let first_word = t.split_whitespace().next().unwrap_or("");
+        if first_word.is_empty()
+            || first_word.starts_with('#')
+            || first_word == "track"
+            || first_word == "browser"
         {
             continue;
         }
@@ -108,6 +122,83 @@ mod tests {
         assert_eq!(r[2].name, None);
     }
 
+    fn genome(file: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../test-data/genome"
+        ))
+        .join(file)
+    }
+
+    fn region(contig: &str, start: u64, end: u64, name: Option<&str>) -> Region {
+        Region {
+            contig: contig.into(),
+            start,
+            end: Some(end),
+            name: name.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn reads_the_committed_bed_plain_and_gzipped() {
+        let want = vec![
+            region("chrA", 3000, 4000, Some("fixture_len1000")),
+            region("chrB", 100, 1300, Some("b_first")),
+            region("chrB", 20000, 20500, None),
+        ];
+        assert_eq!(read_bed(&genome("regions.bed")).expect("read"), want);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gz = dir.path().join("regions.bed.gz");
+        let text = std::fs::read(genome("regions.bed")).expect("read");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, &text).expect("gzip");
+        std::fs::write(&gz, enc.finish().expect("gzip")).expect("write");
+        assert_eq!(read_bed(&gz).expect("read gz"), want);
+    }
+
+    #[test]
+    fn file_errors_name_the_file_and_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bed = dir.path().join("regions.bed");
+        let mut text = std::fs::read_to_string(genome("regions.bed")).expect("read");
+        text.push_str("track name=more\n\nchrA\t200\t100\tbackwards\n");
+        std::fs::write(&bed, &text).expect("write");
+        let e = read_bed(&bed).expect_err("bad line 7").to_string();
+        assert_eq!(
+            e,
+            format!("{}: line 7: end 100 is before start 200", bed.display())
+        );
+
+        let missing = dir.path().join("absent.bed");
+        let e = read_bed(&missing).expect_err("absent").to_string();
+        assert!(
+            e.starts_with(&format!("{}: cannot open", missing.display())),
+            "{e}"
+        );
+
+        // A gzip stream cut short is reported at the line where it stopped.
+        let gz = dir.path().join("cut.bed.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        for i in 0..2000 {
+            std::io::Write::write_all(&mut enc, format!("chrB\t{i}\t{}\n", i + 10).as_bytes())
+                .expect("gzip");
+        }
+        let bytes = enc.finish().expect("gzip");
+        std::fs::write(&gz, &bytes[..bytes.len() / 2]).expect("write");
+        let e = read_bed(&gz).expect_err("truncated").to_string();
+        assert!(
+            e.starts_with(&format!("{}: line ", gz.display())) && e.contains("read failed"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn only_whole_header_words_are_skipped() {
+        let r = parse("r.bed", "browser position chr1\ntracks\t1\t2\n".as_bytes()).expect("valid");
+        assert_eq!(r, vec![region("tracks", 1, 2, None)]);
+    }
+
     #[test]
     fn errors_name_the_line() {
         for (text, needle) in [
@@ -115,6 +206,10 @@ mod tests {
             ("#h\nchrA\t9\t5\n", "r.bed: line 2: end 5 is before start 9"),
             ("chrA\tx\t5\n", "start \"x\" is not a number"),
             ("chrA\t5\t5\n", "empty region"),
+            (
+                "#h\n\nchrA\t-1\t5\n",
+                "r.bed: line 3: start \"-1\" is not a number",
+            ),
         ] {
             let e = parse("r.bed", text.as_bytes()).expect_err(text).to_string();
             assert!(e.contains(needle), "{e}");

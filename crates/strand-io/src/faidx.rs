@@ -5,6 +5,7 @@
 //! bases from the `.fai` line layout and reading just that byte range, so
 //! a window of a 250 Mbp chromosome costs the window, not the chromosome.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -16,15 +17,35 @@ use crate::error::Error;
 use crate::region::{Region, Span};
 
 /// An indexed FASTA file open for random access.
+///
+/// ```
+/// # fn main() -> Result<(), strand_io::Error> {
+/// use strand_io::faidx::IndexedFasta;
+/// use strand_io::region::Region;
+///
+/// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../test-data/genome/ref.fa.gz");
+/// let mut fasta = IndexedFasta::open(std::path::Path::new(path))?;
+/// let span = fasta.resolve(&Region::parse("chrA:3,001-3,010")?)?;
+/// let bases = fasta.fetch(&span.contig, span.start, span.end)?;
+/// assert_eq!(bases.len(), 10);
+/// # Ok(())
+/// # }
+/// ```
 pub struct IndexedFasta {
     name: String,
     index: Vec<fai::Record>,
+    /// Contig name -> position in `index` (assemblies can have many
+    /// thousands of contigs, and every fetch looks one up).
+    by_name: HashMap<String, usize>,
     source: Source,
     scratch: Vec<u8>,
 }
 
 enum Source {
-    Plain(BufReader<File>),
+    /// With the offset the reader stands at after the last fetch, so the
+    /// next fetch can move relative to it and keep what is buffered (tiling
+    /// reads many small neighbouring slices).
+    Plain(BufReader<File>, Option<u64>),
     Bgzf(Box<bgzf::io::IndexedReader<File>>),
 }
 
@@ -50,11 +71,10 @@ impl IndexedFasta {
         // BGZF: gzip with FEXTRA and a "BC" subfield first.
         let bgzf = gzip && n >= 18 && magic[3] & 4 != 0 && magic[12..14] == *b"BC";
         if gzip && !bgzf {
-            return Err(invalid(
-                "gzip-compressed but not BGZF, so it cannot be indexed: recompress with \
-                 `bgzip` and run `samtools faidx`"
-                    .into(),
-            ));
+            return Err(invalid(format!(
+                "gzip-compressed but not BGZF, so it cannot be indexed: compress with bgzip, \
+                 not gzip (`gunzip -c {name} | bgzip > x.fa.gz`), then run `samtools faidx`"
+            )));
         }
         let fai_path = with_suffix(path, ".fai");
         let index = match fai::fs::read(&fai_path) {
@@ -86,11 +106,22 @@ impl IndexedFasta {
             };
             Source::Bgzf(Box::new(bgzf::io::IndexedReader::new(file, gzi)))
         } else {
-            Source::Plain(BufReader::with_capacity(256 * 1024, file))
+            Source::Plain(BufReader::with_capacity(64 * 1024, file), None)
         };
+        let mut by_name = HashMap::with_capacity(index.len());
+        for (i, r) in index.iter().enumerate() {
+            let contig = String::from_utf8_lossy(r.name()).into_owned();
+            if by_name.insert(contig.clone(), i).is_some() {
+                return Err(invalid(format!(
+                    "index {} lists contig {contig:?} twice",
+                    fai_path.display()
+                )));
+            }
+        }
         Ok(IndexedFasta {
             name,
             index,
+            by_name,
             source,
             scratch: Vec::new(),
         })
@@ -110,7 +141,7 @@ impl IndexedFasta {
     }
 
     fn record(&self, contig: &str) -> Option<&fai::Record> {
-        self.index.iter().find(|r| r.name() == contig.as_bytes())
+        self.by_name.get(contig).map(|&i| &self.index[i])
     }
 
     /// The length of `contig`, if the index has it.
@@ -118,7 +149,9 @@ impl IndexedFasta {
         self.record(contig).map(fai::Record::length)
     }
 
-    /// Checks `region` against the index.
+    /// Checks `region` against the index: the contig must be known, the
+    /// region inside it and not empty; an open end becomes the contig's
+    /// end. Errors name the region as the user wrote it (1-based).
     pub fn resolve(&self, region: &Region) -> Result<Span, Error> {
         let at = |message: String| Error::InvalidAt {
             file: self.name.clone(),
@@ -146,6 +179,9 @@ impl IndexedFasta {
                 region.contig
             )));
         }
+        if end <= region.start {
+            return Err(at("empty region".into()));
+        }
         Ok(Span {
             contig: region.contig.clone(),
             start: region.start,
@@ -154,8 +190,9 @@ impl IndexedFasta {
         })
     }
 
-    /// Bases `[start, end)` of `contig` as stored (case kept, line breaks
-    /// removed).
+    /// Bases `[start, end)` of `contig` (0-based, half-open) as stored:
+    /// case kept, line breaks removed. Only those bytes are read (seeking
+    /// through the `.gzi` for BGZF), however long the contig.
     pub fn fetch(&mut self, contig: &str, start: u64, end: u64) -> Result<Vec<u8>, Error> {
         let at = format!("{contig}:{}-{end}", start + 1);
         let err = |message: String| Error::InvalidAt {
@@ -166,8 +203,14 @@ impl IndexedFasta {
         let rec = self
             .record(contig)
             .ok_or_else(|| err(format!("unknown contig {contig:?}")))?;
-        if start >= end || end > rec.length() {
-            return Err(err(format!("outside contig of length {}", rec.length())));
+        if end > rec.length() {
+            return Err(err(format!(
+                "outside contig {contig} of length {}",
+                rec.length()
+            )));
+        }
+        if start >= end {
+            return Err(err("empty region".into()));
         }
         let (line_bases, line_width) = (rec.line_base_count().get(), rec.line_width().get());
         let offset = |pos: u64| rec.position() + pos / line_bases * line_width + pos % line_bases;
@@ -175,9 +218,19 @@ impl IndexedFasta {
         let bytes = (last - first) as usize;
         self.scratch.resize(bytes, 0);
         let read = match &mut self.source {
-            Source::Plain(r) => r
-                .seek(SeekFrom::Start(first))
-                .and_then(|_| r.read_exact(&mut self.scratch)),
+            Source::Plain(r, pos) => {
+                let moved = match *pos {
+                    // Keeps the buffer when the target is inside it.
+                    Some(p) => r.seek_relative(first as i64 - p as i64),
+                    None => r.seek(SeekFrom::Start(first)).map(drop),
+                };
+                *pos = None;
+                let read = moved.and_then(|_| r.read_exact(&mut self.scratch));
+                if read.is_ok() {
+                    *pos = Some(last);
+                }
+                read
+            }
             Source::Bgzf(r) => r
                 .seek(SeekFrom::Start(first))
                 .and_then(|_| r.read_exact(&mut self.scratch)),

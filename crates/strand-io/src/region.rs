@@ -8,8 +8,11 @@ use crate::error::Error;
 /// end, which is only known once checked against an index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Region {
+    /// Contig (chromosome) name.
     pub contig: String,
+    /// First base, 0-based.
     pub start: u64,
+    /// One past the last base, 0-based; `None`: the contig's end.
     pub end: Option<u64>,
     /// Output name (from a BED name column), if any.
     pub name: Option<String>,
@@ -20,6 +23,15 @@ impl Region {
     /// (the last two: from base 5,000 to the contig's end). A contig name
     /// that itself contains `:` is taken whole when what follows its last
     /// `:` is not a range.
+    ///
+    /// ```
+    /// use strand_io::region::Region;
+    ///
+    /// let r = Region::parse("chr1:10,001-20,000").unwrap();
+    /// assert_eq!((r.contig.as_str(), r.start, r.end), ("chr1", 10_000, Some(20_000)));
+    /// assert_eq!(Region::parse("chr1").unwrap().end, None);
+    /// assert!(Region::parse("chr1:0-10").is_err());
+    /// ```
     pub fn parse(text: &str) -> Result<Region, Error> {
         let bad = |message: &str| Error::InvalidRegion {
             text: text.to_owned(),
@@ -32,11 +44,14 @@ impl Region {
         let Some((contig, range)) = t.rsplit_once(':') else {
             return Ok(Region::whole(t));
         };
-        let looks_like_range = !range.is_empty()
-            && range
-                .chars()
-                .all(|c| c.is_ascii_digit() || c == ',' || c == '-');
-        if !looks_like_range {
+        // `chr1:5000-abc` is a mistyped range, while `chrUn:KI270302v1` or
+        // `HLA-A*01:01:01G` is a contig name with a `:` in it: a part that
+        // starts with a digit or `-` and has a `-` is taken as a range (and
+        // must then parse), as is one of only digits and commas.
+        let digits_only = range.chars().all(|c| c.is_ascii_digit() || c == ',');
+        let range_like =
+            range.starts_with(|c: char| c.is_ascii_digit() || c == '-') && range.contains('-');
+        if range.is_empty() || !(digits_only || range_like) {
             return Ok(Region::whole(t));
         }
         if contig.is_empty() {
@@ -92,17 +107,23 @@ impl Region {
 /// empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Span {
+    /// Contig (chromosome) name.
     pub contig: String,
+    /// First base, 0-based.
     pub start: u64,
+    /// One past the last base, 0-based; `start < end <= contig length`.
     pub end: u64,
+    /// Output name (from a BED name column), if any.
     pub name: Option<String>,
 }
 
 impl Span {
+    /// Number of bases.
     pub fn len(&self) -> u64 {
         self.end - self.start
     }
 
+    /// Never true for a span from [`IndexedFasta::resolve`](crate::faidx::IndexedFasta::resolve).
     pub fn is_empty(&self) -> bool {
         self.end == self.start
     }
@@ -156,6 +177,14 @@ mod tests {
             r("chrUn:KI270302v1", 0, None)
         );
         assert_eq!(
+            Region::parse("HLA-A*01:01:01G").expect("ok"),
+            r("HLA-A*01:01:01G", 0, None)
+        );
+        assert_eq!(
+            Region::parse(" chr1:1-1,000,000 ").expect("ok"),
+            r("chr1", 0, Some(1_000_000))
+        );
+        assert_eq!(
             Region::parse("chr1:10,001-20,000").expect("ok").label(),
             "chr1:10001-20000"
         );
@@ -169,6 +198,9 @@ mod tests {
             ("chr1:20-10", "end 10 is before start 20"),
             (":1-10", "no contig"),
             ("chr1:1-2-3", "not a position"),
+            ("chr1:1,000-abc", "\"abc\" is not a position"),
+            ("chr1:-5", "not a position"),
+            ("   ", "empty"),
         ] {
             let e = Region::parse(text).expect_err(text).to_string();
             assert!(e.contains(needle), "{text}: {e}");

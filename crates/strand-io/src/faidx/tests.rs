@@ -91,10 +91,15 @@ fn missing_indexes_and_plain_gzip_are_explained() {
     let fa = dir.path().join("x.fa");
     std::fs::copy(genome("ref.fa"), &fa).expect("copy");
     let e = IndexedFasta::open(&fa).expect_err("no fai").to_string();
-    assert!(
-        e.contains("no index") && e.contains("samtools faidx"),
-        "{e}"
+    let f = fa.display();
+    assert_eq!(
+        e,
+        format!("{f}: no index {f}.fai (create it with `samtools faidx {f}`)")
     );
+    let e = IndexedFasta::open(&dir.path().join("absent.fa"))
+        .expect_err("absent")
+        .to_string();
+    assert!(e.contains("absent.fa: cannot open"), "{e}");
 
     let gz = dir.path().join("x.fa.gz");
     std::fs::copy(genome("ref.fa.gz"), &gz).expect("copy");
@@ -109,7 +114,10 @@ fn missing_indexes_and_plain_gzip_are_explained() {
     let e = IndexedFasta::open(&plain_gz)
         .expect_err("not bgzf")
         .to_string();
-    assert!(e.contains("not BGZF"), "{e}");
+    assert!(
+        e.contains("not BGZF") && e.contains("compress with bgzip, not gzip"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -132,6 +140,120 @@ fn a_truncated_bgzf_file_is_an_error_naming_the_region() {
         .to_string();
     assert!(
         e.starts_with(&format!("{}: region chrB:30001-31000", gz.display())),
+        "{e}"
+    );
+}
+
+#[test]
+fn is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<IndexedFasta>();
+}
+
+#[test]
+fn many_small_fetches_in_any_order() {
+    // Neighbouring, overlapping and backward slices (the plain reader moves
+    // relative to where it stands and reuses its buffer).
+    let mut plain = IndexedFasta::open(&genome("ref.fa")).expect("open");
+    let mut bgzf = IndexedFasta::open(&genome("ref.fa.gz")).expect("open");
+    let whole = plain.fetch("chrB", 0, 40_000).expect("fetch");
+    let mut starts: Vec<u64> = (0..40_000).step_by(997).collect();
+    starts.extend([39_000, 5, 70_000 % 40_000, 1_000, 999, 120]);
+    for s in starts {
+        let e = (s + 1_500).min(40_000);
+        let want = &whole[s as usize..e as usize];
+        assert_eq!(plain.fetch("chrB", s, e).expect("plain"), want, "{s}-{e}");
+        assert_eq!(bgzf.fetch("chrB", s, e).expect("bgzf"), want, "{s}-{e}");
+    }
+    // Switching contigs and back.
+    let len1000 = plain.fetch("len1000", 0, 1000).expect("fetch");
+    assert_eq!(plain.fetch("chrA", 3000, 4000).expect("fetch"), len1000);
+    assert_eq!(plain.fetch("chrB", 0, 100).expect("fetch"), &whole[..100]);
+}
+
+#[test]
+fn bad_fetches_and_regions_name_the_region() {
+    let mut fa = IndexedFasta::open(&genome("ref.fa")).expect("open");
+    let e = fa.fetch("chrA", 5_990, 6_001).expect_err("off").to_string();
+    assert_eq!(
+        e,
+        "ref.fa: region chrA:5991-6001: outside contig chrA of length 6000"
+            .replace("ref.fa", &genome("ref.fa").display().to_string())
+    );
+    let e = fa.fetch("chrZ", 0, 10).expect_err("unknown").to_string();
+    assert!(
+        e.contains("region chrZ:1-10: unknown contig \"chrZ\""),
+        "{e}"
+    );
+    let e = fa.fetch("chrA", 10, 10).expect_err("empty").to_string();
+    assert!(e.contains("empty region"), "{e}");
+
+    // An open-ended region past the end, and an empty one built by hand.
+    let e = fa
+        .resolve(&Region::parse("chrA:6001-").expect("parse"))
+        .expect_err("past end")
+        .to_string();
+    assert!(
+        e.contains("region chrA:6001-: outside contig chrA of length 6000"),
+        "{e}"
+    );
+    let empty = Region {
+        contig: "chrA".into(),
+        start: 10,
+        end: Some(10),
+        name: Some("x".into()),
+    };
+    let e = fa.resolve(&empty).expect_err("empty").to_string();
+    assert!(e.contains("empty region"), "{e}");
+    // The unknown-contig message lists a few known names.
+    let e = fa
+        .resolve(&Region::parse("chr9").expect("parse"))
+        .expect_err("unknown")
+        .to_string();
+    assert!(
+        e.contains("(the index has len1, len7, len64, len257, len1000, ...)"),
+        "{e}"
+    );
+    // A BED name is carried through.
+    let named = Region {
+        contig: "chrA".into(),
+        start: 3000,
+        end: Some(4000),
+        name: Some("fixture_len1000".into()),
+    };
+    let span = fa.resolve(&named).expect("resolve");
+    assert_eq!(span.output_name(), "fixture_len1000");
+    assert_eq!(span.label(), "chrA:3001-4000");
+    assert_eq!(fa.contig_len("chrB"), Some(40_000));
+    assert_eq!(fa.contig_len("chrZ"), None);
+    assert_eq!(fa.contigs().len(), 8);
+}
+
+#[test]
+fn a_corrupt_bgzf_block_is_an_error_naming_the_region() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gz = dir.path().join("c.fa.gz");
+    let mut bytes = std::fs::read(genome("ref.fa.gz")).expect("read");
+    // Damage compressed data in the middle of the file.
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&gz, &bytes).expect("write");
+    for ext in [".fai", ".gzi"] {
+        std::fs::copy(
+            genome(&format!("ref.fa.gz{ext}")),
+            dir.path().join(format!("c.fa.gz{ext}")),
+        )
+        .expect("copy");
+    }
+    let mut fa = IndexedFasta::open(&gz).expect("open");
+    let e = fa
+        .fetch("chrB", 0, 40_000)
+        .expect_err("corrupt")
+        .to_string();
+    assert!(
+        e.starts_with(&format!("{}: region chrB:1-40000: ", gz.display())) && e.contains("corrupt"),
         "{e}"
     );
 }
