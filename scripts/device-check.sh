@@ -159,9 +159,23 @@ with open('/tmp/chr16m.fa', 'w') as f:
 "
   printf 'chr1\t16000000\t6\t60\t61\n' > /tmp/chr16m.fa.fai
   nvidia-smi -L | tee "$out/gpus.txt"
+  # Startup alone (model load, contexts, cached kernels), on 1 kbp.
   for dev in cuda:0 cuda:all; do
-    /usr/bin/time -f "%e s wall, %M KB peak RSS" dev-out/strand-embed -m "$models/ps-256x16" --device $dev -v \
-      /tmp/chr16m.fa --pool bin:128 -o /tmp/multi-$dev.safetensors 2>&1 | grep -vE "bases of" | tee "$out/multi-$dev.log"
+    dev-out/strand-embed -m "$models/ps-256x16" --device $dev -q -r chr1:1-1000 /tmp/chr16m.fa -o /tmp/warm.safetensors
+    /usr/bin/time -f "startup $dev: %e s wall" dev-out/strand-embed -m "$models/ps-256x16" --device $dev -q \
+      -r chr1:1-1000 /tmp/chr16m.fa -o /tmp/warm.safetensors 2>&1 | tee -a "$out/multi.txt"
   done
-  cmp /tmp/multi-cuda:0.safetensors /tmp/multi-cuda:all.safetensors && echo "cuda:all output identical to cuda:0" | tee -a "$out/multi.txt"
+  # Page-locked result buffers (the default) and pageable ones.
+  for pinned in yes no; do
+    for dev in cuda:0 cuda:all; do
+      name=multi-${dev#cuda:}-pinned-$pinned
+      if [ $pinned = no ]; then export STRAND_NO_PINNED=1; else unset STRAND_NO_PINNED; fi
+      /usr/bin/time -f "%e s wall, %M KB peak RSS" dev-out/strand-embed -m "$models/ps-256x16" --device $dev -v \
+        /tmp/chr16m.fa --pool bin:128 -o /tmp/$name.safetensors 2>&1 | grep -vE "bases of" | tee "$out/$name.log"
+    done
+  done
+  unset STRAND_NO_PINNED
+  for f in /tmp/multi-all-pinned-yes /tmp/multi-0-pinned-no /tmp/multi-all-pinned-no; do
+    cmp /tmp/multi-0-pinned-yes.safetensors $f.safetensors && echo "$f identical to cuda:0 pinned" | tee -a "$out/multi.txt"
+  done
 fi

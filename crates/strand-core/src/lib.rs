@@ -20,6 +20,6 @@ pub mod model;
 pub mod tokenizer;
 mod util;
 
-pub use backend::{DeviceSpec, Placement, Precision};
+pub use backend::{DeviceSpec, HostBuffer, Placement, Precision};
 pub use error::{Error, Result};
 pub use model::{Config, Model};

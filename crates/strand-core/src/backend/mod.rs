@@ -14,8 +14,10 @@ pub mod cuda;
 #[cfg(not(feature = "cuda"))]
 #[path = "cuda_stub.rs"]
 pub mod cuda;
+mod host;
 
 use crate::error::Result;
+pub use host::HostBuffer;
 
 /// The residual stream between blocks, in host memory: `hidden` and
 /// `residual`, both `[len, width]` row-major.
@@ -49,9 +51,9 @@ pub trait Backend: Send + Sync {
     fn final_norm(&self, state: Self::State) -> Result<Vec<f32>>;
     /// As [`Backend::final_norm`], into `out` (resized to fit): a buffer
     /// reused from pass to pass costs no allocation and no page faults,
-    /// which for a GPU's 10^8-float results is most of the copy's time.
-    fn final_norm_into(&self, state: Self::State, out: &mut Vec<f32>) -> Result<()> {
-        *out = self.final_norm(state)?;
+    /// and a GPU backend keeps it page-locked (see [`HostBuffer`]).
+    fn final_norm_into(&self, state: Self::State, out: &mut HostBuffer) -> Result<()> {
+        out.copy_from(&self.final_norm(state)?);
         Ok(())
     }
     /// Final add + norm, waiting for the result but not copying it to the

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::CudaBackend;
-use crate::backend::{Backend, DeviceSpec, Placement, Precision, Stream};
+use crate::backend::{Backend, DeviceSpec, HostBuffer, Placement, Precision, Stream};
 use crate::error::{Error, Result};
 pub use config::{Arch, Config};
 use weights::Weights;
@@ -186,16 +186,16 @@ impl Model {
     /// As [`Model::forward_batch`], the sequences' hidden states one after
     /// the other in one buffer `[nseq * len, width]` (no copy per
     /// sequence: what long windows want).
-    pub fn forward_batch_flat(&self, seqs: &[&[u32]]) -> Result<Vec<f32>> {
-        let mut out = Vec::new();
+    pub fn forward_batch_flat(&self, seqs: &[&[u32]]) -> Result<HostBuffer> {
+        let mut out = HostBuffer::new();
         self.run_batch(seqs, Some(&mut out))?;
         Ok(out)
     }
 
     /// As [`Model::forward_batch_flat`], into `out` (resized to fit):
     /// reusing one buffer across passes avoids allocating and faulting in
-    /// hundreds of megabytes per pass.
-    pub fn forward_batch_into(&self, seqs: &[&[u32]], out: &mut Vec<f32>) -> Result<()> {
+    /// hundreds of megabytes per pass, and lets a GPU keep it page-locked.
+    pub fn forward_batch_into(&self, seqs: &[&[u32]], out: &mut HostBuffer) -> Result<()> {
         self.run_batch(seqs, Some(out))
     }
 
@@ -207,10 +207,10 @@ impl Model {
 
     /// One pass over equal-length `seqs`; the hidden states go to `out`, or
     /// stay on the device when `out` is `None` (benchmarks).
-    fn run_batch(&self, seqs: &[&[u32]], out: Option<&mut Vec<f32>>) -> Result<()> {
+    fn run_batch(&self, seqs: &[&[u32]], out: Option<&mut HostBuffer>) -> Result<()> {
         let Some(len) = seqs.first().map(|s| s.len()) else {
             if let Some(o) = out {
-                o.clear();
+                o.resize(0);
             }
             return Ok(());
         };
@@ -234,9 +234,11 @@ impl Model {
                 (Some(st), None) => b.final_norm_discard(self.blocks(b, st)?),
                 // A backend that runs one sequence at a time.
                 (None, Some(o)) => {
-                    o.clear();
-                    for s in seqs {
-                        o.extend_from_slice(&self.forward(s)?);
+                    let n = len * self.width();
+                    o.resize(0);
+                    o.resize(seqs.len() * n);
+                    for (s, rows) in seqs.iter().zip(o.chunks_exact_mut(n.max(1))) {
+                        rows.copy_from_slice(&self.forward(s)?);
                     }
                     Ok(())
                 }

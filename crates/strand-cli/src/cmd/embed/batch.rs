@@ -20,9 +20,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use strand_core::{tokenizer, Model};
+use strand_core::{tokenizer, HostBuffer, Model};
 use strand_io::windows::{Tile, Tiling};
 
 use super::output::{Done, Meta, Sink};
@@ -62,6 +63,9 @@ pub struct Job<'a> {
     pub selected: Option<Vec<bool>>,
     /// Items whose output is complete already (`--resume`).
     pub done: Done,
+    /// Report each stage's busy time on stderr at the end (`-v`): which
+    /// stage limits the run.
+    pub report_stages: bool,
 }
 
 /// One step of a round, in output order.
@@ -93,7 +97,7 @@ struct Computed {
 }
 
 struct Hidden {
-    groups: Vec<Vec<f32>>,
+    groups: Vec<HostBuffer>,
     at: Vec<(usize, usize)>,
 }
 
@@ -134,8 +138,9 @@ impl Job<'_> {
         // which bounds the hidden states in memory.
         let (to_writer, from_workers) = sync_channel::<Result<Computed>>(0);
         // Written rounds' buffers go back to the workers: reused, they cost
-        // no allocation and no page faults (most of a GPU result's copy).
-        let (recycle, spare) = channel::<Vec<f32>>();
+        // no allocation and no page faults, and stay page-locked for the
+        // GPUs' copies (`HostBuffer`).
+        let (recycle, spare) = channel::<HostBuffer>();
         let spare = Mutex::new(spare);
         std::thread::scope(|s| {
             let writer = s.spawn(|| self.write(from_workers, recycle, sink, progress));
@@ -153,29 +158,52 @@ impl Job<'_> {
             // and the writer's channels close.
             drop(to_writer);
             drop(from_reader);
+            let t0 = Instant::now();
             let read = self.read(input, to_workers);
+            let mut busy = Vec::new();
             for w in workers {
-                w.join().map_err(|_| anyhow!("a worker thread panicked"))?;
+                busy.push(w.join().map_err(|_| anyhow!("a worker thread panicked"))?);
             }
             let written = writer
                 .join()
                 .map_err(|_| anyhow!("the writer thread panicked"))?;
             // The writer's error explains a reader stopped by it.
-            let (done, skipped) = written?;
-            read?;
+            let (done, skipped, writing) = written?;
+            let reading = read?;
+            if self.report_stages {
+                let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
+                let devices: Vec<String> = busy
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (rounds, d))| {
+                        let plural = if *rounds == 1 { "" } else { "s" };
+                        format!("device {i} {} ({rounds} round{plural})", secs(*d))
+                    })
+                    .collect();
+                eprintln!(
+                    "strand-embed: busy time of each stage in {}: reading {}, {}, writing {}",
+                    secs(t0.elapsed()),
+                    secs(reading),
+                    devices.join(", "),
+                    secs(writing)
+                );
+            }
             Ok((done, skipped))
         })
     }
 
     /// Stage 1: forms rounds in input order. Stops quietly when the
-    /// writer has gone (its error is the one to report).
-    fn read(&self, input: &mut Input, tx: SyncSender<Round>) -> Result<()> {
+    /// writer has gone (its error is the one to report). Returns the time
+    /// spent other than waiting for a worker.
+    fn read(&self, input: &mut Input, tx: SyncSender<Round>) -> Result<Duration> {
+        let mut busy = Duration::ZERO;
         let mut current: Option<Current> = None;
         let mut position = 0usize;
         let mut number = 0u64;
         let mut seq = 0u64;
         let mut exhausted = false;
         while !exhausted {
+            let t = Instant::now();
             let mut steps = Vec::new();
             let mut tokens = 0usize;
             while tokens < self.budget.tokens {
@@ -209,15 +237,16 @@ impl Job<'_> {
                 let c = current.as_mut().expect("an item with windows left");
                 self.push_tile(input, c, None, &mut steps, &mut tokens)?;
             }
+            busy += t.elapsed();
             if steps.is_empty() {
                 break;
             }
             if tx.send(Round { seq, steps }).is_err() {
-                return Ok(());
+                return Ok(busy);
             }
             seq += 1;
         }
-        Ok(())
+        Ok(busy)
     }
 
     fn push_tile(
@@ -285,26 +314,32 @@ impl Job<'_> {
     }
 
     /// Stage 2: runs rounds on one device until the reader is done or the
-    /// writer has gone.
+    /// writer has gone. Returns the rounds run and the time they took.
     fn work(
         &self,
         model: &Model,
         rx: &Mutex<Receiver<Round>>,
-        spare: &Mutex<Receiver<Vec<f32>>>,
+        spare: &Mutex<Receiver<HostBuffer>>,
         tx: &SyncSender<Result<Computed>>,
-    ) {
+    ) -> (u64, Duration) {
+        let (mut rounds, mut busy) = (0, Duration::ZERO);
         loop {
             let round = {
                 let rx = rx.lock().expect("no thread panics holding the lock");
                 rx.recv()
             };
-            let Ok(round) = round else { return };
+            let Ok(round) = round else {
+                return (rounds, busy);
+            };
+            let t = Instant::now();
             let result = self
                 .passes(model, &round, spare)
                 .map(|hidden| Computed { round, hidden });
+            busy += t.elapsed();
+            rounds += 1;
             let failed = result.is_err();
             if tx.send(result).is_err() || failed {
-                return;
+                return (rounds, busy);
             }
         }
     }
@@ -314,7 +349,7 @@ impl Job<'_> {
         &self,
         model: &Model,
         round: &Round,
-        spare: &Mutex<Receiver<Vec<f32>>>,
+        spare: &Mutex<Receiver<HostBuffer>>,
     ) -> Result<Hidden> {
         let tiles: Vec<(&[u32], &Tile, &Arc<str>)> = round
             .steps
@@ -360,21 +395,24 @@ impl Job<'_> {
         Ok(Hidden { groups, at })
     }
 
-    /// Stage 3: stitches, pools and writes rounds in order.
+    /// Stage 3: stitches, pools and writes rounds in order. Returns the
+    /// items written and skipped, and the time spent other than waiting.
     fn write(
         &self,
         rx: Receiver<Result<Computed>>,
-        recycle: Sender<Vec<f32>>,
+        recycle: Sender<HostBuffer>,
         sink: &mut dyn Sink,
         progress: &mut Progress,
-    ) -> Result<(u64, u64)> {
+    ) -> Result<(u64, u64, Duration)> {
         let (mut done, mut skipped) = (0u64, 0u64);
+        let mut busy = Duration::ZERO;
         let mut waiting: BTreeMap<u64, Computed> = BTreeMap::new();
         let mut poolers: HashMap<u64, Pooler> = HashMap::new();
         let mut next = 0u64;
         let w = self.model().width();
         for computed in rx {
             let computed = computed?;
+            let t = Instant::now();
             waiting.insert(computed.round.seq, computed);
             while let Some(c) = waiting.remove(&next) {
                 next += 1;
@@ -433,7 +471,8 @@ impl Job<'_> {
                     let _ = recycle.send(buffer);
                 }
             }
+            busy += t.elapsed();
         }
-        Ok((done, skipped))
+        Ok((done, skipped, busy))
     }
 }

@@ -211,6 +211,7 @@ pub fn run(args: Args) -> Result<()> {
         rc_average: args.rc_average,
         special_tokens: args.special_tokens,
         selected,
+        report_stages: args.run.verbose,
     };
     let opts = Opts {
         format: args.format,

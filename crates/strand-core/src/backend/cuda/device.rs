@@ -97,6 +97,23 @@ impl Buf {
 /// An op's label and the events recorded around it.
 type TimedOp = (&'static str, CudaEvent, CudaEvent);
 
+/// Host memory page-locked by [`Gpu::pin_host`]; unlocked when dropped.
+struct PinnedHost {
+    ctx: Arc<CudaContext>,
+    ptr: usize,
+}
+
+impl Drop for PinnedHost {
+    fn drop(&mut self) {
+        // Unregistering needs a context; nothing useful can be done if it
+        // fails (the memory is freed right after either way).
+        if self.ctx.bind_to_thread().is_ok() {
+            // SAFETY: `ptr` was registered by `pin_host` and not since.
+            let _ = unsafe { drv::cuMemHostUnregister(self.ptr as *mut std::ffi::c_void) };
+        }
+    }
+}
+
 /// Compiled kernels of one program.
 pub struct Functions {
     pub embed: CudaFunction,
@@ -266,8 +283,34 @@ impl Gpu {
         Ok(buf)
     }
 
+    /// Page-locks `bytes` of host memory at `ptr` for every context
+    /// (a buffer may be filled by any GPU of a `cuda:all` run); the guard
+    /// unlocks it. `None` where the driver refuses (the memory then stays
+    /// pageable and copies are slower, not wrong) or where
+    /// `STRAND_NO_PINNED` is set (for comparing the two in benchmarks).
+    pub fn pin_host(&self, ptr: *mut u8, bytes: usize) -> Option<Box<dyn Send>> {
+        if std::env::var_os("STRAND_NO_PINNED").is_some() {
+            return None;
+        }
+        self.ctx.bind_to_thread().ok()?;
+        // SAFETY: the caller owns `bytes` of memory at `ptr` and keeps it
+        // allocated until the guard is dropped.
+        unsafe { drv::cuMemHostRegister_v2(ptr.cast(), bytes, drv::CU_MEMHOSTREGISTER_PORTABLE) }
+            .result()
+            .ok()?;
+        Some(Box::new(PinnedHost {
+            ctx: Arc::clone(&self.ctx),
+            ptr: ptr as usize,
+        }))
+    }
+
     /// Copies `out.len()` elements from `src` to the host.
     pub fn download<T: DeviceRepr>(&self, src: DevPtr, out: &mut [T]) -> Result<()> {
+        // Unlocking another GPU's buffer (a `PinnedHost` dropped on this
+        // thread) may have made its context current.
+        self.ctx
+            .bind_to_thread()
+            .map_err(cuda_err("selecting the GPU"))?;
         // SAFETY: the caller passes a device range of at least `out`'s size;
         // we wait for the copy before returning.
         unsafe { cudarc::driver::result::memcpy_dtoh_async(out, src, self.stream.cu_stream()) }

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use self::device::{Buf, Dtype, Gpu};
 use self::kernels::*;
 use self::weights::{DLayer, DLinear, DWeights};
-use super::{Backend, Precision, Stream};
+use super::{Backend, HostBuffer, Precision, Stream};
 use crate::error::Result;
 use crate::model::config::{BiStrategy, Config};
 use crate::model::plan::{half_plan, HalfPlan, ScanPass};
@@ -522,20 +522,18 @@ impl Backend for CudaBackend {
     }
 
     fn final_norm(&self, st: CudaState) -> Result<Vec<f32>> {
-        let mut out = Vec::new();
-        self.final_norm_into(st, &mut out)?;
+        self.enqueue_final_norm(&st)?;
+        let mut out = vec![0.0f32; st.rows() * self.cfg.width()];
+        self.gpu.download(st.residual.ptr, &mut out)?;
         Ok(out)
     }
 
-    fn final_norm_into(&self, st: CudaState, out: &mut Vec<f32>) -> Result<()> {
+    fn final_norm_into(&self, st: CudaState, out: &mut HostBuffer) -> Result<()> {
         self.enqueue_final_norm(&st)?;
-        let n = st.rows() * self.cfg.width();
-        // Only a grown buffer is written twice (zeroed, then copied into).
-        if out.len() > n {
-            out.truncate(n);
-        } else {
-            out.resize(n, 0.0);
-        }
+        out.resize(st.rows() * self.cfg.width());
+        // Locked once, while the buffer is reused: the copy is then one DMA
+        // (see `HostBuffer`).
+        out.pin_with(|ptr, bytes| self.gpu.pin_host(ptr, bytes));
         self.gpu.download(st.residual.ptr, out)
     }
 
