@@ -146,18 +146,22 @@ PY
 fi
 if [ "$what" = multi ] || [ "$what" = all ]; then
   # Several GPUs: the same input on cuda:0 and on cuda:all must give the
-  # same file; tokens/s for both (PS 256x16, 131,072-token windows).
+  # same file; tokens/s for both (PS 256x16, 131,072-token windows), on a
+  # 16 Mbp chromosome (pageable and page-locked result buffers) and on a
+  # 64 Mbp one (steady state: fixed costs spread over 4x the rounds).
   models=/tmp/strand-models; mkdir -p "$models"
   [ -d "$models/ps-256x16" ] || dev-out/strand bench --kind ps --save-models "$models" >/dev/null
-  python3 -c "
+  for mbp in 16 64; do
+    python3 -c "
 import random
 r = random.Random(9)
-with open('/tmp/chr16m.fa', 'w') as f:
-    f.write('>chr1\n')
-    s = ''.join(r.choices('ACGT', k=16_000_000))
-    for i in range(0, len(s), 60): f.write(s[i:i + 60] + '\n')
+with open('/tmp/chr${mbp}m.fa', 'w') as f:
+    f.write('>chr1\\n')
+    s = ''.join(r.choices('ACGT', k=${mbp}_000_000))
+    for i in range(0, len(s), 60): f.write(s[i:i + 60] + '\\n')
 "
-  printf 'chr1\t16000000\t6\t60\t61\n' > /tmp/chr16m.fa.fai
+    printf 'chr1\t%d\t6\t60\t61\n' ${mbp}000000 > /tmp/chr${mbp}m.fa.fai
+  done
   nvidia-smi -L | tee "$out/gpus.txt"
   # Startup alone (model load, contexts, cached kernels), on 1 kbp.
   for dev in cuda:0 cuda:all; do
@@ -165,17 +169,18 @@ with open('/tmp/chr16m.fa', 'w') as f:
     /usr/bin/time -f "startup $dev: %e s wall" dev-out/strand-embed -m "$models/ps-256x16" --device $dev -q \
       -r chr1:1-1000 /tmp/chr16m.fa -o /tmp/warm.safetensors 2>&1 | tee -a "$out/multi.txt"
   done
-  # Page-locked result buffers (the default) and pageable ones.
-  for pinned in yes no; do
-    for dev in cuda:0 cuda:all; do
-      name=multi-${dev#cuda:}-pinned-$pinned
-      if [ $pinned = no ]; then export STRAND_NO_PINNED=1; else unset STRAND_NO_PINNED; fi
-      /usr/bin/time -f "%e s wall, %M KB peak RSS" dev-out/strand-embed -m "$models/ps-256x16" --device $dev -v \
-        /tmp/chr16m.fa --pool bin:128 -o /tmp/$name.safetensors 2>&1 | grep -vE "bases of" | tee "$out/$name.log"
-    done
+  embed() { # name, device, input
+    /usr/bin/time -f "%e s wall, %M KB peak RSS" dev-out/strand-embed -m "$models/ps-256x16" --device $2 -v \
+      $3 --pool bin:128 -o /tmp/$1.safetensors 2>&1 | grep -vE "bases of" | sed "s/^/$1: /" | tee "$out/$1.log"
+  }
+  embed m16-gpu0 cuda:0 /tmp/chr16m.fa
+  embed m16-all cuda:all /tmp/chr16m.fa
+  STRAND_NO_PINNED=1 embed m16-gpu0-pageable cuda:0 /tmp/chr16m.fa
+  STRAND_NO_PINNED=1 embed m16-all-pageable cuda:all /tmp/chr16m.fa
+  embed m64-gpu0 cuda:0 /tmp/chr64m.fa
+  embed m64-all cuda:all /tmp/chr64m.fa
+  for f in m16-all m16-gpu0-pageable m16-all-pageable; do
+    cmp /tmp/m16-gpu0.safetensors /tmp/$f.safetensors && echo "$f identical to m16-gpu0" | tee -a "$out/multi.txt"
   done
-  unset STRAND_NO_PINNED
-  for f in /tmp/multi-all-pinned-yes /tmp/multi-0-pinned-no /tmp/multi-all-pinned-no; do
-    cmp /tmp/multi-0-pinned-yes.safetensors $f.safetensors && echo "$f identical to cuda:0 pinned" | tee -a "$out/multi.txt"
-  done
+  cmp /tmp/m64-gpu0.safetensors /tmp/m64-all.safetensors && echo "m64-all identical to m64-gpu0" | tee -a "$out/multi.txt"
 fi

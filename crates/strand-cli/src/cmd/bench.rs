@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
 use strand_core::backend::cpu::gemm;
 use strand_core::model::synthetic::{published_config, write_checkpoint, Rng};
-use strand_core::{DeviceSpec, Model, Placement, Precision};
+use strand_core::{DeviceSpec, HostBuffer, Model, Placement, Precision};
 
 /// Measure tokens/s and peak memory of the forward pass.
 ///
@@ -50,6 +50,12 @@ pub struct Args {
     /// (tokens/s counts all of them)
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+
+    /// GPU only: also copy the hidden states to the host, into a reused
+    /// page-locked buffer as strand-embed does (`STRAND_NO_PINNED=1`: into
+    /// pageable memory)
+    #[arg(long)]
+    pub to_host: bool,
 
     /// GPU only: also print a per-op time breakdown (CUDA events) at this
     /// length, with each op's floor
@@ -148,7 +154,8 @@ fn build_model(
 }
 
 /// GPU rows: the forward pass up to hidden states in device memory (the
-/// copy to the host is left out, as upstream's figures leave it out), and
+/// copy to the host is left out, as upstream's figures leave it out,
+/// unless `--to-host`), and
 /// the GPU's peak memory in use (whole device, as nvidia-smi counts it).
 fn run_gpu(args: &Args) -> Result<()> {
     println!("model\tprecision\tbatch\ttokens\tseconds\ttokens_per_s\tpeak_gpu_mib");
@@ -167,17 +174,30 @@ fn run_gpu(args: &Args) -> Result<()> {
                 precision: Some(prec),
             };
             let model = Model::load_dir(&dir, &name, place)?;
-            eprintln!("# {name} {prec} on {}", model.describe_device());
+            let copy = if args.to_host {
+                ", hidden states copied to the host"
+            } else {
+                ""
+            };
+            eprintln!("# {name} {prec} on {}{copy}", model.describe_device());
+            let mut host = HostBuffer::new();
+            let mut pass = |seqs: &[&[u32]]| -> Result<()> {
+                if args.to_host {
+                    Ok(model.forward_batch_into(seqs, &mut host)?)
+                } else {
+                    Ok(model.forward_batch_discard(seqs)?)
+                }
+            };
             for &len in &args.lengths {
                 let seqs: Vec<Vec<u32>> = (0..batch)
                     .map(|i| random_ids(len, (len + i) as u64))
                     .collect();
                 let seqs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
-                model.forward_batch_discard(&seqs)?; // warm-up: allocation, caches
+                pass(&seqs)?; // warm-up: allocation, caches, page-locking
                 let mut best = f64::INFINITY;
                 for _ in 0..args.repeat.max(1) {
                     let t = Instant::now();
-                    model.forward_batch_discard(&seqs)?;
+                    pass(&seqs)?;
                     best = best.min(t.elapsed().as_secs_f64());
                 }
                 let peak = model.peak_gpu_bytes().unwrap_or(0) as f64 / (1 << 20) as f64;

@@ -175,9 +175,12 @@ impl Job<'_> {
                 let devices: Vec<String> = busy
                     .iter()
                     .enumerate()
-                    .map(|(i, (rounds, d))| {
+                    .map(|(i, (rounds, d, pinned))| {
                         let plural = if *rounds == 1 { "" } else { "s" };
-                        format!("device {i} {} ({rounds} round{plural})", secs(*d))
+                        format!(
+                            "device {i} {} ({rounds} round{plural}, {pinned} into page-locked memory)",
+                            secs(*d)
+                        )
                     })
                     .collect();
                 eprintln!(
@@ -314,22 +317,23 @@ impl Job<'_> {
     }
 
     /// Stage 2: runs rounds on one device until the reader is done or the
-    /// writer has gone. Returns the rounds run and the time they took.
+    /// writer has gone. Returns the rounds run, the time they took and
+    /// how many had their results copied into page-locked memory.
     fn work(
         &self,
         model: &Model,
         rx: &Mutex<Receiver<Round>>,
         spare: &Mutex<Receiver<HostBuffer>>,
         tx: &SyncSender<Result<Computed>>,
-    ) -> (u64, Duration) {
-        let (mut rounds, mut busy) = (0, Duration::ZERO);
+    ) -> (u64, Duration, u64) {
+        let (mut rounds, mut busy, mut pinned) = (0, Duration::ZERO, 0);
         loop {
             let round = {
                 let rx = rx.lock().expect("no thread panics holding the lock");
                 rx.recv()
             };
             let Ok(round) = round else {
-                return (rounds, busy);
+                return (rounds, busy, pinned);
             };
             let t = Instant::now();
             let result = self
@@ -337,9 +341,12 @@ impl Job<'_> {
                 .map(|hidden| Computed { round, hidden });
             busy += t.elapsed();
             rounds += 1;
+            if let Ok(c) = &result {
+                pinned += u64::from(c.hidden.groups.iter().all(|g| g.is_pinned()));
+            }
             let failed = result.is_err();
             if tx.send(result).is_err() || failed {
-                return (rounds, busy);
+                return (rounds, busy, pinned);
             }
         }
     }

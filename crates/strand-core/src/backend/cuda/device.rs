@@ -97,7 +97,32 @@ impl Buf {
 /// An op's label and the events recorded around it.
 type TimedOp = (&'static str, CudaEvent, CudaEvent);
 
-/// Host memory page-locked by [`Gpu::pin_host`]; unlocked when dropped.
+/// Page-locks `bytes` of host memory at `ptr` for every context (a buffer
+/// may be filled by any GPU of a `cuda:all` run); the guard unlocks it.
+/// `None` where the driver refuses (the memory then stays pageable and
+/// copies are slower, not wrong) or where `STRAND_NO_PINNED` is set (for
+/// comparing the two in benchmarks).
+pub(crate) fn pin_host(
+    ctx: &Arc<CudaContext>,
+    ptr: *mut u8,
+    bytes: usize,
+) -> Option<Box<dyn Send>> {
+    if std::env::var_os("STRAND_NO_PINNED").is_some() {
+        return None;
+    }
+    ctx.bind_to_thread().ok()?;
+    // SAFETY: the caller owns `bytes` of memory at `ptr` and keeps it
+    // allocated until the guard is dropped.
+    unsafe { drv::cuMemHostRegister_v2(ptr.cast(), bytes, drv::CU_MEMHOSTREGISTER_PORTABLE) }
+        .result()
+        .ok()?;
+    Some(Box::new(PinnedHost {
+        ctx: Arc::clone(ctx),
+        ptr: ptr as usize,
+    }))
+}
+
+/// Host memory page-locked by [`pin_host`]; unlocked when dropped.
 struct PinnedHost {
     ctx: Arc<CudaContext>,
     ptr: usize,
@@ -283,25 +308,9 @@ impl Gpu {
         Ok(buf)
     }
 
-    /// Page-locks `bytes` of host memory at `ptr` for every context
-    /// (a buffer may be filled by any GPU of a `cuda:all` run); the guard
-    /// unlocks it. `None` where the driver refuses (the memory then stays
-    /// pageable and copies are slower, not wrong) or where
-    /// `STRAND_NO_PINNED` is set (for comparing the two in benchmarks).
+    /// Page-locks host memory for this GPU's copies (see [`pin_host`]).
     pub fn pin_host(&self, ptr: *mut u8, bytes: usize) -> Option<Box<dyn Send>> {
-        if std::env::var_os("STRAND_NO_PINNED").is_some() {
-            return None;
-        }
-        self.ctx.bind_to_thread().ok()?;
-        // SAFETY: the caller owns `bytes` of memory at `ptr` and keeps it
-        // allocated until the guard is dropped.
-        unsafe { drv::cuMemHostRegister_v2(ptr.cast(), bytes, drv::CU_MEMHOSTREGISTER_PORTABLE) }
-            .result()
-            .ok()?;
-        Some(Box::new(PinnedHost {
-            ctx: Arc::clone(&self.ctx),
-            ptr: ptr as usize,
-        }))
+        pin_host(&self.ctx, ptr, bytes)
     }
 
     /// Copies `out.len()` elements from `src` to the host.

@@ -5,8 +5,9 @@ use std::time::Instant;
 
 use cudarc::driver::sys as drv;
 
-use super::device::{cublas_available, cuda_err, driver_available};
+use super::device::{cublas_available, cuda_err, driver_available, pin_host};
 use super::kernels::{self, Defines};
+use crate::backend::HostBuffer;
 use crate::error::{Error, Result};
 
 /// The message without the `cuda: ` prefix the error's display adds.
@@ -46,6 +47,12 @@ pub fn report() -> Vec<(String, String)> {
             Err(e) => msg(e),
         },
     ));
+    if arch.is_some() {
+        out.push((
+            "copy to host".into(),
+            copy_speed().unwrap_or_else(|e| format!("not measured: {}", msg(e))),
+        ));
+    }
     match kernels::nvrtc_version() {
         Ok((maj, min)) => {
             out.push(("nvrtc".into(), format!("{maj}.{min}")));
@@ -113,4 +120,41 @@ fn compile_check(arch: &str) -> String {
         t.elapsed().as_secs_f64(),
         kernels::cache_dir().map_or("nowhere".into(), |d| d.display().to_string())
     )
+}
+
+/// GPU 0's device-to-host copy speed into pageable and page-locked memory
+/// (what a pass's results cost to fetch; see `HostBuffer`).
+fn copy_speed() -> Result<String> {
+    const BYTES: usize = 512 << 20;
+    let ctx = cudarc::driver::CudaContext::new(0).map_err(cuda_err("opening a GPU"))?;
+    let stream = ctx.default_stream();
+    let dev = stream
+        .alloc_zeros::<f32>(BYTES / 4)
+        .map_err(cuda_err("allocating"))?;
+    let mut buf = HostBuffer::new();
+    buf.resize(BYTES / 4);
+    let rate = |host: &mut [f32]| -> Result<f64> {
+        // The first copy warms up (and faults in the pages).
+        let mut best = f64::MAX;
+        for _ in 0..3 {
+            let t = Instant::now();
+            stream
+                .memcpy_dtoh(&dev, host)
+                .map_err(cuda_err("copying"))?;
+            stream.synchronize().map_err(cuda_err("copying"))?;
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        Ok(BYTES as f64 / best / 1e9)
+    };
+    let pageable = rate(&mut buf)?;
+    buf.pin_with(|p, n| pin_host(&ctx, p, n));
+    if !buf.is_pinned() {
+        return Ok(format!(
+            "{pageable:.1} GB/s (pageable memory; page-locking refused)"
+        ));
+    }
+    let pinned = rate(&mut buf)?;
+    Ok(format!(
+        "{pinned:.1} GB/s page-locked, {pageable:.1} GB/s pageable (GPU 0, 512 MiB)"
+    ))
 }
