@@ -48,25 +48,6 @@ __device__ __forceinline__ float lg2(float x) {
     return y;
 }
 
-// 2^x for x <= 0 on the FMA pipe, for kernels whose MUFU unit is the
-// bottleneck: x = j + f with j an integer and |f| <= 1/2, 2^f by a degree-5
-// minimax polynomial (relative error 2.3e-7 in float, like ex2's 2^-22),
-// 2^j added to the exponent bits. x is clamped at -126 (2^-126 where ex2
-// flushes to zero: both are nothing next to the terms they decay).
-__device__ __forceinline__ float ex2_poly(float x) {
-    x = fmaxf(x, -126.0f);
-    // Adding 1.5 * 2^23 rounds x to an integer j held in the low bits.
-    const float t = x + 12582912.0f;
-    const float f = x - (t - 12582912.0f);
-    float p = 0.0013276469f;
-    p = fmaf(p, f, 0.009675541f);
-    p = fmaf(p, f, 0.05550713f);
-    p = fmaf(p, f, 0.2402212f);
-    p = fmaf(p, f, 0.69314694f);
-    p = fmaf(p, f, 1.0000001f);
-    return __int_as_float(__float_as_int(p) + (__float_as_int(t) << 23));
-}
-
 #define LOG2E 1.4426950408889634f
 #define LN2 0.6931471805599453f
 

@@ -48,10 +48,6 @@
 #ifndef SCAN_MIN_BLOCKS
 #define SCAN_MIN_BLOCKS 1
 #endif
-// States per channel whose decay is computed by ex2_poly (kernels.rs).
-#ifndef SCAN_POLY_STATES
-#define SCAN_POLY_STATES 0
-#endif
 // Shared-memory copies of dt_low, B and C are padded to whole float4s so
 // the inner loop reads four values per instruction.
 #define R4 ((DTRANK + 3) / 4 * 4)
@@ -247,10 +243,7 @@ __device__ __forceinline__ void scan_chunk(const ScanParams &p) {
                     const int m = m4 + j;
                     if (m >= NSTATE) break;
                     // delta > 0 and A < 0: the exponent is never positive.
-                    // The last SCAN_POLY_STATES states take theirs from the
-                    // FMA pipe, unloading the MUFU unit (the bottleneck).
-                    const float da = m >= NSTATE - SCAN_POLY_STATES ? ex2_poly(delta * a2[m])
-                                                                    : ex2(delta * a2[m]);
+                    const float da = ex2(delta * a2[m]);
                     h[m] = fmaf(da, h[m], du * bs[j]);
                     if (OUT) yp[j] = fmaf(h[m], cs[j], yp[j]);
                 }

@@ -58,9 +58,6 @@ pub struct Defines {
     pub d_conv: usize,
     /// Resident scan blocks per SM to fit registers for (`SCAN_MIN_BLOCKS`).
     pub scan_min_blocks: u32,
-    /// States per channel whose decay the scan computes on the FMA pipe
-    /// (`SCAN_POLY_STATES`).
-    pub scan_poly_states: u32,
 }
 
 impl Defines {
@@ -71,20 +68,14 @@ impl Defines {
             dt_rank,
             d_conv,
             scan_min_blocks: scan_min_blocks(),
-            scan_poly_states: scan_poly_states(),
         }
     }
 
     fn source(&self) -> String {
         let mut s = format!(
             "#define ACT_BF16 {}\n#define NSTATE {}\n#define DTRANK {}\n#define KCONV {}\n\
-             #define SCAN_MIN_BLOCKS {}\n#define SCAN_POLY_STATES {}\n",
-            self.bf16 as u8,
-            self.d_state,
-            self.dt_rank,
-            self.d_conv,
-            self.scan_min_blocks,
-            self.scan_poly_states
+             #define SCAN_MIN_BLOCKS {}\n",
+            self.bf16 as u8, self.d_state, self.dt_rank, self.d_conv, self.scan_min_blocks
         );
         for (name, src) in SOURCES {
             s.push_str(&format!("// ---- {name}\n{src}\n"));
@@ -109,20 +100,6 @@ fn scan_min_blocks() -> u32 {
 /// compiler schedules for fewer), 4 → 1.07 M, 5 → 1.14 M, 6 → 1.11 M
 /// (80 registers, small spills).
 const DEFAULT_SCAN_MIN_BLOCKS: u32 = 5;
-
-/// How many of each channel's states take their decay `exp2(delta * A)`
-/// from a polynomial on the FMA pipe instead of the MUFU unit, which the
-/// scan saturates (the MUFU also serves softplus and SiLU).
-/// `STRAND_SCAN_POLY_STATES` overrides the default for tuning.
-fn scan_poly_states() -> u32 {
-    std::env::var("STRAND_SCAN_POLY_STATES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n <= 64)
-        .unwrap_or(DEFAULT_SCAN_POLY_STATES)
-}
-
-const DEFAULT_SCAN_POLY_STATES: u32 = 0;
 
 /// The NVRTC library's version, `(major, minor)`.
 pub fn nvrtc_version() -> Result<(i32, i32)> {
@@ -372,12 +349,8 @@ mod tests {
             return;
         }
         for bf16 in [false, true] {
-            // The last number: states with a polynomial decay.
-            for (n, r, k, poly) in [(16, 16, 4, 0), (16, 16, 4, 3), (4, 3, 2, 1), (8, 1, 4, 0)] {
-                let d = Defines {
-                    scan_poly_states: poly,
-                    ..Defines::new(bf16, n, r, k)
-                };
+            for (n, r, k) in [(16, 16, 4), (4, 3, 2), (8, 1, 4)] {
+                let d = Defines::new(bf16, n, r, k);
                 for arch in ["sm_80", "sm_90"] {
                     let cubin = compile(&d.source(), &options(arch))
                         .unwrap_or_else(|e| panic!("{d:?} {arch}: {e}"));
