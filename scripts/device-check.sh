@@ -4,7 +4,7 @@
 # the release binaries and test executables into dev-out/; then run this
 # script from the repository root on the GPU machine:
 #
-#   scripts/device-check.sh [tests|bench|tune|long|embed|score|multi|all]   (logs under $OUT or dev-out/logs)
+#   scripts/device-check.sh [tests|bench|tune|long|embed|score|multi|multiscore|all]   (logs under $OUT or dev-out/logs)
 set -uo pipefail
 what=${1:-all}
 out=${OUT:-dev-out/logs}
@@ -106,8 +106,7 @@ print(f"embed tiled GPU {prec} vs CPU: rel L2 {math.sqrt(num / den):.2e}, max |d
 PY
   done
 fi
-if [ "$what" = score ] || [ "$what" = all ]; then
-  # strand-score throughput on a published-size random-weight model.
+score_data() { # a 4 Mbp reference, VCFs of dense SNVs and of mixed variants
   models=/tmp/strand-models; mkdir -p "$models"
   [ -d "$models/ps-256x16" ] || dev-out/strand bench --kind ps --save-models "$models" >/dev/null
   python3 - <<'PY'
@@ -133,6 +132,11 @@ vcf("/tmp/mixed-small.vcf", 2000, 3_900_000, indels=True)
 vcf("/tmp/mixed-tiny.vcf", 64, 3_900_000, indels=True)
 PY
   printf 'chr1\t4000000\t6\t60\t61\n' > /tmp/ref4m.fa.fai
+}
+
+if [ "$what" = score ] || [ "$what" = all ]; then
+  # strand-score throughput on a published-size random-weight model.
+  score_data
   sc() { # name, window, scores, vcf
     run "score-$1" /usr/bin/time -v dev-out/strand-score -m "$models/ps-256x16" --device cuda \
       -f /tmp/ref4m.fa --vcf "$4" --window "$2" --scores "$3" -o /tmp/out.vcf.gz
@@ -183,4 +187,20 @@ with open('/tmp/chr${mbp}m.fa', 'w') as f:
     cmp /tmp/m16-gpu0.safetensors /tmp/$f.safetensors && echo "$f identical to m16-gpu0" | tee -a "$out/multi.txt"
   done
   cmp /tmp/m64-gpu0.safetensors /tmp/m64-all.safetensors && echo "m64-all identical to m64-gpu0" | tee -a "$out/multi.txt"
+fi
+
+if [ "$what" = multiscore ]; then
+  # strand-score --vcf on cuda:0 and cuda:all: the same VCF (but for the
+  # ##strand_command line), and variants/s for both.
+  score_data
+  for job in "llr-w128k 131072 llr /tmp/snv-dense.vcf" "embed-w1k 1024 embed_dist /tmp/mixed-small.vcf"; do
+    set -- $job
+    for dev in cuda:0 cuda:all; do
+      name=ms-$1-${dev#cuda:}
+      /usr/bin/time -f "$name: %e s wall" dev-out/strand-score -m "$models/ps-256x16" --device $dev \
+        -f /tmp/ref4m.fa --vcf "$4" --window "$2" --scores "$3" -o /tmp/$name.vcf.gz 2>&1 | grep -vE "variants of" | tee "$out/$name.log"
+      zcat /tmp/$name.vcf.gz | grep -v '^##strand_command' > /tmp/$name.vcf
+    done
+    cmp /tmp/ms-$1-0.vcf /tmp/ms-$1-all.vcf && echo "$1: cuda:all VCF identical to cuda:0" | tee -a "$out/multiscore.txt"
+  done
 fi

@@ -16,8 +16,8 @@ pub struct ModelArgs {
     pub model: String,
 
     /// Where to run: auto (a GPU when usable, else the CPU), cpu, cuda,
-    /// cuda:N; strand-embed also takes cuda:all or cuda:0,2,3 (one worker
-    /// per GPU)
+    /// cuda:N; strand-embed and strand-score --vcf also take cuda:all or
+    /// cuda:0,2,3 (one worker per GPU)
     #[arg(
         long,
         default_value = "auto",
@@ -74,7 +74,10 @@ impl ModelArgs {
     /// chose (unless `quiet`).
     pub fn load(&self, prog: &str, quiet: bool) -> Result<strand_core::Model> {
         let Devices::One(device) = self.device else {
-            bail!("{prog} runs on one device: give --device cuda:N (several GPUs: strand-embed)");
+            bail!(
+                "{prog} runs on one device: give --device cuda:N (several GPUs: strand-embed, \
+                 strand-score --vcf)"
+            );
         };
         self.load_on(prog, quiet, device)
     }

@@ -7,8 +7,10 @@
 //! window's length and run in batches.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use strand_core::tokenizer::{self, id};
 use strand_core::Model;
 
@@ -32,6 +34,62 @@ pub struct Values {
     pub llr_masked: Option<f32>,
     pub embed_dist: Option<f32>,
     pub embed_dist_l2: Option<f32>,
+}
+
+/// A reference window and the alleles to score in it.
+pub struct WindowWork {
+    /// Names the window in errors, e.g. `window chr1:1-131072`.
+    pub label: String,
+    pub bases: Vec<u8>,
+    /// Reference bases after the window (see [`Engine::window`]).
+    pub after: Vec<u8>,
+    pub jobs: Vec<Job>,
+}
+
+/// Scores `work` with one engine per device: each takes the next window
+/// as soon as it is free. A window's scores do not depend on the device
+/// that computed them, so the result is the same with one GPU or eight.
+/// Fails with the first failing window, in window order.
+pub fn score_windows(engines: &[Engine], work: &[WindowWork]) -> Result<Vec<Vec<Values>>> {
+    let one = |e: &Engine, w: &WindowWork| {
+        e.window(&w.bases, &w.after, &w.jobs)
+            .with_context(|| w.label.clone())
+    };
+    if engines.len() == 1 {
+        return work.iter().map(|w| one(&engines[0], w)).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<Option<Result<Vec<Values>>>>> =
+        Mutex::new((0..work.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for e in engines {
+            s.spawn(|| loop {
+                // Windows are taken in order, so every window before a
+                // failed one is finished: the first error is well defined.
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= work.len() || failed.load(Ordering::SeqCst) {
+                    return;
+                }
+                let r = one(e, &work[i]);
+                if r.is_err() {
+                    failed.store(true, Ordering::SeqCst);
+                }
+                results.lock().expect("no thread panics holding the lock")[i] = Some(r);
+            });
+        }
+    });
+    let results = results
+        .into_inner()
+        .expect("no thread panics holding the lock");
+    let mut out = Vec::with_capacity(work.len());
+    for r in results {
+        match r {
+            Some(r) => out.push(r?),
+            None => unreachable!("a window after a failed one is only skipped"),
+        }
+    }
+    Ok(out)
 }
 
 pub struct Engine<'a> {
@@ -317,6 +375,64 @@ mod tests {
             alternate_window(w, b"T", &job(4, "CCC", "C", Kind::Indel)),
             b"AAAACCGGT"
         );
+    }
+
+    /// Several engines (here two CPU models standing in for two GPUs)
+    /// give each window the scores one engine gives, in window order.
+    #[test]
+    fn windows_spread_over_engines_come_back_in_order() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../test-data/models/ps-tiny"
+        );
+        let place = strand_core::Placement {
+            device: strand_core::DeviceSpec::Cpu,
+            precision: None,
+        };
+        let models = [
+            Model::load(dir, place).unwrap(),
+            Model::load(dir, place).unwrap(),
+        ];
+        let engine = |model| Engine {
+            model,
+            scores: vec![Score::Llr, Score::EmbedDist],
+            rc_average: false,
+            batch_tokens: 1 << 12,
+        };
+        let engines = [engine(&models[0]), engine(&models[1])];
+        let bases: Vec<u8> = (0..7 * 64)
+            .map(|i| b"ACGGTCAT"[(i * i + 3 * i) % 8])
+            .collect();
+        let work: Vec<WindowWork> = (0..7)
+            .map(|k| {
+                let w = &bases[k * 64..(k + 1) * 64];
+                let at = 5 + 7 * k;
+                let alt = if w[at] == b'A' { "C" } else { "A" };
+                WindowWork {
+                    label: format!("window {k}"),
+                    bases: w.to_vec(),
+                    after: b"ACGT".to_vec(),
+                    jobs: vec![job(at, &(w[at] as char).to_string(), alt, Kind::Snv)],
+                }
+            })
+            .collect();
+        let one = score_windows(&engines[..1], &work).unwrap();
+        let two = score_windows(&engines, &work).unwrap();
+        assert_eq!(one.len(), 7);
+        for (k, (a, b)) in one.iter().zip(&two).enumerate() {
+            let (a, b) = (a[0], b[0]);
+            let close = |x: Option<f32>, y: Option<f32>| {
+                let (x, y) = (x.unwrap(), y.unwrap());
+                (x - y).abs() <= 1e-5 * x.abs().max(1.0)
+            };
+            assert!(close(a.llr, b.llr), "window {k}: {a:?} vs {b:?}");
+            assert!(
+                close(a.embed_dist, b.embed_dist),
+                "window {k}: {a:?} vs {b:?}"
+            );
+        }
+        // Different windows really do differ (the order is checked).
+        assert_ne!(one[0][0].llr, one[1][0].llr);
     }
 
     #[test]

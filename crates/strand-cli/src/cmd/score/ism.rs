@@ -75,6 +75,7 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         Score::Llr
     };
+    super::check_memory(std::slice::from_ref(&model), c, &[score])?;
     let engine = Engine {
         model: &model,
         scores: vec![score],

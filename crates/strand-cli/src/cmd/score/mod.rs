@@ -141,6 +141,38 @@ impl Common {
     }
 }
 
+/// Checks before any work that every device has room for the largest pass
+/// (the window, or a batch of masked / alternate windows), naming the
+/// device that has not.
+fn check_memory(models: &[strand_core::Model], c: &Common, scores: &[Score]) -> Result<()> {
+    let window = usize::try_from(c.window()).unwrap_or(usize::MAX);
+    let batched = scores
+        .iter()
+        .any(|s| matches!(s, Score::LlrMasked | Score::EmbedDist));
+    let need = if batched {
+        window.max(c.batch_tokens)
+    } else {
+        window
+    };
+    for m in models.iter().filter(|m| m.on_gpu()) {
+        let fits = m.max_window()?;
+        if need > fits {
+            anyhow::bail!(
+                "a {need}-token pass (--window {window}{}) does not fit the free memory of {} \
+                 (at most {fits} tokens); use a smaller --window{}",
+                if batched {
+                    format!(", --batch-tokens {}", c.batch_tokens)
+                } else {
+                    String::new()
+                },
+                m.describe_device(),
+                if batched { " or --batch-tokens" } else { "" }
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> Result<()> {
     match args {
         Args::Ism(a) => ism::run(a),

@@ -12,7 +12,7 @@ use strand_io::region::Span;
 use strand_io::vcf::{Reader, Record, Writer};
 use strand_io::AtomicFile;
 
-use super::engine::{Engine, Job, Values};
+use super::engine::{score_windows, Engine, Job, Values, WindowWork};
 use super::variant::{classify, Placement, Score, Window};
 use super::{VcfArgs, PROG};
 use crate::progress::Progress;
@@ -76,21 +76,28 @@ pub fn run(args: VcfArgs) -> Result<()> {
         Some(p) => Some(AtomicFile::create(p)?),
         None => None,
     };
-    let model = c.model.load(PROG, c.run.quiet)?;
+    let models = c.model.load_all(PROG, c.run.quiet)?;
+    let model = &models[0];
     if c.rc_average && model.config.rcps && !c.run.quiet {
         eprintln!("{PROG}: note: a PS model is strand-symmetric; --rc-average changes nothing");
     }
     let window = c.window();
+    super::check_memory(&models, c, &args.scores)?;
     let placement = Placement {
         window,
         centred: c.centred,
     };
-    let engine = Engine {
-        model: &model,
-        scores: args.scores.clone(),
-        rc_average: c.rc_average,
-        batch_tokens: c.batch_tokens,
-    };
+    let engines: Vec<Engine> = models
+        .iter()
+        .map(|model| Engine {
+            model,
+            scores: args.scores.clone(),
+            rc_average: c.rc_average,
+            batch_tokens: c.batch_tokens,
+        })
+        .collect();
+    // With several GPUs a chunk must hold windows enough for all of them.
+    let chunk_records = CHUNK * engines.len();
 
     // Header: the input's, our INFO lines and command, then #CHROM.
     for m in &reader.meta {
@@ -124,8 +131,8 @@ pub fn run(args: VcfArgs) -> Result<()> {
     let mut progress = Progress::with_unit(PROG, c.run.quiet, None, "variants");
     let mut index = 0u64;
     loop {
-        let mut chunk = Vec::with_capacity(CHUNK);
-        while chunk.len() < CHUNK {
+        let mut chunk = Vec::with_capacity(chunk_records);
+        while chunk.len() < chunk_records {
             let Some(rec) = reader.next_record() else {
                 break;
             };
@@ -148,7 +155,7 @@ pub fn run(args: VcfArgs) -> Result<()> {
             &file,
             &mut fasta,
             &placement,
-            &engine,
+            &engines,
             args.skip_missing_contigs,
         )?;
         for item in items {
@@ -186,7 +193,7 @@ fn score_chunk(
     file: &str,
     fasta: &mut IndexedFasta,
     placement: &Placement,
-    engine: &Engine,
+    engines: &[Engine],
     skip_missing: bool,
 ) -> Result<Vec<Item>> {
     let mut items = Vec::with_capacity(chunk.len());
@@ -260,6 +267,10 @@ fn score_chunk(
             alleles,
         });
     }
+    // Bases for every window first (one reader), then the windows run on
+    // every device at once.
+    let mut work = Vec::with_capacity(groups.len());
+    let mut owners = Vec::with_capacity(groups.len());
     for ((contig, w), jobs) in groups {
         let bases = fasta.fetch(&contig, w.start, w.end)?;
         let len = lengths[&contig];
@@ -274,12 +285,17 @@ fn score_chunk(
         } else {
             Vec::new()
         };
-        let job_list: Vec<Job> = jobs.iter().map(|(_, _, j)| j.clone()).collect();
-        let values = engine
-            .window(&bases, &after, &job_list)
-            .with_context(|| format!("window {contig}:{}-{}", w.start + 1, w.end))?;
-        for ((k, a, _), v) in jobs.iter().zip(values) {
-            items[*k].alleles[*a] = Ok(v);
+        work.push(WindowWork {
+            label: format!("window {contig}:{}-{}", w.start + 1, w.end),
+            bases,
+            after,
+            jobs: jobs.iter().map(|(_, _, j)| j.clone()).collect(),
+        });
+        owners.push(jobs.into_iter().map(|(k, a, _)| (k, a)).collect::<Vec<_>>());
+    }
+    for (owner, values) in owners.iter().zip(score_windows(engines, &work)?) {
+        for (&(k, a), v) in owner.iter().zip(values) {
+            items[k].alleles[a] = Ok(v);
         }
     }
     Ok(items)
