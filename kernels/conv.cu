@@ -29,6 +29,31 @@ struct ConvParams {
 // registers, so every x is loaded once instead of K times.
 #define CONV_ROWS 16
 
+// The common case: a whole block of rows inside one sequence. Every input
+// (the rows and the K-1 halo) is loaded up front, with no per-row index
+// arithmetic; the sums are formed in the same order as the general path,
+// so both give the same bits.
+template <bool REVERSE>
+__device__ __forceinline__ void conv_rows(const ConvParams &p, int c, i64 first, i64 seq_row,
+                                          int l0, float bias, const float *w) {
+    const act_t *x = p.xz + seq_row * p.ld_xz + c;
+    // Forward: v[j] = x[l0 - (K-1) + j]; reverse: v[j] = x[l0 + j].
+    float v[CONV_ROWS + KCONV - 1];
+#pragma unroll
+    for (int j = 0; j < CONV_ROWS + KCONV - 1; j++) {
+        const int src = REVERSE ? l0 + j : l0 - (KCONV - 1) + j;
+        v[j] = src >= 0 && src < p.seqlen ? act_ld(x + (i64)src * p.ld_xz) : 0.0f;
+    }
+#pragma unroll
+    for (int t = 0; t < CONV_ROWS; t++) {
+        float acc = bias;
+#pragma unroll
+        for (int k = 0; k < KCONV; k++)
+            acc = fmaf(w[k], REVERSE ? v[t + KCONV - 1 - k] : v[t + k], acc);
+        p.u[(first + t) * p.di + c] = to_act(silu(acc));
+    }
+}
+
 extern "C" __global__ void conv_silu(ConvParams p) {
     const int c = blockIdx.y * blockDim.x + threadIdx.x;
     if (c >= p.di) return;
@@ -38,6 +63,16 @@ extern "C" __global__ void conv_silu(ConvParams p) {
     float w[KCONV];
 #pragma unroll
     for (int k = 0; k < KCONV; k++) w[k] = p.w[c * KCONV + k];
+    {
+        const i64 row = p.row0 + first;
+        const int l0 = (int)(row % p.seqlen);
+        if (nrows == CONV_ROWS && l0 + CONV_ROWS <= p.seqlen) {
+            if (p.reverse) conv_rows<true>(p, c, first, row - l0, l0, bias, w);
+            else conv_rows<false>(p, c, first, row - l0, l0, bias, w);
+            return;
+        }
+    }
+    // Blocks that straddle sequences or end the segment: row by row.
     // Walk order: a reverse pass visits rows from the last to the first,
     // so its window also holds the K-1 previous inputs of the walk.
     float win[KCONV];

@@ -42,6 +42,16 @@ pub use self::device::{cublas_available, driver_available};
 
 /// Rows of `u` materialised at a time for the `x_proj` GEMM.
 const U_SEGMENT: usize = 1 << 16;
+
+/// Scan blocks to aim for (the sequence is cut into chunks until there are
+/// about this many); `STRAND_SCAN_BLOCKS` overrides it for tuning.
+fn scan_blocks() -> usize {
+    std::env::var("STRAND_SCAN_BLOCKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(4096)
+}
 /// Threads (channels) per block of the conv kernel, and rows per thread
 /// (`CONV_ROWS` in conv.cu).
 const CONV_CHANNELS: usize = 256;
@@ -128,7 +138,7 @@ impl CudaBackend {
     /// (a grid dimension).
     fn chunking(&self, nseq: usize, seqlen: usize) -> (usize, usize) {
         let cblocks = self.cfg.d_inner().div_ceil(SCAN_CHANNELS as usize);
-        let want = (nseq * seqlen * cblocks).div_ceil(4096);
+        let want = (nseq * seqlen * cblocks).div_ceil(scan_blocks());
         let chunk = want
             .max(seqlen.div_ceil(65_535))
             .next_multiple_of(32)
