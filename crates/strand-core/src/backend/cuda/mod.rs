@@ -43,15 +43,22 @@ pub use self::device::{cublas_available, driver_available};
 /// Rows of `u` materialised at a time for the `x_proj` GEMM.
 const U_SEGMENT: usize = 1 << 16;
 
-/// Scan blocks to aim for (the sequence is cut into chunks until there are
-/// about this many); `STRAND_SCAN_BLOCKS` overrides it for tuning.
+/// Scan blocks to aim for when a sequence must be cut into chunks;
+/// `STRAND_SCAN_BLOCKS` overrides it for tuning. Measured on the H100 (PS
+/// bf16, tokens/s, docs/benchmarks.md), as chunk steps at 131,072 / at
+/// 1,048,576 tokens: 4,096 blocks (128 / 1,024 steps) 1.234 M / 1.341 M;
+/// 2,048 blocks (256 / 2,048) 1.241 M / 1.305 M; 8,192 blocks (64 / 512)
+/// 1.166 M / 1.363 M. Hence 2,048 blocks with chunks of at most 512 steps.
 fn scan_blocks() -> usize {
     std::env::var("STRAND_SCAN_BLOCKS")
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|&n| n >= 1)
-        .unwrap_or(4096)
+        .unwrap_or(2048)
 }
+
+/// The longest scan chunk when a sequence is cut (see `scan_blocks`).
+const SCAN_CHUNK_MAX: usize = 512;
 /// Threads (channels) per block of the conv kernel, and rows per thread
 /// (`CONV_ROWS` in conv.cu).
 const CONV_CHANNELS: usize = 256;
@@ -133,12 +140,20 @@ impl CudaBackend {
         self.act.bytes()
     }
 
-    /// Sequence chunks of the scan: enough blocks to fill the GPU several
-    /// times over, chunks a multiple of 32 steps and at most 65,535 of them
-    /// (a grid dimension).
+    /// Sequence chunks of the scan. A batch with enough sequences to fill
+    /// the GPU is not cut (no chunk's exponentials computed twice);
+    /// otherwise chunks of at most `SCAN_CHUNK_MAX` steps, enough for about
+    /// `scan_blocks()` blocks; chunks are a multiple of 32 steps and at
+    /// most 65,535 of them (a grid dimension).
     fn chunking(&self, nseq: usize, seqlen: usize) -> (usize, usize) {
         let cblocks = self.cfg.d_inner().div_ceil(SCAN_CHANNELS as usize);
-        let want = (nseq * seqlen * cblocks).div_ceil(scan_blocks());
+        let target = scan_blocks();
+        if nseq * cblocks >= target {
+            return (seqlen, 1);
+        }
+        let want = (nseq * seqlen * cblocks)
+            .div_ceil(target)
+            .min(SCAN_CHUNK_MAX);
         let chunk = want
             .max(seqlen.div_ceil(65_535))
             .next_multiple_of(32)
