@@ -29,6 +29,9 @@ pub struct HostBuffer {
     /// Undoes the page-locking when dropped; always dropped before the
     /// memory is freed.
     pin: Option<Box<dyn Send>>,
+    /// Whether a backend may page-lock it: not for a buffer used once,
+    /// where locking would cost more than it saves.
+    lockable: bool,
 }
 
 // SAFETY: the buffer owns its memory exclusively, like a `Vec<f32>`; the
@@ -43,14 +46,22 @@ impl Default for HostBuffer {
 }
 
 impl HostBuffer {
-    /// An empty buffer (no memory until it is resized).
+    /// An empty buffer (no memory until it is resized), for reuse.
     pub fn new() -> HostBuffer {
         HostBuffer {
             ptr: NonNull::dangling(),
             cap: 0,
             len: 0,
             pin: None,
+            lockable: true,
         }
+    }
+
+    /// An empty buffer to be filled once: never page-locked.
+    pub fn transient() -> HostBuffer {
+        let mut b = HostBuffer::new();
+        b.lockable = false;
+        b
     }
 
     /// A buffer holding a copy of `values`.
@@ -111,11 +122,11 @@ impl HostBuffer {
     }
 
     /// Page-locks the whole capacity with `pin`, unless it is locked
-    /// already or empty. `pin` gets the memory's address and size in bytes
+    /// already, empty or [transient](HostBuffer::transient). `pin` gets the memory's address and size in bytes
     /// and returns a guard that undoes the locking when dropped, or `None`
     /// where it could not lock it (the buffer then stays pageable).
     pub(crate) fn pin_with(&mut self, pin: impl FnOnce(*mut u8, usize) -> Option<Box<dyn Send>>) {
-        if self.pin.is_none() && self.cap > 0 {
+        if self.lockable && self.pin.is_none() && self.cap > 0 {
             self.pin = pin(self.ptr.as_ptr().cast(), self.cap * 4);
         }
     }
@@ -258,5 +269,9 @@ mod tests {
         b.pin_with(|_, _| Some(Box::new(Guard(u))));
         drop(b);
         assert_eq!(undone.load(Ordering::SeqCst), 2);
+        let mut once = HostBuffer::transient();
+        once.resize(10);
+        once.pin_with(|_, _| panic!("a transient buffer is never locked"));
+        assert!(!once.is_pinned());
     }
 }

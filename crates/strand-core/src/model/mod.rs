@@ -187,7 +187,7 @@ impl Model {
     /// the other in one buffer `[nseq * len, width]` (no copy per
     /// sequence: what long windows want).
     pub fn forward_batch_flat(&self, seqs: &[&[u32]]) -> Result<HostBuffer> {
-        let mut out = HostBuffer::new();
+        let mut out = HostBuffer::transient();
         self.run_batch(seqs, Some(&mut out))?;
         Ok(out)
     }

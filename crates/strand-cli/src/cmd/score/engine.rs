@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use strand_core::tokenizer::{self, id};
-use strand_core::Model;
+use strand_core::{HostBuffer, Model};
 
 use super::variant::{Kind, Score};
 
@@ -99,13 +99,44 @@ pub struct Engine<'a> {
     pub rc_average: bool,
     /// Tokens per batched pass.
     pub batch_tokens: usize,
+    /// Host memory for the reference passes' hidden states, reused from
+    /// window to window (no allocation; page-locked on a GPU).
+    hidden: Mutex<[HostBuffer; 2]>,
 }
 
-impl Engine<'_> {
+impl<'a> Engine<'a> {
+    pub fn new(
+        model: &'a Model,
+        scores: Vec<Score>,
+        rc_average: bool,
+        batch_tokens: usize,
+    ) -> Self {
+        Engine {
+            model,
+            scores,
+            rc_average,
+            batch_tokens,
+            hidden: Mutex::new(Default::default()),
+        }
+    }
+
     fn wants(&self, s: Score) -> bool {
         self.scores.contains(&s)
     }
 
+    /// LM logits of the given rows of `hidden` only (the head works row by
+    /// row, and a window needs the rows of its SNVs, not all of them).
+    fn logits_at(&self, hidden: &[f32], rows: &[usize]) -> Result<Vec<f32>> {
+        let w = self.model.width();
+        let mut picked = Vec::with_capacity(rows.len() * w);
+        for &i in rows {
+            picked.extend_from_slice(&hidden[i * w..(i + 1) * w]);
+        }
+        Ok(self.model.lm_logits(&picked)?)
+    }
+}
+
+impl Engine<'_> {
     /// Scores `jobs` in the window holding `bases`; `after` holds reference
     /// bases following the window (to refill the window after a deletion).
     pub fn window(&self, bases: &[u8], after: &[u8], jobs: &[Job]) -> Result<Vec<Values>> {
@@ -120,29 +151,39 @@ impl Engine<'_> {
         let rc = self.rc_average && !self.model.config.rcps;
 
         if need_llr || need_embed {
-            let hidden = self.model.forward(&tokens)?;
+            let mut buffers = self.hidden.lock().expect("one thread per engine");
+            let [hidden, rc_hidden] = &mut *buffers;
+            self.model.forward_batch_into(&[&tokens], hidden)?;
             if need_llr {
-                let logits = self.model.lm_logits(&hidden)?;
+                // Logits of the SNVs' rows: row `at[i]` of `logits` is
+                // window row `rows[at[i]]`.
+                let mut rows: Vec<usize> = snvs.iter().map(|&k| jobs[k].offset).collect();
+                rows.sort_unstable();
+                rows.dedup();
+                let at = |i: usize| rows.binary_search(&i).expect("an SNV row");
+                let logits = self.logits_at(hidden, &rows)?;
                 let rc_logits = if rc {
                     let t = tokenizer::encode_bases(&tokenizer::reverse_complement(bases));
-                    Some(self.model.lm_logits(&self.model.forward(&t)?)?)
+                    self.model.forward_batch_into(&[&t], rc_hidden)?;
+                    let rc_rows: Vec<usize> = rows.iter().map(|&i| n - 1 - i).collect();
+                    Some(self.logits_at(rc_hidden, &rc_rows)?)
                 } else {
                     None
                 };
-                let v = logits.len() / n;
+                let v = logits.len() / rows.len();
                 for &k in &snvs {
                     let (i, r, a) = snv_ids(&jobs[k]);
-                    let mut llr = logits[i * v + a] - logits[i * v + r];
+                    let row = at(i);
+                    let mut llr = logits[row * v + a] - logits[row * v + r];
                     if let Some(l) = &rc_logits {
-                        let j = n - 1 - i;
                         let (rc_r, rc_a) = (complement(r), complement(a));
-                        llr = (llr + (l[j * v + rc_a] - l[j * v + rc_r])) / 2.0;
+                        llr = (llr + (l[row * v + rc_a] - l[row * v + rc_r])) / 2.0;
                     }
                     out[k].llr = Some(llr);
                 }
             }
             if need_embed {
-                self.embed_dist(&hidden, bases, after, jobs, &mut out)?;
+                self.embed_dist(hidden, rc_hidden, bases, after, jobs, &mut out)?;
             }
         }
         if self.wants(Score::LlrMasked) && !snvs.is_empty() {
@@ -174,6 +215,9 @@ impl Engine<'_> {
             .map(|&t| complement(t as usize) as u32)
             .collect();
         let per_batch = (self.batch_tokens / n.max(1)).max(1);
+        let mut buffers = self.hidden.lock().expect("one thread per engine");
+        let scratch = &mut buffers[1];
+        let per_seq = n * self.model.width();
         for chunk in offsets.chunks(per_batch) {
             let masked: Vec<Vec<u32>> = chunk
                 .iter()
@@ -184,8 +228,9 @@ impl Engine<'_> {
                 })
                 .collect();
             let refs: Vec<&[u32]> = masked.iter().map(Vec::as_slice).collect();
-            for (&i, h) in chunk.iter().zip(self.model.forward_batch(&refs)?) {
-                rows.insert(i, self.row_logits(&h, i)?);
+            self.model.forward_batch_into(&refs, scratch)?;
+            for (&i, h) in chunk.iter().zip(scratch.chunks_exact(per_seq)) {
+                rows.insert(i, self.row_logits(h, i)?);
             }
             if rc {
                 let masked: Vec<Vec<u32>> = chunk
@@ -197,8 +242,9 @@ impl Engine<'_> {
                     })
                     .collect();
                 let refs: Vec<&[u32]> = masked.iter().map(Vec::as_slice).collect();
-                for (&i, h) in chunk.iter().zip(self.model.forward_batch(&refs)?) {
-                    rc_rows.insert(i, self.row_logits(&h, n - 1 - i)?);
+                self.model.forward_batch_into(&refs, scratch)?;
+                for (&i, h) in chunk.iter().zip(scratch.chunks_exact(per_seq)) {
+                    rc_rows.insert(i, self.row_logits(h, n - 1 - i)?);
                 }
             }
         }
@@ -222,9 +268,11 @@ impl Engine<'_> {
 
     /// Reference vs alternate window: cosine distance of the mean-pooled
     /// embeddings and L2 distance of the rows at the variant's first base.
+    /// The alternate windows' passes go through `scratch`.
     fn embed_dist(
         &self,
         ref_hidden: &[f32],
+        scratch: &mut HostBuffer,
         bases: &[u8],
         after: &[u8],
         jobs: &[Job],
@@ -247,8 +295,10 @@ impl Engine<'_> {
             let per_batch = (self.batch_tokens / len.max(1)).max(1);
             for chunk in group.chunks(per_batch) {
                 let refs: Vec<&[u32]> = chunk.iter().map(|(_, t)| t.as_slice()).collect();
-                for ((k, _), h) in chunk.iter().zip(self.model.forward_batch(&refs)?) {
-                    let alt_rows = self.symmetric(&h)?;
+                self.model.forward_batch_into(&refs, scratch)?;
+                let per_seq = len * self.model.width();
+                for ((k, _), h) in chunk.iter().zip(scratch.chunks_exact(per_seq)) {
+                    let alt_rows = self.symmetric(h)?;
                     let alt_mean = mean_rows(&alt_rows, d);
                     let i = jobs[*k].offset;
                     out[*k].embed_dist = Some(cosine_distance(&ref_mean, &alt_mean));
@@ -393,12 +443,7 @@ mod tests {
             Model::load(dir, place).unwrap(),
             Model::load(dir, place).unwrap(),
         ];
-        let engine = |model| Engine {
-            model,
-            scores: vec![Score::Llr, Score::EmbedDist],
-            rc_average: false,
-            batch_tokens: 1 << 12,
-        };
+        let engine = |model| Engine::new(model, vec![Score::Llr, Score::EmbedDist], false, 1 << 12);
         let engines = [engine(&models[0]), engine(&models[1])];
         let bases: Vec<u8> = (0..7 * 64)
             .map(|i| b"ACGGTCAT"[(i * i + 3 * i) % 8])

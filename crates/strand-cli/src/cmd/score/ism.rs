@@ -76,12 +76,7 @@ pub fn run(args: Args) -> Result<()> {
         Score::Llr
     };
     super::check_memory(std::slice::from_ref(&model), c, &[score])?;
-    let engine = Engine {
-        model: &model,
-        scores: vec![score],
-        rc_average: c.rc_average,
-        batch_tokens: c.batch_tokens,
-    };
+    let engine = Engine::new(&model, vec![score], c.rc_average, c.batch_tokens);
     let placement = Placement {
         window: c.window(),
         centred: c.centred,

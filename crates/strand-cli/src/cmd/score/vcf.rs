@@ -89,12 +89,7 @@ pub fn run(args: VcfArgs) -> Result<()> {
     };
     let engines: Vec<Engine> = models
         .iter()
-        .map(|model| Engine {
-            model,
-            scores: args.scores.clone(),
-            rc_average: c.rc_average,
-            batch_tokens: c.batch_tokens,
-        })
+        .map(|model| Engine::new(model, args.scores.clone(), c.rc_average, c.batch_tokens))
         .collect();
     // With several GPUs a chunk must hold windows enough for all of them.
     let chunk_records = CHUNK * engines.len();
