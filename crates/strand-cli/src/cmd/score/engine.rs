@@ -1,19 +1,20 @@
-//! The forward passes behind the scores of one reference window.
+//! The forward passes behind the scores of reference windows.
 //!
-//! One pass over the reference window gives `llr` for every SNV in it
+//! One pass over a reference window gives `llr` for every SNV in it
 //! (logits are read at each variant's row) and the reference side of
-//! `embed_dist`. `llr_masked` needs one pass per distinct masked position,
-//! and `embed_dist` one per alternate window; those passes have the
-//! window's length and run in batches.
+//! `embed_dist`; the reference passes of a run of equal-length windows are
+//! batched. `llr_masked` needs one pass per distinct masked position, and
+//! `embed_dist` one per alternate window; those passes have the window's
+//! length and run in batches too.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use strand_core::tokenizer::{self, id};
 use strand_core::{HostBuffer, Model};
 
+use super::dispatch::{units, WindowWork};
 use super::variant::{Kind, Score};
 
 /// One allele to score in a window.
@@ -36,60 +37,11 @@ pub struct Values {
     pub embed_dist_l2: Option<f32>,
 }
 
-/// A reference window and the alleles to score in it.
-pub struct WindowWork {
-    /// Names the window in errors, e.g. `window chr1:1-131072`.
-    pub label: String,
-    pub bases: Vec<u8>,
-    /// Reference bases after the window (see [`Engine::window`]).
-    pub after: Vec<u8>,
-    pub jobs: Vec<Job>,
-}
-
-/// Scores `work` with one engine per device: each takes the next window
-/// as soon as it is free. A window's scores do not depend on the device
-/// that computed them, so the result is the same with one GPU or eight.
-/// Fails with the first failing window, in window order.
-pub fn score_windows(engines: &[Engine], work: &[WindowWork]) -> Result<Vec<Vec<Values>>> {
-    let one = |e: &Engine, w: &WindowWork| {
-        e.window(&w.bases, &w.after, &w.jobs)
-            .with_context(|| w.label.clone())
-    };
-    if engines.len() == 1 {
-        return work.iter().map(|w| one(&engines[0], w)).collect();
-    }
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let results: Mutex<Vec<Option<Result<Vec<Values>>>>> =
-        Mutex::new((0..work.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for e in engines {
-            s.spawn(|| loop {
-                // Windows are taken in order, so every window before a
-                // failed one is finished: the first error is well defined.
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= work.len() || failed.load(Ordering::SeqCst) {
-                    return;
-                }
-                let r = one(e, &work[i]);
-                if r.is_err() {
-                    failed.store(true, Ordering::SeqCst);
-                }
-                results.lock().expect("no thread panics holding the lock")[i] = Some(r);
-            });
-        }
-    });
-    let results = results
-        .into_inner()
-        .expect("no thread panics holding the lock");
-    let mut out = Vec::with_capacity(work.len());
-    for r in results {
-        match r {
-            Some(r) => out.push(r?),
-            None => unreachable!("a window after a failed one is only skipped"),
-        }
-    }
-    Ok(out)
+#[derive(Default)]
+struct Buffers {
+    reference: HostBuffer,
+    rc: HostBuffer,
+    scratch: HostBuffer,
 }
 
 pub struct Engine<'a> {
@@ -99,9 +51,10 @@ pub struct Engine<'a> {
     pub rc_average: bool,
     /// Tokens per batched pass.
     pub batch_tokens: usize,
-    /// Host memory for the reference passes' hidden states, reused from
-    /// window to window (no allocation; page-locked on a GPU).
-    hidden: Mutex<[HostBuffer; 2]>,
+    /// Host memory reused from pass to pass (no allocation; page-locked on
+    /// a GPU): reference hidden states, reverse-complement ones, and the
+    /// batched masked or alternate windows.
+    buffers: Mutex<Buffers>,
 }
 
 impl<'a> Engine<'a> {
@@ -116,7 +69,7 @@ impl<'a> Engine<'a> {
             scores,
             rc_average,
             batch_tokens,
-            hidden: Mutex::new(Default::default()),
+            buffers: Mutex::new(Buffers::default()),
         }
     }
 
@@ -140,38 +93,147 @@ impl Engine<'_> {
     /// Scores `jobs` in the window holding `bases`; `after` holds reference
     /// bases following the window (to refill the window after a deletion).
     pub fn window(&self, bases: &[u8], after: &[u8], jobs: &[Job]) -> Result<Vec<Values>> {
-        let mut out = vec![Values::default(); jobs.len()];
-        let snvs: Vec<usize> = (0..jobs.len())
-            .filter(|&k| jobs[k].kind == Kind::Snv)
+        let work = WindowWork {
+            label: String::new(),
+            bases: bases.to_vec(),
+            after: after.to_vec(),
+            jobs: jobs.to_vec(),
+        };
+        Ok(self.windows(std::slice::from_ref(&work))?.remove(0))
+    }
+
+    /// Scores a run of windows. Their reference passes run batched: runs of
+    /// equal-length windows, up to `batch_tokens` tokens per pass (the
+    /// scores are those of one pass per window).
+    pub fn windows(&self, work: &[WindowWork]) -> Result<Vec<Vec<Values>>> {
+        let mut out = Vec::with_capacity(work.len());
+        for unit in units(work, self.batch_tokens) {
+            out.extend(self.same_length(&work[unit])?);
+        }
+        Ok(out)
+    }
+
+    /// `windows` for windows of one length, whose reference passes fit one
+    /// batch.
+    fn same_length(&self, work: &[WindowWork]) -> Result<Vec<Vec<Values>>> {
+        let rc = self.rc_average && !self.model.config.rcps;
+        let tokens: Vec<Vec<u32>> = work
+            .iter()
+            .map(|w| tokenizer::encode_bases(&w.bases))
             .collect();
-        let need_llr = self.wants(Score::Llr) && !snvs.is_empty();
-        let need_embed = self.wants(Score::EmbedDist) && !jobs.is_empty();
-        let tokens = tokenizer::encode_bases(bases);
+        let snvs: Vec<Vec<usize>> = work
+            .iter()
+            .map(|w| {
+                (0..w.jobs.len())
+                    .filter(|&k| w.jobs[k].kind == Kind::Snv)
+                    .collect()
+            })
+            .collect();
+        let need_llr: Vec<bool> = snvs
+            .iter()
+            .map(|s| self.wants(Score::Llr) && !s.is_empty())
+            .collect();
+        let need_ref: Vec<bool> = (0..work.len())
+            .map(|k| need_llr[k] || (self.wants(Score::EmbedDist) && !work[k].jobs.is_empty()))
+            .collect();
+        let batch_label = || match work {
+            [one] => one.label.clone(),
+            [first, ..] => format!("{} and {} more windows", first.label, work.len() - 1),
+            [] => String::new(),
+        };
+        let mut guard = self.buffers.lock().expect("one thread per engine");
+        let b = &mut *guard;
+        // Reference passes (and reverse-complement ones for PH llr), one
+        // batch each; `slot[k]` is window k's place in the batch.
+        let pick = |need: &[bool]| -> (Vec<&[u32]>, Vec<Option<usize>>) {
+            let mut refs = Vec::new();
+            let slot = need
+                .iter()
+                .zip(&tokens)
+                .map(|(&n, t)| {
+                    n.then(|| {
+                        refs.push(t.as_slice());
+                        refs.len() - 1
+                    })
+                })
+                .collect();
+            (refs, slot)
+        };
+        let (refs, slot) = pick(&need_ref);
+        if !refs.is_empty() {
+            self.model
+                .forward_batch_into(&refs, &mut b.reference)
+                .with_context(batch_label)?;
+        }
+        let rc_tokens: Vec<Vec<u32>> = if rc {
+            work.iter()
+                .map(|w| tokenizer::encode_bases(&tokenizer::reverse_complement(&w.bases)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut rc_slot = vec![None; work.len()];
+        if rc {
+            let mut refs = Vec::new();
+            for (k, t) in rc_tokens.iter().enumerate() {
+                if need_llr[k] {
+                    refs.push(t.as_slice());
+                    rc_slot[k] = Some(refs.len() - 1);
+                }
+            }
+            if !refs.is_empty() {
+                self.model
+                    .forward_batch_into(&refs, &mut b.rc)
+                    .with_context(batch_label)?;
+            }
+        }
+        let per_seq = work[0].bases.len() * self.model.width();
+        let mut out = Vec::with_capacity(work.len());
+        for (k, w) in work.iter().enumerate() {
+            let hidden = slot[k].map(|s| &b.reference[s * per_seq..(s + 1) * per_seq]);
+            let rc_hidden = rc_slot[k].map(|s| &b.rc[s * per_seq..(s + 1) * per_seq]);
+            let v = self
+                .score_window(w, &tokens[k], &snvs[k], hidden, rc_hidden, &mut b.scratch)
+                .with_context(|| w.label.clone())?;
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// One window's scores, given its reference pass (`None` where no
+    /// score needs it) and, for PH `llr` with `--rc-average`, its
+    /// reverse-complement pass.
+    fn score_window(
+        &self,
+        w: &WindowWork,
+        tokens: &[u32],
+        snvs: &[usize],
+        hidden: Option<&[f32]>,
+        rc_hidden: Option<&[f32]>,
+        scratch: &mut HostBuffer,
+    ) -> Result<Vec<Values>> {
+        let jobs = &w.jobs;
+        let mut out = vec![Values::default(); jobs.len()];
         let n = tokens.len();
         let rc = self.rc_average && !self.model.config.rcps;
-
-        if need_llr || need_embed {
-            let mut buffers = self.hidden.lock().expect("one thread per engine");
-            let [hidden, rc_hidden] = &mut *buffers;
-            self.model.forward_batch_into(&[&tokens], hidden)?;
-            if need_llr {
-                // Logits of the SNVs' rows: row `at[i]` of `logits` is
-                // window row `rows[at[i]]`.
+        if let Some(hidden) = hidden {
+            if self.wants(Score::Llr) && !snvs.is_empty() {
+                // Logits of the SNVs' rows: row `at(i)` of `logits` is
+                // window row `i`.
                 let mut rows: Vec<usize> = snvs.iter().map(|&k| jobs[k].offset).collect();
                 rows.sort_unstable();
                 rows.dedup();
                 let at = |i: usize| rows.binary_search(&i).expect("an SNV row");
                 let logits = self.logits_at(hidden, &rows)?;
-                let rc_logits = if rc {
-                    let t = tokenizer::encode_bases(&tokenizer::reverse_complement(bases));
-                    self.model.forward_batch_into(&[&t], rc_hidden)?;
-                    let rc_rows: Vec<usize> = rows.iter().map(|&i| n - 1 - i).collect();
-                    Some(self.logits_at(rc_hidden, &rc_rows)?)
-                } else {
-                    None
+                let rc_logits = match rc_hidden {
+                    Some(h) => {
+                        let rc_rows: Vec<usize> = rows.iter().map(|&i| n - 1 - i).collect();
+                        Some(self.logits_at(h, &rc_rows)?)
+                    }
+                    None => None,
                 };
                 let v = logits.len() / rows.len();
-                for &k in &snvs {
+                for &k in snvs {
                     let (i, r, a) = snv_ids(&jobs[k]);
                     let row = at(i);
                     let mut llr = logits[row * v + a] - logits[row * v + r];
@@ -182,12 +244,12 @@ impl Engine<'_> {
                     out[k].llr = Some(llr);
                 }
             }
-            if need_embed {
-                self.embed_dist(hidden, rc_hidden, bases, after, jobs, &mut out)?;
+            if self.wants(Score::EmbedDist) && !jobs.is_empty() {
+                self.embed_dist(hidden, scratch, &w.bases, &w.after, jobs, &mut out)?;
             }
         }
         if self.wants(Score::LlrMasked) && !snvs.is_empty() {
-            self.llr_masked(&tokens, jobs, &snvs, rc, &mut out)?;
+            self.llr_masked(tokens, jobs, snvs, rc, scratch, &mut out)?;
         }
         Ok(out)
     }
@@ -200,6 +262,7 @@ impl Engine<'_> {
         jobs: &[Job],
         snvs: &[usize],
         rc: bool,
+        scratch: &mut HostBuffer,
         out: &mut [Values],
     ) -> Result<()> {
         let n = tokens.len();
@@ -215,8 +278,6 @@ impl Engine<'_> {
             .map(|&t| complement(t as usize) as u32)
             .collect();
         let per_batch = (self.batch_tokens / n.max(1)).max(1);
-        let mut buffers = self.hidden.lock().expect("one thread per engine");
-        let scratch = &mut buffers[1];
         let per_seq = n * self.model.width();
         for chunk in offsets.chunks(per_batch) {
             let masked: Vec<Vec<u32>> = chunk
@@ -425,59 +486,6 @@ mod tests {
             alternate_window(w, b"T", &job(4, "CCC", "C", Kind::Indel)),
             b"AAAACCGGT"
         );
-    }
-
-    /// Several engines (here two CPU models standing in for two GPUs)
-    /// give each window the scores one engine gives, in window order.
-    #[test]
-    fn windows_spread_over_engines_come_back_in_order() {
-        let dir = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../test-data/models/ps-tiny"
-        );
-        let place = strand_core::Placement {
-            device: strand_core::DeviceSpec::Cpu,
-            precision: None,
-        };
-        let models = [
-            Model::load(dir, place).unwrap(),
-            Model::load(dir, place).unwrap(),
-        ];
-        let engine = |model| Engine::new(model, vec![Score::Llr, Score::EmbedDist], false, 1 << 12);
-        let engines = [engine(&models[0]), engine(&models[1])];
-        let bases: Vec<u8> = (0..7 * 64)
-            .map(|i| b"ACGGTCAT"[(i * i + 3 * i) % 8])
-            .collect();
-        let work: Vec<WindowWork> = (0..7)
-            .map(|k| {
-                let w = &bases[k * 64..(k + 1) * 64];
-                let at = 5 + 7 * k;
-                let alt = if w[at] == b'A' { "C" } else { "A" };
-                WindowWork {
-                    label: format!("window {k}"),
-                    bases: w.to_vec(),
-                    after: b"ACGT".to_vec(),
-                    jobs: vec![job(at, &(w[at] as char).to_string(), alt, Kind::Snv)],
-                }
-            })
-            .collect();
-        let one = score_windows(&engines[..1], &work).unwrap();
-        let two = score_windows(&engines, &work).unwrap();
-        assert_eq!(one.len(), 7);
-        for (k, (a, b)) in one.iter().zip(&two).enumerate() {
-            let (a, b) = (a[0], b[0]);
-            let close = |x: Option<f32>, y: Option<f32>| {
-                let (x, y) = (x.unwrap(), y.unwrap());
-                (x - y).abs() <= 1e-5 * x.abs().max(1.0)
-            };
-            assert!(close(a.llr, b.llr), "window {k}: {a:?} vs {b:?}");
-            assert!(
-                close(a.embed_dist, b.embed_dist),
-                "window {k}: {a:?} vs {b:?}"
-            );
-        }
-        // Different windows really do differ (the order is checked).
-        assert_ne!(one[0][0].llr, one[1][0].llr);
     }
 
     #[test]

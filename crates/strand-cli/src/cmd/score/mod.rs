@@ -8,6 +8,7 @@
 //! - [`ism`] and [`tracks`]: every SNV of a region, as TSV, bedGraph and
 //!   bigWig.
 
+mod dispatch;
 mod engine;
 mod ism;
 mod tracks;

@@ -12,7 +12,8 @@ use strand_io::region::Span;
 use strand_io::vcf::{Reader, Record, Writer};
 use strand_io::AtomicFile;
 
-use super::engine::{score_windows, Engine, Job, Values, WindowWork};
+use super::dispatch::{score_windows, WindowWork};
+use super::engine::{Engine, Job, Values};
 use super::variant::{classify, Placement, Score, Window};
 use super::{VcfArgs, PROG};
 use crate::progress::Progress;
@@ -24,8 +25,10 @@ type Getter = (&'static str, fn(&Values) -> Option<f32>);
 type Groups = BTreeMap<(String, Window), Vec<(usize, usize, Job)>>;
 
 /// Records scored together: large enough that neighbouring variants share
-/// windows, small enough to bound memory.
-const CHUNK: usize = 4096;
+/// windows and that several GPUs find windows enough, small enough to
+/// bound memory. It does not depend on the number of devices, so neither
+/// do the batches of reference passes (nor, to the last bit, the scores).
+const CHUNK: usize = 16384;
 
 /// What happened to the records and alleles, for the summary.
 #[derive(Default)]
@@ -91,8 +94,6 @@ pub fn run(args: VcfArgs) -> Result<()> {
         .iter()
         .map(|model| Engine::new(model, args.scores.clone(), c.rc_average, c.batch_tokens))
         .collect();
-    // With several GPUs a chunk must hold windows enough for all of them.
-    let chunk_records = CHUNK * engines.len();
 
     // Header: the input's, our INFO lines and command, then #CHROM.
     for m in &reader.meta {
@@ -126,8 +127,8 @@ pub fn run(args: VcfArgs) -> Result<()> {
     let mut progress = Progress::with_unit(PROG, c.run.quiet, None, "variants");
     let mut index = 0u64;
     loop {
-        let mut chunk = Vec::with_capacity(chunk_records);
-        while chunk.len() < chunk_records {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        while chunk.len() < CHUNK {
             let Some(rec) = reader.next_record() else {
                 break;
             };
