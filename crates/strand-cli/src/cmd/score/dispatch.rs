@@ -12,7 +12,7 @@ pub struct WindowWork {
     /// Names the window in errors, e.g. `window chr1:1-131072`.
     pub label: String,
     pub bases: Vec<u8>,
-    /// Reference bases after the window (see [`Engine::window`]).
+    /// Reference bases after the window (see [`Engine::windows`]).
     pub after: Vec<u8>,
     pub jobs: Vec<Job>,
 }

@@ -90,19 +90,9 @@ impl<'a> Engine<'a> {
 }
 
 impl Engine<'_> {
-    /// Scores `jobs` in the window holding `bases`; `after` holds reference
-    /// bases following the window (to refill the window after a deletion).
-    pub fn window(&self, bases: &[u8], after: &[u8], jobs: &[Job]) -> Result<Vec<Values>> {
-        let work = WindowWork {
-            label: String::new(),
-            bases: bases.to_vec(),
-            after: after.to_vec(),
-            jobs: jobs.to_vec(),
-        };
-        Ok(self.windows(std::slice::from_ref(&work))?.remove(0))
-    }
-
-    /// Scores a run of windows. Their reference passes run batched: runs of
+    /// Scores a run of windows (`after` in each holds the reference bases
+    /// following it, to refill the window after a deletion). Their
+    /// reference passes run batched: runs of
     /// equal-length windows, up to `batch_tokens` tokens per pass (the
     /// scores are those of one pass per window).
     pub fn windows(&self, work: &[WindowWork]) -> Result<Vec<Vec<Values>>> {

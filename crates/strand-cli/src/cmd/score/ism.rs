@@ -12,6 +12,7 @@ use strand_io::faidx::IndexedFasta;
 use strand_io::region::Region;
 use strand_io::AtomicFile;
 
+use super::dispatch::WindowWork;
 use super::engine::{Engine, Job};
 use super::tracks::{write_bedgraph, write_bigwig, Track};
 use super::variant::{Kind, Placement, Score, Window};
@@ -59,6 +60,9 @@ pub struct Args {
 
 const BASES: [u8; 4] = *b"ACGT";
 
+/// Windows handed to the engine at once (their reference passes batch).
+const ISM_RUN: usize = 256;
+
 pub fn run(args: Args) -> Result<()> {
     let c = &args.common;
     c.run.init_threads()?;
@@ -97,27 +101,40 @@ pub fn run(args: Args) -> Result<()> {
     let mut progress = Progress::new(PROG, c.run.quiet, Some(span.len()));
     // llr per position and alternative base (index into BASES).
     let mut llr: BTreeMap<u64, [Option<f32>; 4]> = BTreeMap::new();
-    for (w, positions) in groups {
-        let bases = fasta.fetch(&span.contig, w.start, w.end)?;
-        let mut jobs = Vec::new();
-        for &p in &positions {
-            let r = bases[(p - w.start) as usize].to_ascii_uppercase();
-            for &a in BASES.iter().filter(|&&a| a != r) {
-                jobs.push(Job {
-                    offset: (p - w.start) as usize,
-                    reference: vec![r],
-                    alt: vec![a],
-                    kind: Kind::Snv,
-                });
+    // Windows go to the engine in runs, so that their reference passes are
+    // batched; the run's length only bounds memory.
+    let groups: Vec<(Window, Vec<u64>)> = groups.into_iter().collect();
+    for run in groups.chunks(ISM_RUN) {
+        let mut work = Vec::with_capacity(run.len());
+        for (w, positions) in run {
+            let bases = fasta.fetch(&span.contig, w.start, w.end)?;
+            let mut jobs = Vec::new();
+            for &p in positions {
+                let r = bases[(p - w.start) as usize].to_ascii_uppercase();
+                for &a in BASES.iter().filter(|&&a| a != r) {
+                    jobs.push(Job {
+                        offset: (p - w.start) as usize,
+                        reference: vec![r],
+                        alt: vec![a],
+                        kind: Kind::Snv,
+                    });
+                }
             }
+            work.push(WindowWork {
+                label: format!("window {}:{}-{}", span.contig, w.start + 1, w.end),
+                bases,
+                after: Vec::new(),
+                jobs,
+            });
         }
-        let values = engine.window(&bases, &[], &jobs)?;
-        for (job, v) in jobs.iter().zip(values) {
-            let p = w.start + job.offset as u64;
-            let k = BASES.iter().position(|&b| b == job.alt[0]).expect("ACGT");
-            llr.entry(p).or_default()[k] = if args.masked { v.llr_masked } else { v.llr };
+        for (((w, positions), work), values) in run.iter().zip(&work).zip(engine.windows(&work)?) {
+            for (job, v) in work.jobs.iter().zip(values) {
+                let p = w.start + job.offset as u64;
+                let k = BASES.iter().position(|&b| b == job.alt[0]).expect("ACGT");
+                llr.entry(p).or_default()[k] = if args.masked { v.llr_masked } else { v.llr };
+            }
+            progress.inc(positions.len() as u64);
         }
-        progress.inc(positions.len() as u64);
     }
     progress.finish();
 
