@@ -79,7 +79,7 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         Score::Llr
     };
-    super::check_memory(std::slice::from_ref(&model), c, &[score])?;
+    super::check_memory(std::slice::from_ref(&model), c)?;
     let engine = Engine::new(&model, vec![score], c.rc_average, c.batch_tokens);
     let placement = Placement {
         window: c.window(),

@@ -125,7 +125,9 @@ pub struct Common {
     #[arg(long, help_heading = "Scores")]
     pub rc_average: bool,
 
-    /// Tokens per batched pass
+    /// Tokens per batched pass (reference, masked and alternate windows);
+    /// host memory holds one pass's hidden states (this × the model's
+    /// width × 4 bytes)
     #[arg(long, value_name = "INT", default_value_t = 1 << 20, help_heading = "Scores")]
     pub batch_tokens: usize,
 
@@ -143,31 +145,19 @@ impl Common {
 }
 
 /// Checks before any work that every device has room for the largest pass
-/// (the window, or a batch of masked / alternate windows), naming the
-/// device that has not.
-fn check_memory(models: &[strand_core::Model], c: &Common, scores: &[Score]) -> Result<()> {
+/// (one window, or a batch of whole windows up to `--batch-tokens`),
+/// naming the device that has not.
+fn check_memory(models: &[strand_core::Model], c: &Common) -> Result<()> {
     let window = usize::try_from(c.window()).unwrap_or(usize::MAX);
-    let batched = scores
-        .iter()
-        .any(|s| matches!(s, Score::LlrMasked | Score::EmbedDist));
-    let need = if batched {
-        window.max(c.batch_tokens)
-    } else {
-        window
-    };
+    let need = window.max(c.batch_tokens / window.max(1) * window);
     for m in models.iter().filter(|m| m.on_gpu()) {
         let fits = m.max_window()?;
         if need > fits {
             anyhow::bail!(
-                "a {need}-token pass (--window {window}{}) does not fit the free memory of {} \
-                 (at most {fits} tokens); use a smaller --window{}",
-                if batched {
-                    format!(", --batch-tokens {}", c.batch_tokens)
-                } else {
-                    String::new()
-                },
+                "a {need}-token pass (--window {window}, --batch-tokens {}) does not fit the free \
+                 memory of {} (at most {fits} tokens); use a smaller --batch-tokens or --window",
+                c.batch_tokens,
                 m.describe_device(),
-                if batched { " or --batch-tokens" } else { "" }
             );
         }
     }

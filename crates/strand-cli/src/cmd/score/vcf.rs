@@ -85,7 +85,7 @@ pub fn run(args: VcfArgs) -> Result<()> {
         eprintln!("{PROG}: note: a PS model is strand-symmetric; --rc-average changes nothing");
     }
     let window = c.window();
-    super::check_memory(&models, c, &args.scores)?;
+    super::check_memory(&models, c)?;
     let placement = Placement {
         window,
         centred: c.centred,
