@@ -4,7 +4,7 @@
 # the release binaries and test executables into dev-out/; then run this
 # script from the repository root on the GPU machine:
 #
-#   scripts/device-check.sh [tests|bench|tune|long|embed|score|multi|multiscore|all]   (logs under $OUT or dev-out/logs)
+#   scripts/device-check.sh [tests|bench|tune|long|embed|score|multi|multiscore|multiscore-large|all]   (logs under $OUT or dev-out/logs)
 set -uo pipefail
 what=${1:-all}
 out=${OUT:-dev-out/logs}
@@ -202,5 +202,36 @@ if [ "$what" = multiscore ]; then
       zcat /tmp/$name.vcf.gz | grep -v '^##strand_command' > /tmp/$name.vcf
     done
     cmp /tmp/ms-$1-0.vcf /tmp/ms-$1-all.vcf && echo "$1: cuda:all VCF identical to cuda:0" | tee -a "$out/multiscore.txt"
+  done
+fi
+
+if [ "$what" = multiscore-large ]; then
+  # Steady state of strand-score on several GPUs: 100,000 SNVs over a
+  # 32 Mbp reference (≈ 490 windows of 131,072 bp, ≈ 50,000 of 1,024).
+  models=/tmp/strand-models; mkdir -p "$models"
+  [ -d "$models/ps-256x16" ] || dev-out/strand bench --kind ps --save-models "$models" >/dev/null
+  python3 - <<'PY'
+import random
+r = random.Random(11)
+seq = "".join(r.choices("ACGT", k=32_000_000))
+with open("/tmp/ref32m.fa", "w") as f:
+    f.write(">chr1\n")
+    for i in range(0, len(seq), 60):
+        f.write(seq[i:i + 60] + "\n")
+with open("/tmp/snv32m.vcf", "w") as f:
+    f.write("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
+    for p in sorted(r.sample(range(1000, 31_900_000), 100_000)):
+        ref = seq[p - 1]
+        f.write(f"chr1\t{p}\t.\t{ref}\t{r.choice([b for b in 'ACGT' if b != ref])}\t.\t.\t.\n")
+PY
+  printf 'chr1\t32000000\t6\t60\t61\n' > /tmp/ref32m.fa.fai
+  for w in 131072 1024; do
+    for dev in cuda:0 cuda:all; do
+      name=msl-$w-${dev#cuda:}
+      /usr/bin/time -f "$name: %e s wall, %M KB peak RSS" dev-out/strand-score -m "$models/ps-256x16" --device $dev \
+        -f /tmp/ref32m.fa --vcf /tmp/snv32m.vcf --window $w -o /tmp/$name.vcf.gz 2>&1 | grep -vE "variants of" | tee "$out/$name.log"
+      zcat /tmp/$name.vcf.gz | grep -v '^##strand_command' > /tmp/$name.vcf
+    done
+    cmp /tmp/msl-$w-0.vcf /tmp/msl-$w-all.vcf && echo "window $w: cuda:all VCF identical to cuda:0" | tee -a "$out/multiscore.txt"
   done
 fi
