@@ -388,6 +388,20 @@ fn intersects(record: &bam::Record, id: usize, interval: Interval) -> io::Result
 mod tests {
     use super::*;
 
+    /// Reads a damaged BAM (its header intact) to the end: the error it
+    /// stops with.
+    fn last_error(path: &std::path::Path) -> String {
+        let results: Vec<Result<Record, Error>> = BamReader::open(path, BamOptions::default())
+            .expect("header is intact")
+            .collect();
+        results
+            .last()
+            .expect("some")
+            .as_ref()
+            .expect_err("error")
+            .to_string()
+    }
+
     fn bam(file: &str) -> std::path::PathBuf {
         std::path::PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -491,15 +505,7 @@ mod tests {
         let cut = dir.path().join("cut.bam");
         let bytes = std::fs::read(bam("reads.bam")).expect("read");
         std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).expect("write");
-        let results: Vec<Result<Record, Error>> = BamReader::open(&cut, BamOptions::default())
-            .expect("header is intact")
-            .collect();
-        let e = results
-            .last()
-            .expect("some")
-            .as_ref()
-            .expect_err("error")
-            .to_string();
+        let e = last_error(&cut);
         assert!(e.contains("cut.bam: record"), "{e}");
     }
 
@@ -699,15 +705,7 @@ mod tests {
         for cut in [&borders[borders.len() - 2], &borders[borders.len() - 3]] {
             let path = dir.path().join("cut.bam");
             std::fs::write(&path, &bytes[..*cut]).expect("write");
-            let results: Vec<Result<Record, Error>> = BamReader::open(&path, BamOptions::default())
-                .expect("open")
-                .collect();
-            let e = results
-                .last()
-                .expect("some")
-                .as_ref()
-                .expect_err("error")
-                .to_string();
+            let e = last_error(&path);
             assert!(
                 e.contains("cut.bam: record ") && e.contains("truncated"),
                 "{e}"

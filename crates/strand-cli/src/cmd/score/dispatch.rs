@@ -87,17 +87,9 @@ pub fn units(work: &[WindowWork], batch_tokens: usize) -> Vec<std::ops::Range<us
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cmd::score::engine::job;
     use crate::cmd::score::variant::{Kind, Score};
     use strand_core::Model;
-
-    fn job(offset: usize, r: &str, a: &str, kind: Kind) -> Job {
-        Job {
-            offset,
-            reference: r.as_bytes().to_vec(),
-            alt: a.as_bytes().to_vec(),
-            kind,
-        }
-    }
 
     /// Several engines (here two CPU models standing in for two GPUs),
     /// with batched reference passes, give each window the scores one

@@ -441,18 +441,20 @@ fn l2(a: &[f32], b: &[f32]) -> f32 {
         .sqrt() as f32
 }
 
+/// A job for tests: `r` → `a` at `offset`.
+#[cfg(test)]
+pub(super) fn job(offset: usize, r: &str, a: &str, kind: Kind) -> Job {
+    Job {
+        offset,
+        reference: r.as_bytes().to_vec(),
+        alt: a.as_bytes().to_vec(),
+        kind,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn job(offset: usize, r: &str, a: &str, kind: Kind) -> Job {
-        Job {
-            offset,
-            reference: r.as_bytes().to_vec(),
-            alt: a.as_bytes().to_vec(),
-            kind,
-        }
-    }
 
     #[test]
     fn alternate_windows_keep_start_and_length() {
