@@ -92,9 +92,9 @@ impl<'a> Engine<'a> {
 impl Engine<'_> {
     /// Scores a run of windows (`after` in each holds the reference bases
     /// following it, to refill the window after a deletion). Their
-    /// reference passes run batched: runs of
-    /// equal-length windows, up to `batch_tokens` tokens per pass (the
-    /// scores are those of one pass per window).
+    /// reference passes run batched: runs of equal-length windows, up to
+    /// `batch_tokens` tokens per pass (the scores are those of one pass
+    /// per window).
     pub fn windows(&self, work: &[WindowWork]) -> Result<Vec<Vec<Values>>> {
         let mut out = Vec::with_capacity(work.len());
         for unit in units(work, self.batch_tokens) {
@@ -134,12 +134,13 @@ impl Engine<'_> {
         let mut guard = self.buffers.lock().expect("one thread per engine");
         let b = &mut *guard;
         // Reference passes (and reverse-complement ones for PH llr), one
-        // batch each; `slot[k]` is window k's place in the batch.
-        let pick = |need: &[bool]| -> (Vec<&[u32]>, Vec<Option<usize>>) {
+        // batch each of the windows that need them; `slot[k]` is window k's
+        // place in its batch.
+        let pass = |need: &[bool], tokens: &[Vec<u32>], out: &mut HostBuffer| {
             let mut refs = Vec::new();
-            let slot = need
+            let slot: Vec<Option<usize>> = need
                 .iter()
-                .zip(&tokens)
+                .zip(tokens)
                 .map(|(&n, t)| {
                     n.then(|| {
                         refs.push(t.as_slice());
@@ -147,36 +148,23 @@ impl Engine<'_> {
                     })
                 })
                 .collect();
-            (refs, slot)
-        };
-        let (refs, slot) = pick(&need_ref);
-        if !refs.is_empty() {
-            self.model
-                .forward_batch_into(&refs, &mut b.reference)
-                .with_context(batch_label)?;
-        }
-        let rc_tokens: Vec<Vec<u32>> = if rc {
-            work.iter()
-                .map(|w| tokenizer::encode_bases(&tokenizer::reverse_complement(&w.bases)))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let mut rc_slot = vec![None; work.len()];
-        if rc {
-            let mut refs = Vec::new();
-            for (k, t) in rc_tokens.iter().enumerate() {
-                if need_llr[k] {
-                    refs.push(t.as_slice());
-                    rc_slot[k] = Some(refs.len() - 1);
-                }
-            }
             if !refs.is_empty() {
                 self.model
-                    .forward_batch_into(&refs, &mut b.rc)
+                    .forward_batch_into(&refs, out)
                     .with_context(batch_label)?;
             }
-        }
+            anyhow::Ok(slot)
+        };
+        let slot = pass(&need_ref, &tokens, &mut b.reference)?;
+        let rc_slot = if rc {
+            let rc_tokens: Vec<Vec<u32>> = work
+                .iter()
+                .map(|w| tokenizer::encode_bases(&tokenizer::reverse_complement(&w.bases)))
+                .collect();
+            pass(&need_llr, &rc_tokens, &mut b.rc)?
+        } else {
+            vec![None; work.len()]
+        };
         let per_seq = work[0].bases.len() * self.model.width();
         let mut out = Vec::with_capacity(work.len());
         for (k, w) in work.iter().enumerate() {
