@@ -284,3 +284,38 @@ fn embed_npy_and_narrow_dtypes_store_the_same_values() {
         assert!(index.contains(&format!("{}\t{}\t{}.npy\t", t.name, t.shape[0], t.name)));
     }
 }
+
+/// `-v` ends with each stage's busy time: what limits a long run.
+#[test]
+fn embed_verbose_reports_each_stage() {
+    let dir = tempdir();
+    let out = embed()
+        .args(["-m", &model("ph-tiny"), "--device", "cpu", "-v"])
+        .args(["--window", "300", "--batch-size", "2"])
+        .args([
+            "-o",
+            &s(&dir.path().join("o.safetensors")),
+            &genome("ref.fa"),
+        ])
+        .run()
+        .ok();
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("busy time of each stage"))
+        .unwrap_or_else(|| panic!("no stage line in:\n{}", out.stderr));
+    // Several rounds (two windows each) on the one CPU device.
+    let rounds: u64 = line
+        .split("device 0 ")
+        .nth(1)
+        .and_then(|r| r.split('(').nth(1))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no round count in {line:?}"));
+    assert!(rounds > 10, "{line}");
+    assert!(
+        line.contains("reading ") && line.contains("writing "),
+        "{line}"
+    );
+    assert!(!line.contains("page-locked"), "a CPU locks nothing: {line}");
+}

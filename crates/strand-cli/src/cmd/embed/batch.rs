@@ -174,13 +174,17 @@ impl Job<'_> {
                 let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
                 let devices: Vec<String> = busy
                     .iter()
+                    .zip(self.models)
                     .enumerate()
-                    .map(|(i, (rounds, d, pinned))| {
+                    .map(|(i, ((rounds, d, pinned), model))| {
                         let plural = if *rounds == 1 { "" } else { "s" };
-                        format!(
-                            "device {i} {} ({rounds} round{plural}, {pinned} into page-locked memory)",
-                            secs(*d)
-                        )
+                        // Only a GPU's results are page-locked.
+                        let locked = if model.on_gpu() {
+                            format!(", {pinned} into page-locked memory")
+                        } else {
+                            String::new()
+                        };
+                        format!("device {i} {} ({rounds} round{plural}{locked})", secs(*d))
                     })
                     .collect();
                 eprintln!(
