@@ -22,10 +22,11 @@ type UnitResult = Result<Vec<Vec<Values>>>;
 
 /// Scores `work` with one engine per device: the windows are cut into
 /// units (runs of equal-length windows whose reference passes fit one
-/// batch), and each device takes the next unit as soon as it is free. A
-/// window's scores do not depend on the device or the unit, so the result
-/// is the same with one GPU or eight. Fails with the first failing unit,
-/// in window order.
+/// batch), and each device takes the next unit as soon as it is free. The
+/// units depend only on the windows and `batch_tokens`, never on the
+/// number of devices, and a unit runs on any GPU exactly as on another, so
+/// the result is the same with one GPU or eight. Fails with the first
+/// failing unit, in window order.
 pub fn score_windows(engines: &[Engine], work: &[WindowWork]) -> Result<Vec<Vec<Values>>> {
     if engines.len() == 1 {
         return engines[0].windows(work);
