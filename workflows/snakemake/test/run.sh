@@ -46,6 +46,14 @@ sm() { "$snakemake" -s "$repo/workflows/snakemake/Snakefile" --configfile "$work
   -d "$work" --cores 2 "$@"; }
 fail() { echo "workflow test: $*" >&2; exit 1; }
 
+echo "workflow test: device cuda:all (dry run)"
+# Several GPUs go to strand-embed and strand-score; strand-classify, which
+# runs on one device, gets the first.
+sm -n -p --forceall all --config device=cuda:all >"$work/dry.log" 2>&1 || { cat "$work/dry.log"; fail "dry run failed"; }
+grep -q "strand-embed .*--device cuda:all " "$work/dry.log" || fail "embed does not get cuda:all"
+grep -q "strand-score .*--device cuda:all " "$work/dry.log" || fail "score does not get cuda:all"
+grep -q "strand-classify predict .*--device cuda " "$work/dry.log" || fail "classify does not get one GPU"
+
 echo "workflow test: snakemake run"
 sm --quiet all >"$work/snakemake.log" 2>&1 || { cat "$work/snakemake.log"; fail "snakemake failed"; }
 res=$work/results
