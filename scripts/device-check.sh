@@ -106,37 +106,53 @@ print(f"embed tiled GPU {prec} vs CPU: rel L2 {math.sqrt(num / den):.2e}, max |d
 PY
   done
 fi
-score_data() { # a 4 Mbp reference, VCFs of dense SNVs and of mixed variants
+ps_model() { # sets $models; the random-weight PS 256x16 checkpoint in it
   models=/tmp/strand-models; mkdir -p "$models"
   [ -d "$models/ps-256x16" ] || dev-out/strand bench --kind ps --save-models "$models" >/dev/null
-  python3 - <<'PY'
-import random
-r = random.Random(7)
-seq = "".join(r.choices("ACGT", k=4_000_000))
-with open("/tmp/ref4m.fa", "w") as f:
+}
+
+score_data() { # MBP SEED PATH:N:INDELS...: /tmp/refMBPm.fa (+ .fai) and VCFs of
+  # N random variants over its first MBP - 0.1 Mbp (INDELS 1: 20 % insertions)
+  ps_model
+  python3 - "$@" <<'PY'
+import random, sys
+mbp, seed = int(sys.argv[1]), int(sys.argv[2])
+r = random.Random(seed)
+seq = "".join(r.choices("ACGT", k=mbp * 1_000_000))
+with open(f"/tmp/ref{mbp}m.fa", "w") as f:
     f.write(">chr1\n")
     for i in range(0, len(seq), 60):
         f.write(seq[i:i + 60] + "\n")
-def vcf(path, n, span, indels=False):
-    pos = sorted(r.sample(range(1000, span), n))
+for spec in sys.argv[3:]:
+    path, n, indels = spec.split(":")
+    pos = sorted(r.sample(range(1000, len(seq) - 100_000), int(n)))
     with open(path, "w") as f:
         f.write("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
         for p in pos:
             ref = seq[p - 1]
             alt = r.choice([b for b in "ACGT" if b != ref])
-            if indels and r.random() < 0.2:
+            if indels == "1" and r.random() < 0.2:
                 alt = ref + "T"
             f.write(f"chr1\t{p}\t.\t{ref}\t{alt}\t.\t.\t.\n")
-vcf("/tmp/snv-dense.vcf", 20000, 3_900_000)
-vcf("/tmp/mixed-small.vcf", 2000, 3_900_000, indels=True)
-vcf("/tmp/mixed-tiny.vcf", 64, 3_900_000, indels=True)
 PY
-  printf 'chr1\t4000000\t6\t60\t61\n' > /tmp/ref4m.fa.fai
+  printf 'chr1\t%d\t6\t60\t61\n' "${1}000000" > "/tmp/ref${1}m.fa.fai"
+}
+
+score_both() { # NAME REF VCF WINDOW SCORES: cuda:0, then cuda:all, same VCF?
+  local dev name
+  for dev in cuda:0 cuda:all; do
+    name=$1-${dev#cuda:}
+    /usr/bin/time -f "$name: %e s wall, %M KB peak RSS" dev-out/strand-score -m "$models/ps-256x16" \
+      --device $dev -f "$2" --vcf "$3" --window "$4" --scores "$5" -o /tmp/$name.vcf.gz 2>&1 |
+      grep -vE "variants of" | tee "$out/$name.log"
+    zcat /tmp/$name.vcf.gz | grep -v '^##strand_command' > /tmp/$name.vcf
+  done
+  cmp /tmp/$1-0.vcf /tmp/$1-all.vcf && echo "$1: cuda:all VCF identical to cuda:0" | tee -a "$out/multiscore.txt"
 }
 
 if [ "$what" = score ] || [ "$what" = all ]; then
   # strand-score throughput on a published-size random-weight model.
-  score_data
+  score_data 4 7 /tmp/snv-dense.vcf:20000:0 /tmp/mixed-small.vcf:2000:1 /tmp/mixed-tiny.vcf:64:1
   sc() { # name, window, scores, vcf
     run "score-$1" /usr/bin/time -v dev-out/strand-score -m "$models/ps-256x16" --device cuda \
       -f /tmp/ref4m.fa --vcf "$4" --window "$2" --scores "$3" -o /tmp/out.vcf.gz
@@ -153,8 +169,7 @@ if [ "$what" = multi ] || [ "$what" = all ]; then
   # same file; tokens/s for both (PS 256x16, 131,072-token windows), on a
   # 16 Mbp chromosome (pageable and page-locked result buffers) and on a
   # 64 Mbp one (steady state: fixed costs spread over 4x the rounds).
-  models=/tmp/strand-models; mkdir -p "$models"
-  [ -d "$models/ps-256x16" ] || dev-out/strand bench --kind ps --save-models "$models" >/dev/null
+  ps_model
   for mbp in 16 64; do
     python3 -c "
 import random
@@ -192,46 +207,15 @@ fi
 if [ "$what" = multiscore ]; then
   # strand-score --vcf on cuda:0 and cuda:all: the same VCF (but for the
   # ##strand_command line), and variants/s for both.
-  score_data
-  for job in "llr-w128k 131072 llr /tmp/snv-dense.vcf" "embed-w1k 1024 embed_dist /tmp/mixed-small.vcf"; do
-    set -- $job
-    for dev in cuda:0 cuda:all; do
-      name=ms-$1-${dev#cuda:}
-      /usr/bin/time -f "$name: %e s wall" dev-out/strand-score -m "$models/ps-256x16" --device $dev \
-        -f /tmp/ref4m.fa --vcf "$4" --window "$2" --scores "$3" -o /tmp/$name.vcf.gz 2>&1 | grep -vE "variants of" | tee "$out/$name.log"
-      zcat /tmp/$name.vcf.gz | grep -v '^##strand_command' > /tmp/$name.vcf
-    done
-    cmp /tmp/ms-$1-0.vcf /tmp/ms-$1-all.vcf && echo "$1: cuda:all VCF identical to cuda:0" | tee -a "$out/multiscore.txt"
-  done
+  score_data 4 7 /tmp/snv-dense.vcf:20000:0 /tmp/mixed-small.vcf:2000:1
+  score_both ms-llr-w128k /tmp/ref4m.fa /tmp/snv-dense.vcf 131072 llr
+  score_both ms-embed-w1k /tmp/ref4m.fa /tmp/mixed-small.vcf 1024 embed_dist
 fi
 
 if [ "$what" = multiscore-large ]; then
   # Steady state of strand-score on several GPUs: 100,000 SNVs over a
   # 32 Mbp reference (≈ 490 windows of 131,072 bp, ≈ 50,000 of 1,024).
-  models=/tmp/strand-models; mkdir -p "$models"
-  [ -d "$models/ps-256x16" ] || dev-out/strand bench --kind ps --save-models "$models" >/dev/null
-  python3 - <<'PY'
-import random
-r = random.Random(11)
-seq = "".join(r.choices("ACGT", k=32_000_000))
-with open("/tmp/ref32m.fa", "w") as f:
-    f.write(">chr1\n")
-    for i in range(0, len(seq), 60):
-        f.write(seq[i:i + 60] + "\n")
-with open("/tmp/snv32m.vcf", "w") as f:
-    f.write("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
-    for p in sorted(r.sample(range(1000, 31_900_000), 100_000)):
-        ref = seq[p - 1]
-        f.write(f"chr1\t{p}\t.\t{ref}\t{r.choice([b for b in 'ACGT' if b != ref])}\t.\t.\t.\n")
-PY
-  printf 'chr1\t32000000\t6\t60\t61\n' > /tmp/ref32m.fa.fai
-  for w in 131072 1024; do
-    for dev in cuda:0 cuda:all; do
-      name=msl-$w-${dev#cuda:}
-      /usr/bin/time -f "$name: %e s wall, %M KB peak RSS" dev-out/strand-score -m "$models/ps-256x16" --device $dev \
-        -f /tmp/ref32m.fa --vcf /tmp/snv32m.vcf --window $w -o /tmp/$name.vcf.gz 2>&1 | grep -vE "variants of" | tee "$out/$name.log"
-      zcat /tmp/$name.vcf.gz | grep -v '^##strand_command' > /tmp/$name.vcf
-    done
-    cmp /tmp/msl-$w-0.vcf /tmp/msl-$w-all.vcf && echo "window $w: cuda:all VCF identical to cuda:0" | tee -a "$out/multiscore.txt"
-  done
+  score_data 32 11 /tmp/snv32m.vcf:100000:0
+  score_both msl-131072 /tmp/ref32m.fa /tmp/snv32m.vcf 131072 llr
+  score_both msl-1024 /tmp/ref32m.fa /tmp/snv32m.vcf 1024 llr
 fi
