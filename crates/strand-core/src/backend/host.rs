@@ -64,13 +64,6 @@ impl HostBuffer {
         b
     }
 
-    /// A buffer holding a copy of `values`.
-    pub fn from_slice(values: &[f32]) -> HostBuffer {
-        let mut b = HostBuffer::new();
-        b.copy_from(values);
-        b
-    }
-
     pub fn len(&self) -> usize {
         self.len
     }
@@ -209,7 +202,8 @@ mod tests {
 
     #[test]
     fn resize_keeps_values_and_zeroes_the_rest() {
-        let mut b = HostBuffer::from_slice(&[1.0, 2.0, 3.0]);
+        let mut b = HostBuffer::new();
+        b.copy_from(&[1.0, 2.0, 3.0]);
         assert_eq!(b.as_ptr() as usize % PAGE, 0);
         b.resize(2);
         assert_eq!(&*b, &[1.0, 2.0]);

@@ -31,7 +31,7 @@ pub fn score_windows(engines: &[Engine], work: &[WindowWork]) -> Result<Vec<Vec<
     if engines.len() == 1 {
         return engines[0].windows(work);
     }
-    let units = units(work, engines[0].batch_tokens);
+    let units = engines[0].units(work);
     let one = |e: &Engine, u: &std::ops::Range<usize>| e.windows(&work[u.clone()]);
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
@@ -65,24 +65,6 @@ pub fn score_windows(engines: &[Engine], work: &[WindowWork]) -> Result<Vec<Vec<
         }
     }
     Ok(out)
-}
-
-/// Runs of equal-length windows, each at most `batch_tokens` tokens (or
-/// one window), as `Engine::windows` batches them.
-pub fn units(work: &[WindowWork], batch_tokens: usize) -> Vec<std::ops::Range<usize>> {
-    let mut units = Vec::new();
-    let mut i = 0;
-    while i < work.len() {
-        let len = work[i].bases.len();
-        let per_pass = (batch_tokens / len.max(1)).max(1);
-        let mut j = i + 1;
-        while j < work.len() && j - i < per_pass && work[j].bases.len() == len {
-            j += 1;
-        }
-        units.push(i..j);
-        i = j;
-    }
-    units
 }
 
 #[cfg(test)]
@@ -131,7 +113,7 @@ mod tests {
                 }
             })
             .collect();
-        assert_eq!(units(&work, 128).len(), 4);
+        assert_eq!(engines[0].units(&work).len(), 4);
         let one = score_windows(&single, &work).unwrap();
         let two = score_windows(&engines, &work).unwrap();
         assert_eq!(one.len(), 7);

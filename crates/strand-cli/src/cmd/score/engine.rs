@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use strand_core::tokenizer::{self, id};
 use strand_core::{HostBuffer, Model};
 
-use super::dispatch::{units, WindowWork};
+use super::dispatch::WindowWork;
 use super::variant::{Kind, Score};
 
 /// One allele to score in a window.
@@ -97,10 +97,29 @@ impl Engine<'_> {
     /// per window).
     pub fn windows(&self, work: &[WindowWork]) -> Result<Vec<Vec<Values>>> {
         let mut out = Vec::with_capacity(work.len());
-        for unit in units(work, self.batch_tokens) {
+        for unit in self.units(work) {
             out.extend(self.same_length(&work[unit])?);
         }
         Ok(out)
+    }
+
+    /// Runs of equal-length windows, each at most `batch_tokens` tokens (or
+    /// one window): the batches of reference passes `windows` runs, and
+    /// the units `score_windows` hands to devices.
+    pub fn units(&self, work: &[WindowWork]) -> Vec<std::ops::Range<usize>> {
+        let mut units = Vec::new();
+        let mut i = 0;
+        while i < work.len() {
+            let len = work[i].bases.len();
+            let per_pass = (self.batch_tokens / len.max(1)).max(1);
+            let mut j = i + 1;
+            while j < work.len() && j - i < per_pass && work[j].bases.len() == len {
+                j += 1;
+            }
+            units.push(i..j);
+            i = j;
+        }
+        units
     }
 
     /// `windows` for windows of one length, whose reference passes fit one
