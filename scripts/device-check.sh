@@ -4,7 +4,7 @@
 # the release binaries and test executables into dev-out/; then run this
 # script from the repository root on the GPU machine:
 #
-#   scripts/device-check.sh [tests|bench|tune|long|embed|score|multi|multiscore|multiscore-large|all]   (logs under $OUT or dev-out/logs)
+#   scripts/device-check.sh [tests|bench|quick|tune|long|embed|score|multi|multiscore|multiscore-large|all]   (logs under $OUT or dev-out/logs)
 set -uo pipefail
 what=${1:-all}
 out=${OUT:-dev-out/logs}
@@ -25,10 +25,11 @@ run() { # name, command...
   "$@" >"$out/$name.log" 2>&1
   local rc=$?
   echo "   rc=$rc ($((SECONDS - t0)) s)"
-  grep -E "test result|FAILED|panicked|SKIPPED|rel L2|max \|diff\|" "$out/$name.log" | tail -40
+  grep -E "test result|FAILED|panicked|SKIPPED|rel L2|max \|diff\||checked" "$out/$name.log" | tail -40
 }
 
 if [ "$what" = tests ] || [ "$what" = all ]; then
+  run ops dev-out/core_unit ops_ --show-output --test-threads 1
   run gpu dev-out/gpu --show-output --test-threads 1
   STRAND_TEST_DEVICE=cuda STRAND_TEST_PRECISION=fp32 run conformance-gpu dev-out/conformance --test-threads 1
   STRAND_TEST_DEVICE=cuda STRAND_TEST_PRECISION=fp32 run rc-gpu dev-out/rc_equivariance --test-threads 1
@@ -48,6 +49,16 @@ if [ "$what" = tune ] || [ "$what" = all ]; then
     STRAND_SCAN_MIN_BLOCKS=$b dev-out/strand bench --device cuda --precision bf16 --kind ps \
       --lengths 131072,1048576 --repeat 3 2>&1 | tee "$out/bench-blocks$b.tsv"
   done
+fi
+if [ "$what" = quick ]; then
+  # The GPU issue's cases: PS/PH bf16 at 131,072 and 1,048,576, PS fp32 at
+  # 131,072, PS bf16 8 x 16,384, and the profile at 131,072.
+  dev-out/strand bench --device cuda --precision bf16 --kind ps,ph \
+    --lengths 131072,1048576 --repeat 3 --profile 131072 2>&1 | tee "$out/bench-quick.tsv"
+  dev-out/strand bench --device cuda --precision fp32 --kind ps --lengths 131072 --repeat 3 2>&1 |
+    tail -1 | tee -a "$out/bench-quick.tsv"
+  dev-out/strand bench --device cuda --precision bf16 --kind ps --lengths 16384 --batch 8 --repeat 3 2>&1 |
+    tail -1 | tee -a "$out/bench-quick.tsv"
 fi
 if [ "$what" = long ] || [ "$what" = all ]; then
   echo "== bench: longest single passes"

@@ -15,6 +15,9 @@ for line in sys.stdin:
     exe = m.get("executable")
     if exe and m["target"]["kind"] == ["test"]:
         shutil.copy(exe, "dev-out/" + m["target"]["name"])
+    # strand-core'"'"'s unit tests hold the per-op GPU-vs-CPU harness.
+    if exe and m["target"]["name"] == "strand_core" and m["target"]["kind"] == ["lib"]:
+        shutil.copy(exe, "dev-out/core_unit")
 '
 # The carry limit is 64 MiB: drop debug info.
 strip dev-out/* 2>/dev/null || true

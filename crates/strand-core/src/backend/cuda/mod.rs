@@ -18,12 +18,15 @@
 
 mod device;
 pub mod kernels;
+mod launch;
 pub mod probe;
 
 /// Number of GPUs the driver sees (an error naming why none is usable).
 pub fn gpu_count() -> Result<usize> {
     device::driver_available()
 }
+#[cfg(test)]
+mod ops_tests;
 mod weights;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,27 +45,6 @@ pub use self::device::{cublas_available, driver_available};
 
 /// Rows of `u` materialised at a time for the `x_proj` GEMM.
 const U_SEGMENT: usize = 1 << 16;
-
-/// Scan blocks to aim for when a sequence must be cut into chunks;
-/// `STRAND_SCAN_BLOCKS` overrides it for tuning. Measured on the H100 (PS
-/// bf16, tokens/s, docs/benchmarks.md), as chunk steps at 131,072 / at
-/// 1,048,576 tokens: 4,096 blocks (128 / 1,024 steps) 1.234 M / 1.341 M;
-/// 2,048 blocks (256 / 2,048) 1.241 M / 1.305 M; 8,192 blocks (64 / 512)
-/// 1.166 M / 1.363 M. Hence 2,048 blocks with chunks of at most 512 steps.
-fn scan_blocks() -> usize {
-    std::env::var("STRAND_SCAN_BLOCKS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n >= 1)
-        .unwrap_or(2048)
-}
-
-/// The longest scan chunk when a sequence is cut (see `scan_blocks`).
-const SCAN_CHUNK_MAX: usize = 512;
-/// Threads (channels) per block of the conv kernel, and rows per thread
-/// (`CONV_ROWS` in conv.cu).
-const CONV_CHANNELS: usize = 256;
-const CONV_ROWS: usize = 16;
 
 /// Runs a model on one GPU.
 pub struct CudaBackend {
@@ -140,33 +122,12 @@ impl CudaBackend {
         self.act.bytes()
     }
 
-    /// Sequence chunks of the scan. A batch with enough sequences to fill
-    /// the GPU is not cut (no chunk's exponentials computed twice);
-    /// otherwise chunks of at most `SCAN_CHUNK_MAX` steps, enough for about
-    /// `scan_blocks()` blocks; chunks are a multiple of 32 steps and at
-    /// most 65,535 of them (a grid dimension).
-    fn chunking(&self, nseq: usize, seqlen: usize) -> (usize, usize) {
-        let cblocks = self.cfg.d_inner().div_ceil(SCAN_CHANNELS as usize);
-        let target = scan_blocks();
-        if nseq * cblocks >= target {
-            return (seqlen, 1);
-        }
-        let want = (nseq * seqlen * cblocks)
-            .div_ceil(target)
-            .min(SCAN_CHUNK_MAX);
-        let chunk = want
-            .max(seqlen.div_ceil(65_535))
-            .next_multiple_of(32)
-            .max(32);
-        (chunk, seqlen.div_ceil(chunk))
-    }
-
     fn alloc_state(&self, nseq: usize, seqlen: usize) -> Result<CudaState> {
         let cfg = &self.cfg;
         let rows = nseq * seqlen;
         let (width, d, di, n) = (cfg.width(), cfg.d_model, cfg.d_inner(), cfg.d_state);
         let xdw = cfg.dt_rank + 2 * n;
-        let (chunk, nchunks) = self.chunking(nseq, seqlen);
+        let (chunk, nchunks) = launch::chunking(self.cfg.d_inner(), nseq, seqlen);
         let general = !half_plan(cfg, &self.host.layers[0], 0).fused;
         let g = &self.gpu;
         let ab = self.ab();
@@ -263,14 +224,7 @@ impl CudaBackend {
                 rows: seg as i32,
                 reverse: p.reverse as i32,
             };
-            g.timed("conv", || {
-                let grid = (
-                    seg.div_ceil(CONV_ROWS) as u32,
-                    di.div_ceil(CONV_CHANNELS) as u32,
-                    1,
-                );
-                g.launch(&g.f.conv_silu, grid, CONV_CHANNELS as u32, conv)
-            })?;
+            g.timed("conv", || launch::conv(g, conv))?;
             g.timed("x_proj", || {
                 let xd = st.xd.at(row0 * xdw * 4);
                 self.linear(seg, &s.x_proj, st.u.ptr, di, xd, Dtype::F32, xdw)
@@ -300,23 +254,7 @@ impl CudaBackend {
             accumulate: accumulate as i32,
             gate: gate as i32,
         };
-        let cblocks = di.div_ceil(SCAN_CHANNELS as usize) as u32;
-        let (nseq, nchunks) = (st.nseq as u32, st.nchunks as u32);
-        if nchunks > 1 {
-            g.timed("scan_chunk_state", || {
-                let grid = (cblocks, nchunks - 1, nseq);
-                g.launch(&g.f.scan_chunk_state, grid, SCAN_CHANNELS, params)
-            })?;
-        }
-        // Also zeroes the state entering each sequence's first chunk.
-        g.timed("scan_carry", || {
-            g.launch_1d(&g.f.scan_carry, st.nseq * n * di, params)
-        })?;
-        g.timed("scan_output", || {
-            let grid = (cblocks, nchunks, nseq);
-            g.launch(&g.f.scan_output, grid, SCAN_CHANNELS, params)
-        })?;
-        Ok(())
+        launch::scan(g, &params, n)
     }
 
     /// One channel half's mixer: input is columns `col..col+d` of
