@@ -16,7 +16,7 @@ use std::path::Path;
 use crate::error::{Error, Position, ShowByte};
 
 mod ids;
-mod input;
+pub(crate) mod input;
 #[cfg(test)]
 mod tests;
 
