@@ -171,6 +171,28 @@ pub fn dir_entries(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Makes a FIFO at `path` with the `mkfifo` command.
+pub fn mkfifo(path: &Path) {
+    let ok = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo")
+        .success();
+    assert!(ok, "mkfifo {}", path.display());
+}
+
+/// Whether `path` is a FIFO (not following a replacement by a file).
+pub fn is_fifo(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+}
+
+/// Whether `path` is a character device.
+pub fn is_char_device(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_char_device())
+}
+
 /// One tensor of a safetensors file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {

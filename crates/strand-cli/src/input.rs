@@ -82,6 +82,16 @@ pub struct InputArgs {
 }
 
 impl InputArgs {
+    /// Every file this input reads (with the indexes next to them), for
+    /// [`crate::args::check_outputs`].
+    pub fn files(&self) -> Vec<std::path::PathBuf> {
+        let mut files = self.region.files();
+        for p in self.input.iter().chain(&self.bam) {
+            files.extend(crate::args::with_indexes(p));
+        }
+        files
+    }
+
     /// Opens the input (checking regions against the index).
     pub fn open(&self) -> Result<Input> {
         if self.bam.is_none()

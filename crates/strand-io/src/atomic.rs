@@ -5,7 +5,16 @@
 //! is killed therefore never leaves a file under the final name that looks
 //! finished but is short; at most a `.<name>.strand-tmp.XXXXXX` file
 //! remains after a hard kill.
+//!
+//! Only regular files (or new names) go through a temporary file. A
+//! character device (`/dev/null`, a terminal) or a FIFO is written in
+//! place: renaming a file over it would delete the device or the pipe a
+//! reader is waiting on (as root, `-o /dev/null` would replace the null
+//! device with a regular file). Any other kind of path (a directory, a
+//! socket, a block device) is refused. The rename at commit replaces only
+//! a regular file or a link, so nothing we did not create is removed.
 
+use std::fs::File;
 use std::io::{self, BufWriter, Stdout, Write};
 use std::path::{Path, PathBuf};
 
@@ -33,28 +42,98 @@ enum Target {
         writer: BufWriter<NamedTempFile>,
         dest: PathBuf,
     },
+    /// A character device or FIFO, written in place.
+    Direct(BufWriter<File>),
     Stdout(BufWriter<Stdout>),
+}
+
+/// What an output path names, as far as writing it is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dest {
+    /// `-`: standard output.
+    Stdout,
+    /// A regular file or a name that does not exist yet: written through a
+    /// temporary file and renamed into place.
+    File,
+    /// A character device or FIFO: written in place, as a stream.
+    Stream,
+}
+
+impl Dest {
+    /// Classifies `path`, refusing kinds that cannot be written: a
+    /// directory, a socket, a block device. Symbolic links are followed.
+    pub fn of(path: &Path) -> Result<Dest, Error> {
+        if path == Path::new("-") {
+            return Ok(Dest::Stdout);
+        }
+        let create_error = |source| Error::Create {
+            file: path.display().to_string(),
+            source,
+        };
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Dest::File),
+            Err(e) => return Err(create_error(e)),
+        };
+        let kind = meta.file_type();
+        if kind.is_file() {
+            return Ok(Dest::File);
+        }
+        if kind.is_dir() {
+            return Err(create_error(io::ErrorKind::IsADirectory.into()));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if kind.is_char_device() || kind.is_fifo() {
+                return Ok(Dest::Stream);
+            }
+        }
+        Err(create_error(io::Error::other(
+            "not a regular file, character device or FIFO",
+        )))
+    }
+
+    /// Whether the destination can only be written front to back (no
+    /// seeking, nothing can be rewritten).
+    pub fn is_stream(self) -> bool {
+        self != Dest::File
+    }
 }
 
 impl AtomicFile {
     /// Starts writing `path` (or standard output for `-`).
     ///
     /// Fails early, before any work is done, if the destination is a
-    /// directory or its directory is missing or not writable.
+    /// directory (or another kind of path that cannot be written, see
+    /// [`Dest::of`]) or its directory is missing or not writable. A
+    /// character device or FIFO is opened for writing in place (for a
+    /// FIFO this waits for a reader, as any writer does).
     pub fn create(path: &Path) -> Result<AtomicFile, Error> {
-        if path == Path::new("-") {
-            return Ok(AtomicFile {
-                display: "<stdout>".to_owned(),
-                target: Target::Stdout(BufWriter::with_capacity(BUF_SIZE, io::stdout())),
-            });
-        }
         let display = path.display().to_string();
         let create_error = |source| Error::Create {
             file: display.clone(),
             source,
         };
-        if path.is_dir() {
-            return Err(create_error(io::ErrorKind::IsADirectory.into()));
+        match Dest::of(path)? {
+            Dest::Stdout => {
+                return Ok(AtomicFile {
+                    display: "<stdout>".to_owned(),
+                    target: Target::Stdout(BufWriter::with_capacity(BUF_SIZE, io::stdout())),
+                })
+            }
+            Dest::Stream => {
+                // No truncate: a device or pipe has no contents to cut.
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(create_error)?;
+                return Ok(AtomicFile {
+                    display,
+                    target: Target::Direct(BufWriter::with_capacity(BUF_SIZE, file)),
+                });
+            }
+            Dest::File => {}
         }
         let file_name = path
             .file_name()
@@ -72,6 +151,25 @@ impl AtomicFile {
     /// The name used in messages: the path as given, or `<stdout>`.
     pub fn display_name(&self) -> &str {
         &self.display
+    }
+
+    /// Whether this output is written in place as a stream (standard
+    /// output, a device, a FIFO) rather than through a temporary file.
+    pub fn is_stream(&self) -> bool {
+        !matches!(self.target, Target::File { .. })
+    }
+
+    /// The temporary file behind a regular-file output, flushed so that
+    /// its contents and cursor are current: for writers that must seek
+    /// back (to fill in a header). `None` for streams.
+    pub fn temp_file(&mut self) -> io::Result<Option<&mut File>> {
+        match &mut self.target {
+            Target::File { writer, .. } => {
+                writer.flush()?;
+                Ok(Some(writer.get_mut().as_file_mut()))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Wraps an I/O error from writing to this file so that it names the
@@ -94,6 +192,7 @@ impl AtomicFile {
         };
         match self.target {
             Target::Stdout(mut writer) => writer.flush().map_err(write_error),
+            Target::Direct(mut writer) => writer.flush().map_err(write_error),
             Target::File { writer, dest } => {
                 let temp = writer
                     .into_inner()
@@ -101,6 +200,20 @@ impl AtomicFile {
                 // Sync before the rename: otherwise a crash shortly after
                 // could leave the final name pointing at an empty file.
                 temp.as_file().sync_all().map_err(write_error)?;
+                // Something may have appeared under the name since
+                // `create` (a FIFO, a directory): the rename would delete
+                // it, and we replace only what can be an earlier output.
+                if let Ok(meta) = std::fs::symlink_metadata(&dest) {
+                    let kind = meta.file_type();
+                    if !kind.is_file() && !kind.is_symlink() {
+                        return Err(Error::Commit {
+                            file: display.clone(),
+                            source: io::Error::other(
+                                "the destination is no longer a regular file; left untouched",
+                            ),
+                        });
+                    }
+                }
                 temp.persist(&dest).map_err(|e| Error::Commit {
                     file: display.clone(),
                     source: e.error,
@@ -116,6 +229,7 @@ impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.target {
             Target::File { writer, .. } => writer.write(buf),
+            Target::Direct(writer) => writer.write(buf),
             Target::Stdout(writer) => writer.write(buf),
         }
     }
@@ -124,6 +238,7 @@ impl Write for AtomicFile {
         // Forwarded explicitly so BufWriter's fast path is used.
         match &mut self.target {
             Target::File { writer, .. } => writer.write_all(buf),
+            Target::Direct(writer) => writer.write_all(buf),
             Target::Stdout(writer) => writer.write_all(buf),
         }
     }
@@ -131,6 +246,7 @@ impl Write for AtomicFile {
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.target {
             Target::File { writer, .. } => writer.flush(),
+            Target::Direct(writer) => writer.flush(),
             Target::Stdout(writer) => writer.flush(),
         }
     }
@@ -261,6 +377,80 @@ mod tests {
                 .starts_with(&format!("{}: cannot create: ", dest.display())),
             "{err}"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fifo_is_written_in_place() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fifo = dir.path().join("pipe");
+        mkfifo(&fifo);
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).expect("read fifo"))
+        };
+        let mut f = AtomicFile::create(&fifo).expect("create");
+        assert!(f.is_stream());
+        f.write_all(b"through the pipe").expect("write");
+        f.commit().expect("commit");
+        assert_eq!(reader.join().expect("reader"), b"through the pipe");
+        assert_eq!(names_in(dir.path()), vec!["pipe"]);
+        use std::os::unix::fs::FileTypeExt;
+        let kind = std::fs::metadata(&fifo).expect("stat").file_type();
+        assert!(kind.is_fifo());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn null_device_is_written_in_place() {
+        use std::os::unix::fs::FileTypeExt;
+        let null = Path::new("/dev/null");
+        let mut f = AtomicFile::create(null).expect("create");
+        f.write_all(b"discarded").expect("write");
+        f.commit().expect("commit");
+        let kind = std::fs::metadata(null).expect("stat").file_type();
+        assert!(kind.is_char_device());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn socket_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sock = dir.path().join("sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+        let err = AtomicFile::create(&sock).expect_err("socket");
+        assert!(
+            err.to_string()
+                .ends_with("not a regular file, character device or FIFO"),
+            "{err}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn commit_does_not_replace_what_appeared_meanwhile() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let dest = dir.path().join("out");
+        let f = AtomicFile::create(&dest).expect("create");
+        std::fs::create_dir(&dest).expect("mkdir");
+        let err = f.commit().expect_err("not replaced");
+        assert!(
+            err.to_string().contains("no longer a regular file"),
+            "{err}"
+        );
+        assert!(dest.is_dir());
+        assert_eq!(names_in(dir.path()), vec!["out"]);
+    }
+
+    /// Makes a FIFO with the `mkfifo` command (no libc binding needed).
+    #[cfg(unix)]
+    fn mkfifo(path: &Path) {
+        let ok = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .expect("run mkfifo")
+            .success();
+        assert!(ok, "mkfifo {}", path.display());
     }
 
     #[test]

@@ -60,6 +60,13 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     args.run.init_threads()?;
+    let mut inputs = vec![args.data.clone()];
+    inputs.extend(args.labels.clone());
+    inputs.extend(args.model.files());
+    let mut outputs = vec![args.output.as_path()];
+    outputs.extend(args.confusion.as_deref());
+    outputs.extend(args.plot.as_deref());
+    crate::args::check_outputs(&outputs, &inputs)?;
     let labels_src = Labels::open(args.labels.as_deref())?;
     let reader = Reader::from_path(&args.data)?;
     let file = reader.display_name().to_string();

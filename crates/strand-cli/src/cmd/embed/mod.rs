@@ -58,12 +58,12 @@ pub struct Args {
     pub window: Option<String>,
 
     /// Bases shared by consecutive windows [default: window / 8]
-    #[arg(long, value_name = "INT", help_heading = "Windows")]
+    #[arg(long, value_name = "INT", value_parser = clap::value_parser!(u64).range(0..=crate::args::MAX_BASES), help_heading = "Windows")]
     pub overlap: Option<u64>,
 
     /// Sequences (windows or records) per batched pass [default: as many
     /// as fill 1,048,576 tokens on a GPU, 65,536 on the CPU]
-    #[arg(long, value_name = "INT", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Windows")]
+    #[arg(long, value_name = "INT", value_parser = crate::args::bases(), help_heading = "Windows")]
     pub batch_size: Option<u64>,
 
     /// Output file (safetensors or tsv); - for stdout
@@ -137,6 +137,9 @@ pub fn run(args: Args) -> Result<()> {
         (None, Some(d)) => (d.clone(), true),
         _ => unreachable!("clap requires exactly one of -o and --out-dir"),
     };
+    let mut inputs = args.input.files();
+    inputs.extend(args.model.files());
+    crate::args::check_outputs(&[&dest], &inputs)?;
     if args.resume && !to_dir && dest.is_file() {
         if !args.run.quiet {
             eprintln!(

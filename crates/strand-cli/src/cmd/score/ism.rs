@@ -63,6 +63,20 @@ const BASES: [u8; 4] = *b"ACGT";
 /// Windows handed to the engine at once (their reference passes batch).
 const ISM_RUN: usize = 256;
 
+/// Labels of the tracks: one per base, then the mean and the minimum.
+const TRACKS: [&str; 6] = ["A", "C", "G", "T", "mean", "min"];
+
+/// Every file a run writes: PREFIX.tsv, then each track's .bedGraph and
+/// .bw.
+fn output_paths(prefix: &str) -> Vec<PathBuf> {
+    let mut paths = vec![PathBuf::from(format!("{prefix}.tsv"))];
+    for label in TRACKS {
+        paths.push(PathBuf::from(format!("{prefix}.{label}.bedGraph")));
+        paths.push(PathBuf::from(format!("{prefix}.{label}.bw")));
+    }
+    paths
+}
+
 pub fn run(args: Args) -> Result<()> {
     let c = &args.common;
     c.run.init_threads()?;
@@ -73,6 +87,11 @@ pub fn run(args: Args) -> Result<()> {
     if prefix.is_empty() || args.output.is_dir() {
         bail!("-o takes a file prefix (e.g. out/chr7-region), not a directory");
     }
+    let outputs = output_paths(&prefix);
+    let mut inputs = crate::args::with_indexes(&c.reference);
+    inputs.extend(c.model.files());
+    let outs: Vec<&std::path::Path> = outputs.iter().map(PathBuf::as_path).collect();
+    crate::args::check_outputs(&outs, &inputs)?;
     let model = c.model.load(PROG, c.run.quiet)?;
     let score = if args.masked {
         Score::LlrMasked

@@ -34,17 +34,18 @@ pub fn write_bedgraph(path: &Path, chrom: &str, track: &Track) -> Result<()> {
 
 /// The same values as a bigWig file for a contig of `chrom_len` bases.
 pub fn write_bigwig(path: &Path, chrom: &str, chrom_len: u64, track: &Track) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let temp = tempfile::Builder::new()
-        .prefix(".strand-tmp.")
-        .tempfile_in(dir)
-        .with_context(|| format!("{}: cannot create", path.display()))?;
-    let file = temp
-        .reopen()
-        .with_context(|| format!("{}: cannot create", path.display()))?;
+    // bigWig is written with seeks (its index goes before the data), so
+    // it needs a regular file; say so rather than fail inside the writer.
+    let mut out = AtomicFile::create(path)?;
+    let file = match out.temp_file() {
+        Ok(Some(file)) => file.try_clone(),
+        Ok(None) => anyhow::bail!(
+            "{}: a bigWig file must be written to a regular file (the writer seeks)",
+            path.display()
+        ),
+        Err(e) => Err(e),
+    }
+    .map_err(|e| out.write_error(e))?;
     let len = u32::try_from(chrom_len)
         .with_context(|| format!("{}: contig {chrom} is too long for bigWig", path.display()))?;
     let sizes = HashMap::from([(chrom.to_string(), len)]);
@@ -70,7 +71,6 @@ pub fn write_bigwig(path: &Path, chrom: &str, chrom_len: u64, track: &Track) -> 
             runtime,
         )
         .map_err(|e| anyhow::anyhow!("{}: bigWig write failed: {e}", path.display()))?;
-    temp.persist(path)
-        .map_err(|e| anyhow::anyhow!("{}: cannot move into place: {}", path.display(), e.error))?;
+    out.commit()?;
     Ok(())
 }

@@ -38,6 +38,20 @@ struct Summary {
     skipped: BTreeMap<&'static str, u64>,
 }
 
+/// Refuses outputs (the VCF, its index, the table) that are inputs.
+fn check_outputs(args: &VcfArgs) -> Result<()> {
+    let c = &args.common;
+    let mut inputs = crate::args::with_indexes(&args.vcf);
+    inputs.extend(crate::args::with_indexes(&c.reference));
+    inputs.extend(args.region.files());
+    inputs.extend(c.model.files());
+    let index = strand_io::vcf::index_path(&args.output);
+    let mut outputs: Vec<&Path> = vec![&args.output];
+    outputs.extend(index.as_deref());
+    outputs.extend(args.tsv.as_deref());
+    crate::args::check_outputs(&outputs, &inputs)
+}
+
 /// One record and its alleles' results.
 struct Item {
     rec: Record,
@@ -51,6 +65,7 @@ pub fn run(args: VcfArgs) -> Result<()> {
     let c = &args.common;
     c.run.init_threads()?;
     let vcf_path = args.vcf.as_path();
+    check_outputs(&args)?;
     let mut reader = Reader::open(vcf_path)?;
     let mut fasta = IndexedFasta::open(&c.reference)?;
     let regions = args.region.regions()?;

@@ -1,0 +1,161 @@
+//! Issue 15, `strand-embed`: outputs that are not regular files, outputs
+//! that are inputs, hostile names and sequences, bounded options.
+
+use std::path::Path;
+
+use crate::util::{mkfifo, tempdir, SafeFile};
+
+use super::{embed, model, sequences};
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// A FIFO as `-o` is written through, never replaced by a regular file.
+#[test]
+fn issue15_output_fifo_is_written_in_place() {
+    let dir = tempdir();
+    let fifo = dir.path().join("out.safetensors");
+    mkfifo(&fifo);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).expect("read the FIFO"))
+    };
+    let res = embed()
+        .args(["-m", &model("ps-tiny"), "-o", &s(&fifo), &sequences()])
+        .run();
+    // Checked before joining: a replaced FIFO leaves the reader waiting.
+    assert!(crate::util::is_fifo(&fifo), "the FIFO was replaced");
+    res.ok();
+    let bytes = reader.join().expect("reader thread");
+    let out = SafeFile::parse(&bytes, "FIFO output");
+    assert!(!out.names().is_empty());
+    assert_eq!(
+        crate::util::dir_entries(dir.path()),
+        vec!["out.safetensors"]
+    );
+}
+
+/// `-o /dev/null` writes to the device and leaves it a character device.
+#[test]
+fn issue15_output_null_device_stays_a_device() {
+    embed()
+        .args(["-m", &model("ps-tiny"), "-o", "/dev/null", &sequences()])
+        .run()
+        .ok();
+    assert!(crate::util::is_char_device(Path::new("/dev/null")));
+}
+
+/// A directory or a socket as `-o` is one clear line, exit 1, untouched.
+#[test]
+fn issue15_output_directory_or_socket_is_refused() {
+    let dir = tempdir();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).expect("mkdir");
+    let res = embed()
+        .args(["-m", &model("ps-tiny"), "-o", &s(&sub), &sequences()])
+        .run()
+        .exits(1);
+    assert!(res.stderr.contains("is a directory"), "{}", res.stderr);
+    assert!(sub.is_dir());
+
+    let sock = dir.path().join("sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    let res = embed()
+        .args(["-q", "-m", &model("ps-tiny"), "-o", &s(&sock), &sequences()])
+        .run()
+        .exits(1);
+    assert!(
+        res.stderr
+            .contains("not a regular file, character device or FIFO"),
+        "{}",
+        res.stderr
+    );
+    assert_eq!(res.stderr.trim_end().lines().count(), 1, "{}", res.stderr);
+    assert_eq!(crate::util::dir_entries(dir.path()), vec!["sock", "sub"]);
+}
+
+/// Huge numbers are usage errors (exit 2), never a panic.
+#[test]
+fn issue15_numeric_options_are_bounded() {
+    for args in [
+        ["--pool", "bin:9223372036854775808"],
+        ["--pool", "bin:18446744073709551615"],
+        ["--window", "18446744073709551615m"],
+        ["--overlap", "18446744073709551615"],
+        ["--batch-size", "18446744073709551615"],
+    ] {
+        let dir = tempdir();
+        let out = dir.path().join("o.safetensors");
+        let res = embed()
+            .args(["-m", &model("ps-tiny"), "-o", &s(&out)])
+            .args(args)
+            .args([sequences()])
+            .run();
+        assert!(
+            matches!(res.code, Some(1 | 2)),
+            "{args:?}: exit {:?}\n{}",
+            res.code,
+            res.stderr
+        );
+        assert!(!res.stderr.contains("panicked"), "{args:?}: {}", res.stderr);
+        assert!(!out.exists());
+    }
+}
+
+/// `-o` naming the input (directly or through a link) is refused before
+/// any work; the input is untouched.
+#[test]
+fn issue15_output_equal_to_the_input_is_refused() {
+    let dir = tempdir();
+    let input = dir.path().join("in.fa");
+    std::fs::write(&input, ">a\nACGTACGT\n").expect("write");
+    let link = dir.path().join("link.fa");
+    std::os::unix::fs::symlink(&input, &link).expect("symlink");
+    for out in [&input, &link] {
+        let res = embed()
+            .args(["-q", "-m", &model("ps-tiny"), "-o", &s(out), &s(&input)])
+            .run()
+            .exits(1);
+        assert!(
+            res.stderr.contains("is the same file as input"),
+            "{}",
+            res.stderr
+        );
+        assert_eq!(res.stderr.lines().count(), 1, "{}", res.stderr);
+    }
+    assert_eq!(std::fs::read(&input).expect("read"), b">a\nACGTACGT\n");
+    assert_eq!(
+        crate::util::dir_entries(dir.path()),
+        vec!["in.fa", "link.fa"]
+    );
+}
+
+/// A `.fai` left over from before a header edit is an error saying to
+/// re-index, not bases from the wrong place.
+#[test]
+fn issue15_stale_fai_is_an_error() {
+    let dir = tempdir();
+    let fa = dir.path().join("s.fa");
+    let text = std::fs::read_to_string(crate::util::root().join("test-data/genome/ref.fa"))
+        .expect("read ref.fa");
+    std::fs::write(&fa, text.replacen(">chrA", ">chrA edited later", 1)).expect("write");
+    std::fs::copy(
+        crate::util::root().join("test-data/genome/ref.fa.fai"),
+        dir.path().join("s.fa.fai"),
+    )
+    .expect("copy .fai");
+    let out = dir.path().join("o.safetensors");
+    let res = embed()
+        .args(["-q", "-m", &model("ps-tiny"), "-o", &s(&out)])
+        .args(["-r", "chrA:1001-3000", &s(&fa)])
+        .run()
+        .exits(1);
+    assert!(
+        res.stderr.contains("re-create it with `samtools faidx"),
+        "{}",
+        res.stderr
+    );
+    assert_eq!(res.stderr.lines().count(), 1, "{}", res.stderr);
+    assert!(!out.exists());
+}

@@ -1,0 +1,127 @@
+//! Issue 15, `strand-score` and `strand concat`: outputs that are inputs,
+//! truncated VCFs, partial outputs.
+
+use std::path::Path;
+
+use crate::util::{dir_entries, root, tempdir, Cmd};
+
+use super::{mixed_vcf, model, reference, s, score};
+
+/// Copies the reference and its index into `dir`.
+fn copy_reference(dir: &Path) -> String {
+    let fa = dir.join("ref.fa");
+    std::fs::copy(root().join(reference()), &fa).expect("copy ref.fa");
+    std::fs::copy(root().join(reference() + ".fai"), dir.join("ref.fa.fai")).expect("copy .fai");
+    s(&fa)
+}
+
+/// Runs strand-score with the usual model and device, expecting exit 1
+/// and one line of stderr containing `needle`.
+fn refused(args: &[&str], needle: &str) {
+    let res = score()
+        .args(["-m", &model("ph-tiny"), "--device", "cpu", "-q"])
+        .args(args)
+        .run()
+        .exits(1);
+    assert_eq!(res.stderr.lines().count(), 1, "{}", res.stderr);
+    assert!(
+        res.stderr.contains(needle),
+        "{needle:?} not in {}",
+        res.stderr
+    );
+}
+
+/// `-o` or `--tsv` naming the reference or the VCF is refused before any
+/// work, and the input is untouched.
+#[test]
+fn issue15_output_equal_to_an_input_is_refused() {
+    let dir = tempdir();
+    let fa = copy_reference(dir.path());
+    let input = mixed_vcf(dir.path());
+    let before: Vec<Vec<u8>> = [&fa, &input]
+        .iter()
+        .map(|p| std::fs::read(p).expect("read"))
+        .collect();
+    let same = "is the same file as input";
+    refused(&["-f", &fa, "--vcf", &input, "-o", &fa], same);
+    refused(&["-f", &fa, "--vcf", &input, "-o", &input], same);
+    let out = dir.path().join("out.vcf");
+    refused(
+        &["-f", &fa, "--vcf", &input, "-o", &s(&out), "--tsv", &input],
+        same,
+    );
+    // Through another spelling of the same path.
+    let dotted = format!("{}/./mixed.vcf", dir.path().display());
+    refused(&["-f", &fa, "--vcf", &input, "--tsv", &dotted], same);
+    // The table and the VCF under one new name.
+    refused(
+        &[
+            "-f",
+            &fa,
+            "--vcf",
+            &input,
+            "-o",
+            &s(&out),
+            "--tsv",
+            &s(&out),
+        ],
+        "is the same file as output",
+    );
+    let after: Vec<Vec<u8>> = [&fa, &input]
+        .iter()
+        .map(|p| std::fs::read(p).expect("read"))
+        .collect();
+    assert_eq!(before, after, "an input was changed");
+}
+
+/// A BGZF VCF without its end-of-file block, or whose last record lost
+/// columns, is an error: nothing is written.
+#[test]
+fn issue15_truncated_vcf_is_refused() {
+    let dir = tempdir();
+    let input = mixed_vcf(dir.path());
+    let fa = reference();
+    // A complete BGZF copy, made by strand concat from the plain VCF.
+    let gz = dir.path().join("in.vcf.gz");
+    Cmd::new(env!("CARGO_BIN_EXE_strand"))
+        .args(["concat", "-o", &s(&gz), &input])
+        .run()
+        .ok();
+    let bytes = std::fs::read(&gz).expect("read");
+    let cut_dir = tempdir();
+    // Cut at the last block boundary: every block decompresses.
+    let cut = cut_dir.path().join("cut.vcf.gz");
+    std::fs::write(&cut, &bytes[..bytes.len() - 28]).expect("write");
+    let out = cut_dir.path().join("out.vcf.gz");
+    let args = ["-f", &fa, "--vcf", &s(&cut), "--window", "1000"];
+    refused(
+        &[&args[..], &["--skip-missing-contigs", "-o", &s(&out)]].concat(),
+        "end-of-file block is missing",
+    );
+    // The last record cut mid-line (sample column gone).
+    let text = std::fs::read_to_string(&input).expect("read");
+    let short = cut_dir.path().join("short.vcf");
+    std::fs::write(&short, text.trim_end().trim_end_matches("\t0/1")).expect("write");
+    refused(
+        &[
+            "-f",
+            &fa,
+            "--vcf",
+            &s(&short),
+            "--skip-missing-contigs",
+            "-o",
+            &s(&out),
+        ],
+        "short.vcf: line 12: expected 10 tab-separated fields (as in the #CHROM line), found 9",
+    );
+    // strand concat refuses both as parts.
+    for part in [&cut, &short] {
+        let joined = cut_dir.path().join("joined.vcf.gz");
+        let res = Cmd::new(env!("CARGO_BIN_EXE_strand"))
+            .args(["concat", "-o", &s(&joined), &input, &s(part)])
+            .run()
+            .exits(1);
+        assert_eq!(res.stderr.lines().count(), 1, "{}", res.stderr);
+    }
+    assert_eq!(dir_entries(cut_dir.path()), vec!["cut.vcf.gz", "short.vcf"]);
+}
