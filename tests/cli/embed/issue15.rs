@@ -159,3 +159,57 @@ fn issue15_stale_fai_is_an_error() {
     assert_eq!(res.stderr.lines().count(), 1, "{}", res.stderr);
     assert!(!out.exists());
 }
+
+/// A config whose sizes the checkpoint does not hold is refused before
+/// anything is allocated from them (`n_layer: 10000000` used to take
+/// gigabytes), naming the setting.
+#[test]
+fn issue15_absurd_model_config_is_refused_before_allocating() {
+    for (key, value, needle) in [
+        (
+            "n_layer",
+            10_000_000u64,
+            "n_layer is 10000000, more than strand accepts",
+        ),
+        (
+            "n_layer",
+            3,
+            "config.json says n_layer 3 but the checkpoint holds 2 layers",
+        ),
+        (
+            "d_model",
+            1 << 40,
+            "d_model is 1099511627776, more than strand accepts",
+        ),
+        ("d_model", 30, "but config.json says d_model 30"),
+    ] {
+        let dir = tempdir();
+        let m = dir.path().join("model");
+        std::fs::create_dir(&m).expect("mkdir");
+        let src = crate::util::root().join(model("ps-tiny"));
+        std::fs::copy(src.join("model.safetensors"), m.join("model.safetensors")).expect("copy");
+        let text = std::fs::read_to_string(src.join("config.json")).expect("config");
+        let mut config: serde_json::Value = serde_json::from_str(&text).expect("json");
+        config[key] = value.into();
+        std::fs::write(m.join("config.json"), config.to_string()).expect("write");
+        let out = dir.path().join("o.safetensors");
+        let started = std::time::Instant::now();
+        let res = embed()
+            .args([
+                "-q",
+                "--device",
+                "cpu",
+                "-m",
+                &s(&m),
+                "-o",
+                &s(&out),
+                &sequences(),
+            ])
+            .run()
+            .exits(1);
+        assert!(res.stderr.contains(needle), "{key} {value}: {}", res.stderr);
+        assert_eq!(res.stderr.lines().count(), 1, "{}", res.stderr);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        assert!(!out.exists());
+    }
+}
