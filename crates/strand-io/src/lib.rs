@@ -24,7 +24,7 @@ pub mod seq;
 pub mod vcf;
 pub mod windows;
 
-pub use atomic::{AtomicFile, Dest};
+pub use atomic::{commit_all, AtomicFile, Dest};
 pub use dtype::Dtype;
 pub use error::{Error, Position};
 pub use same_file::check_outputs;

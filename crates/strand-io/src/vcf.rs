@@ -354,8 +354,9 @@ impl Writer {
                         source,
                     })?;
                 drop(w);
-                tbi.commit()?;
-                file.commit()
+                // Both synced before either is renamed; the index first, so
+                // that it is never older than the VCF.
+                crate::atomic::commit_all([tbi, file])
             }
         }
     }

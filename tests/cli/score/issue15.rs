@@ -125,3 +125,68 @@ fn issue15_truncated_vcf_is_refused() {
     }
     assert_eq!(dir_entries(cut_dir.path()), vec!["cut.vcf.gz", "short.vcf"]);
 }
+
+/// `ism` over a region with nothing to mutate (all N) is one line and
+/// exit 1 before any work, leaving no file (it used to leave a
+/// header-only table and an empty track).
+#[test]
+fn issue15_ism_all_n_region_leaves_nothing() {
+    let dir = tempdir();
+    let prefix = dir.path().join("x");
+    let res = score()
+        .args(["ism", "-m", &model("ps-tiny"), "--device", "cpu", "-q"])
+        .args(["-f", &reference(), "-r", "allN:1-40", "--window", "1000"])
+        .args(["-o", &s(&prefix)])
+        .run()
+        .exits(1);
+    assert!(
+        res.stderr
+            .contains("region allN:1-40: no base A, C, G or T to mutate"),
+        "{}",
+        res.stderr
+    );
+    assert_eq!(res.stderr.lines().count(), 1, "{}", res.stderr);
+    assert!(
+        dir_entries(dir.path()).is_empty(),
+        "{:?}",
+        dir_entries(dir.path())
+    );
+}
+
+/// A region of one repeated base: its own track is empty, a valid result
+/// (empty bedGraph, no bigWig, a note), and every other output is there.
+#[test]
+fn issue15_ism_empty_track_is_a_valid_result() {
+    let dir = tempdir();
+    let fa = dir.path().join("poly.fa");
+    std::fs::write(&fa, ">polyA\nAAAAAAAAAAAAAAAAAAAA\n").expect("write");
+    std::fs::write(dir.path().join("poly.fa.fai"), "polyA\t20\t7\t20\t21\n").expect("write");
+    let prefix = dir.path().join("x");
+    let res = score()
+        .args(["ism", "-m", &model("ps-tiny"), "--device", "cpu"])
+        .args(["-f", &s(&fa), "-r", "polyA:1-20", "--window", "1000"])
+        .args(["-o", &s(&prefix)])
+        .run()
+        .ok();
+    assert!(
+        res.stderr.contains("the A track is empty"),
+        "{}",
+        res.stderr
+    );
+    let names = dir_entries(dir.path());
+    assert!(names.contains(&"x.A.bedGraph".to_string()), "{names:?}");
+    assert!(!names.contains(&"x.A.bw".to_string()), "{names:?}");
+    for label in ["C", "G", "T", "mean", "min"] {
+        for ext in ["bedGraph", "bw"] {
+            let name = format!("x.{label}.{ext}");
+            assert!(names.contains(&name), "{name} missing: {names:?}");
+        }
+    }
+    let a = std::fs::read(dir.path().join("x.A.bedGraph")).expect("read");
+    assert!(a.is_empty());
+    assert_eq!(table_rows(&dir.path().join("x.tsv")), 1 + 20 * 3);
+}
+
+fn table_rows(path: &Path) -> usize {
+    std::fs::read_to_string(path).expect("read").lines().count()
+}

@@ -181,10 +181,13 @@ pub fn run(args: VcfArgs) -> Result<()> {
         }
     }
     progress.finish();
-    if let Some(t) = tsv {
-        t.commit()?;
-    }
+    // The table is flushed and synced first, so that a write error leaves
+    // neither output; then the VCF (and its index), then the table.
+    let tsv = tsv.map(AtomicFile::prepare).transpose()?;
     out.finish()?;
+    if let Some(t) = tsv {
+        t.publish()?;
+    }
     if !c.run.quiet {
         eprintln!("{PROG}: {}", summary.line());
     }
