@@ -213,3 +213,99 @@ fn issue15_absurd_model_config_is_refused_before_allocating() {
         assert!(!out.exists());
     }
 }
+
+/// Runs strand-embed on `fasta` (written to a temp dir) with `args`.
+fn embed_text(fasta: &[u8], args: &[&str]) -> (tempfile::TempDir, crate::util::Output) {
+    let dir = tempdir();
+    let input = dir.path().join("in.fa");
+    std::fs::write(&input, fasta).expect("write");
+    let res = embed()
+        .args(["-q", "--device", "cpu", "-m", &model("ps-tiny")])
+        .args(args.iter().map(|a| a.replace("DIR", &s(dir.path()))))
+        .args([s(&input)])
+        .run();
+    (dir, res)
+}
+
+/// NUL bytes in a sequence are refused, naming file, record and position.
+#[test]
+fn issue15_nul_bytes_are_refused() {
+    let (dir, res) = embed_text(b">a\nACGT\n>b\nAC\0\0GT\n", &["-o", "DIR/o.safetensors"]);
+    let res = res.exits(1);
+    assert!(
+        res.stderr.contains("in.fa: record 2 (\"b\"): NUL byte")
+            && res.stderr.contains("at position 3"),
+        "{}",
+        res.stderr
+    );
+    assert!(!dir.path().join("o.safetensors").exists());
+}
+
+/// An empty record name in --out-dir mode is an error naming the record
+/// (it used to become a hidden `.safetensors`).
+#[test]
+fn issue15_empty_name_in_out_dir_is_refused() {
+    let (dir, res) = embed_text(b">a\nACGT\n>\nACGT\n", &["--out-dir", "DIR/out"]);
+    let res = res.exits(1);
+    assert!(
+        res.stderr.contains("in.fa: record 2 (\"\"): empty name"),
+        "{}",
+        res.stderr
+    );
+    // Records before it may be complete (--out-dir publishes each record
+    // for --resume), but no hidden file and no index.
+    let out = dir.path().join("out");
+    if out.exists() {
+        let names = crate::util::dir_entries(&out);
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.starts_with('.') && n != "index.tsv"),
+            "{names:?}"
+        );
+    }
+}
+
+/// Names that differ only in invalid UTF-8 bytes are distinct records, not
+/// a "duplicate id".
+#[test]
+fn issue15_non_utf8_names_are_not_duplicates() {
+    let (dir, res) = embed_text(
+        b">r\xff\nACGT\n>r\xfe\nACGT\n",
+        &["-o", "DIR/o.safetensors"],
+    );
+    res.ok();
+    let out = SafeFile::read(&dir.path().join("o.safetensors"));
+    assert_eq!(out.names(), vec!["r\\xff", "r\\xfe"]);
+}
+
+/// A huge name is cut in messages; a long name gets a short, hashed file
+/// name in --out-dir while index.tsv keeps it whole.
+#[test]
+fn issue15_long_names() {
+    let huge = "n".repeat(1_000_000);
+    let (_dir, res) = embed_text(
+        format!(">{huge}\n\n").as_bytes(),
+        &["-o", "DIR/o.safetensors"],
+    );
+    let res = res.exits(1);
+    assert!(
+        res.stderr.len() < 1000,
+        "{} bytes of stderr",
+        res.stderr.len()
+    );
+    assert!(res.stderr.contains("(1000000 bytes)"), "{}", res.stderr);
+
+    let long = format!("{}-end", "L".repeat(300));
+    let (dir, res) = embed_text(
+        format!(">{long}\nACGT\n>short\nACGT\n").as_bytes(),
+        &["--out-dir", "DIR/out", "--pool", "mean"],
+    );
+    res.ok();
+    let out = dir.path().join("out");
+    let names = crate::util::dir_entries(&out);
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.iter().all(|n| n.len() < 240), "{names:?}");
+    let index = std::fs::read_to_string(out.join("index.tsv")).expect("index");
+    assert!(index.contains(&long), "{index}");
+}

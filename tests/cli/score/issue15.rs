@@ -190,3 +190,22 @@ fn issue15_ism_empty_track_is_a_valid_result() {
 fn table_rows(path: &Path) -> usize {
     std::fs::read_to_string(path).expect("read").lines().count()
 }
+
+/// A position past the contig's end is `off_contig`, not `ref_mismatch`.
+#[test]
+fn issue15_position_past_the_contig_end_is_off_contig() {
+    let dir = tempdir();
+    let input = super::vcf(
+        dir.path(),
+        "off.vcf",
+        &["chrA\t6001\toff\tA\tC".to_string()],
+    );
+    let out = dir.path().join("out.vcf");
+    super::ok(
+        "ph-tiny",
+        &["--vcf", &input, "--window", "1000", "-o", &s(&out)],
+    );
+    let text = std::fs::read_to_string(&out).expect("read");
+    let rec = text.lines().last().expect("a record");
+    assert!(rec.contains("STRAND_FILTER=off_contig"), "{rec}");
+}

@@ -9,6 +9,7 @@
 //! the other commands.
 
 mod batch;
+mod names;
 mod output;
 mod pool;
 

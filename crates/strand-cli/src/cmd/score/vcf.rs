@@ -243,11 +243,14 @@ fn score_chunk(
         let pos = rec.pos() - 1;
         let r = rec.reference().to_owned();
         let end = pos + r.len() as u64;
-        let matches = end <= len && {
-            let bases = fasta.fetch(rec.chrom(), pos, end).with_context(at)?;
-            bases.eq_ignore_ascii_case(r.as_bytes())
-        };
-        if !matches {
+        // Past the contig's end is not a mismatch: there is no reference
+        // to compare (often a VCF made against another assembly).
+        if end > len {
+            items.push(unscored(rec, "off_contig", alts.len()));
+            continue;
+        }
+        let bases = fasta.fetch(rec.chrom(), pos, end).with_context(at)?;
+        if !bases.eq_ignore_ascii_case(r.as_bytes()) {
             items.push(unscored(rec, "ref_mismatch", alts.len()));
             continue;
         }
@@ -417,7 +420,7 @@ fn info_lines(scores: &[Score], model: &str, window: u64, centred: bool) -> Vec<
             }
         }
     }
-    v.push("##INFO=<ID=STRAND_FILTER,Number=1,Type=String,Description=\"strand: why the record was not scored (ref_mismatch: REF differs from the reference; missing_contig)\">".into());
+    v.push("##INFO=<ID=STRAND_FILTER,Number=1,Type=String,Description=\"strand: why the record was not scored (ref_mismatch: REF differs from the reference; off_contig: REF runs past the contig end; missing_contig)\">".into());
     v.push("##INFO=<ID=STRAND_SKIP,Number=A,Type=String,Description=\"strand: per ALT, why it was not scored (symbolic, spanning_deletion, not_bases, alt_equals_ref, no_alt); . when scored\">".into());
     v
 }
