@@ -117,10 +117,19 @@ impl AtomicFile {
         };
         match Dest::of(path)? {
             Dest::Stdout => {
+                if stdout_was_closed() {
+                    return Err(Error::Create {
+                        file: "<stdout>".into(),
+                        source: io::Error::other(
+                            "standard output is closed, so the output would be lost; \
+                             redirect it to a file or a pipe, or use -o FILE",
+                        ),
+                    });
+                }
                 return Ok(AtomicFile {
                     display: "<stdout>".to_owned(),
                     target: Target::Stdout(BufWriter::with_capacity(BUF_SIZE, io::stdout())),
-                })
+                });
             }
             Dest::Stream => {
                 // No truncate: a device or pipe has no contents to cut.
@@ -298,6 +307,34 @@ impl std::fmt::Debug for AtomicFile {
 
 // Dropping without commit needs no code: dropping the NamedTempFile
 // deletes the temporary file.
+
+/// Whether the process started with standard output closed.
+///
+/// Writing to a closed descriptor would fail (EBADF), but the Rust runtime
+/// reopens a closed fd 0-2 on `/dev/null` (read-write) before `main`, so
+/// the output would vanish with exit 0. That reopened descriptor is what
+/// we look for: `/dev/null` open for reading and writing. (A caller that
+/// hands us such a descriptor on purpose, e.g. Python's
+/// `subprocess.DEVNULL`, should use `-o /dev/null` instead.)
+#[cfg(target_os = "linux")]
+fn stdout_was_closed() -> bool {
+    let is_null = std::fs::read_link("/proc/self/fd/1").is_ok_and(|p| p == Path::new("/dev/null"));
+    if !is_null {
+        return false;
+    }
+    // `flags:\t0100002`: octal open flags; the access mode is the low bits.
+    std::fs::read_to_string("/proc/self/fdinfo/1").is_ok_and(|info| {
+        info.lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+            .is_some_and(|flags| flags & 0o3 == 0o2)
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn stdout_was_closed() -> bool {
+    false
+}
 
 /// The directory a destination lives in; `.` for a bare file name.
 pub(crate) fn parent_dir(path: &Path) -> &Path {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::util::{mkfifo, tempdir, SafeFile};
+use crate::util::{mkfifo, tempdir, Cmd, SafeFile};
 
 use super::{embed, model, sequences};
 
@@ -308,4 +308,45 @@ fn issue15_long_names() {
     assert!(names.iter().all(|n| n.len() < 240), "{names:?}");
     let index = std::fs::read_to_string(out.join("index.tsv")).expect("index");
     assert!(index.contains(&long), "{index}");
+}
+
+/// `-o -` with standard output closed is an error (exit 1), not exit 0
+/// with the output lost.
+#[test]
+fn issue15_closed_stdout_is_an_error() {
+    let res = Cmd::new(super::BIN)
+        .args([
+            "-q",
+            "--device",
+            "cpu",
+            "-m",
+            &model("ps-tiny"),
+            "-o",
+            "-",
+            &sequences(),
+        ])
+        .stdout_redirect(">&-")
+        .run()
+        .exits(1);
+    assert!(
+        res.stderr
+            .contains("<stdout>: cannot create: standard output is closed"),
+        "{}",
+        res.stderr
+    );
+    // Redirected to /dev/null by the shell, it is an ordinary write.
+    Cmd::new(super::BIN)
+        .args([
+            "-q",
+            "--device",
+            "cpu",
+            "-m",
+            &model("ps-tiny"),
+            "-o",
+            "-",
+            &sequences(),
+        ])
+        .stdout_redirect(">/dev/null")
+        .run()
+        .ok();
 }
