@@ -538,7 +538,9 @@ fn json_error(file: &str, e: serde_json::Error) -> Error {
     }
 }
 
+mod metadata;
 mod room;
+pub use metadata::read_metadata;
 use room::reserve;
 
 #[cfg(test)]

@@ -350,3 +350,37 @@ fn issue15_closed_stdout_is_an_error() {
         .run()
         .ok();
 }
+
+/// `--resume -o` keeps an existing output only when it was made by the
+/// same model and settings; otherwise it refuses, leaving it untouched.
+#[test]
+fn issue15_resume_refuses_an_output_of_other_settings() {
+    let dir = tempdir();
+    let out = dir.path().join("o.safetensors");
+    let run = |extra: &[&str]| {
+        embed()
+            .args(["-q", "--device", "cpu", "-o", &s(&out), "--resume"])
+            .args(extra)
+            .args([sequences()])
+            .run()
+    };
+    run(&["-m", &model("ps-tiny")]).ok();
+    let before = std::fs::read(&out).expect("read");
+    // Same model and settings: complete, nothing to do.
+    run(&["-m", &model("ps-tiny")]).ok();
+    for (extra, key) in [
+        (vec!["-m", &model("ps-tiny"), "--pool", "mean"], "pool"),
+        (vec!["-m", &model("ph-tiny")], "model_config_sha256"),
+        (vec!["-m", &model("ps-tiny"), "--dtype", "f16"], "dtype"),
+    ] {
+        let res = run(&extra).exits(1);
+        assert!(
+            res.stderr
+                .contains(&format!("exists but was made with {key} ")),
+            "{extra:?}: {}",
+            res.stderr
+        );
+        assert_eq!(res.stderr.lines().count(), 1, "{}", res.stderr);
+    }
+    assert_eq!(std::fs::read(&out).expect("read"), before);
+}

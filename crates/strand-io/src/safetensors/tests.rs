@@ -303,3 +303,15 @@ fn issue15_data_is_written_in_place_and_the_header_room_grows() {
     s.body.write_to(&mut streamed).expect("write");
     assert!(streamed == bytes, "stream and file outputs differ");
 }
+
+#[test]
+fn metadata_reads_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("m.safetensors");
+    let mut w = Writer::create(&path, meta()).expect("create");
+    w.add_f32("x", &[1], &[1.0]).expect("add");
+    w.finish().expect("finish");
+    assert_eq!(read_metadata(&path).expect("read"), meta());
+    std::fs::write(&path, b"not safetensors").expect("write");
+    assert!(read_metadata(&path).is_err());
+}

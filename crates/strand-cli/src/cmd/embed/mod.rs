@@ -142,6 +142,7 @@ pub fn run(args: Args) -> Result<()> {
     inputs.extend(args.model.files());
     crate::args::check_outputs(&[&dest], &inputs)?;
     if args.resume && !to_dir && dest.is_file() {
+        check_resumable(&args, &dest)?;
         if !args.run.quiet {
             eprintln!(
                 "strand-embed: {} is complete; nothing to do (--resume)",
@@ -330,6 +331,38 @@ fn budget(models: &[strand_core::Model], batch_size: Option<u64>, window: u64) -
             }
         }
     })
+}
+
+/// `--resume -o FILE` keeps FILE only when it was made by the same model
+/// with the same settings: its provenance metadata must match this run's
+/// (the model's config, pooling, special tokens, dtype, layout). A TSV
+/// carries no metadata and is kept as it is.
+fn check_resumable(args: &Args, dest: &Path) -> Result<()> {
+    if args.format != Format::Safetensors {
+        return Ok(());
+    }
+    let have = strand_io::safetensors::read_metadata(dest)?;
+    let dir = strand_core::model::hub::resolve(&args.model.model)?;
+    let cfg = strand_core::Config::from_file(&dir.join("config.json"))?;
+    let want = [
+        ("model_config_sha256", cfg.sha256.clone()),
+        ("pool", args.pool.to_string()),
+        ("special_tokens", args.special_tokens.to_string()),
+        ("dtype", args.dtype.to_string()),
+        ("layout", layout(&cfg, args.rc_average)),
+    ];
+    for (key, value) in want {
+        let old = have.get(key).map_or("(none)", String::as_str);
+        if old != value {
+            bail!(
+                "{}: exists but was made with {key} {old:?}, this run has {value:?}; --resume \
+                 keeps only an output of the same model and settings (remove it, or choose \
+                 another -o)",
+                dest.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn metadata(args: &Args, model: &strand_core::Model, job: &Job) -> BTreeMap<String, String> {
