@@ -27,7 +27,7 @@ use std::io::{self, BufWriter, Read, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::atomic::{parent_dir, AtomicFile};
+use crate::atomic::AtomicFile;
 use crate::dtype::Dtype;
 use crate::error::Error;
 
@@ -105,14 +105,9 @@ impl Writer {
         let mut out = AtomicFile::create(path)?;
         let file = out.display_name().to_owned();
         let spool = if out.is_stream() {
-            // For stdout the system temporary directory; for a FIFO or a
-            // device, next to it as for a file.
-            let spool = if path == Path::new("-") {
-                tempfile::tempfile()
-            } else {
-                tempfile::tempfile_in(parent_dir(path))
-            }
-            .map_err(|source| Error::Create {
+            // In the system temporary directory: a stream's own directory
+            // may be /dev, no place for data.
+            let spool = tempfile::tempfile().map_err(|source| Error::Create {
                 file: file.clone(),
                 source,
             })?;
