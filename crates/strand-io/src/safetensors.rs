@@ -23,8 +23,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
-#[cfg(unix)]
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::atomic::AtomicFile;
@@ -442,32 +440,6 @@ impl Body {
             });
         }
         Ok(())
-    }
-
-    /// The 8-byte length and the header, padded with spaces to fill the
-    /// reserved room (or longer, if it does not fit).
-    fn head(&self) -> Result<Vec<u8>, Error> {
-        let mut header = self.header()?.into_bytes();
-        let room = (self.reserved - 8) as usize;
-        if header.len() < room {
-            header.resize(room, b' ');
-        }
-        let mut head = (header.len() as u64).to_le_bytes().to_vec();
-        head.extend_from_slice(&header);
-        Ok(head)
-    }
-
-    /// Writes length and header into the room reserved at the start of
-    /// the destination's temporary file (the data is already behind it).
-    fn write_header_in_place(&mut self, out: &mut AtomicFile) -> Result<(), Error> {
-        let head = self.head()?;
-        debug_assert_eq!(head.len() as u64, self.reserved, "reserved before");
-        out.temp_file()
-            .and_then(|file| {
-                let file = file.ok_or_else(|| io::Error::other("not a file"))?;
-                file.write_all_at(&head, 0)
-            })
-            .map_err(|e| self.write_error(e))
     }
 
     /// Writes length, header and spooled data to `sink`.

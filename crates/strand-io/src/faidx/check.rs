@@ -98,7 +98,7 @@ pub(super) fn file_end(file: &mut dyn ReadAt, last: &fai::Record) -> io::Result<
     let mut probe = [0u8; 1];
     if file.read_at(end - 1, &mut probe)? != 1 {
         return Ok(Some(format!(
-            "the file ends before the end of its last record {:?}",
+            "the file ends before the end of its last record {:?}: truncated or corrupt?",
             String::from_utf8_lossy(last.name())
         )));
     }

@@ -51,3 +51,31 @@ fn move_up(file: &File, from: u64, to: u64, len: u64) -> io::Result<()> {
     // What is left below `to` is header room, overwritten at `finish`.
     Ok(())
 }
+
+impl Body {
+    /// The 8-byte length and the header, padded with spaces to fill the
+    /// reserved room (or longer, if it does not fit).
+    pub(super) fn head(&self) -> Result<Vec<u8>, Error> {
+        let mut header = self.header()?.into_bytes();
+        let room = (self.reserved - 8) as usize;
+        if header.len() < room {
+            header.resize(room, b' ');
+        }
+        let mut head = (header.len() as u64).to_le_bytes().to_vec();
+        head.extend_from_slice(&header);
+        Ok(head)
+    }
+
+    /// Writes length and header into the room reserved at the start of
+    /// the destination's temporary file (the data is already behind it).
+    pub(super) fn write_header_in_place(&mut self, out: &mut AtomicFile) -> Result<(), Error> {
+        let head = self.head()?;
+        debug_assert_eq!(head.len() as u64, self.reserved, "reserved before");
+        out.temp_file()
+            .and_then(|file| {
+                let file = file.ok_or_else(|| io::Error::other("not a file"))?;
+                file.write_all_at(&head, 0)
+            })
+            .map_err(|e| self.write_error(e))
+    }
+}
