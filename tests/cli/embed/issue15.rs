@@ -84,6 +84,7 @@ fn issue15_numeric_options_are_bounded() {
         ["--window", "18446744073709551615m"],
         ["--overlap", "18446744073709551615"],
         ["--batch-size", "18446744073709551615"],
+        ["--shard", "18446744073709551615/18446744073709551615"],
     ] {
         let dir = tempdir();
         let out = dir.path().join("o.safetensors");

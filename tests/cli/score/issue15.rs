@@ -209,3 +209,25 @@ fn issue15_position_past_the_contig_end_is_off_contig() {
     let rec = text.lines().last().expect("a record");
     assert!(rec.contains("STRAND_FILTER=off_contig"), "{rec}");
 }
+
+/// Huge numbers are usage errors (exit 2), never a panic or an overflow.
+#[test]
+fn issue15_numeric_options_are_bounded() {
+    let dir = tempdir();
+    let input = mixed_vcf(dir.path());
+    for args in [
+        ["--window", "18446744073709551615m"],
+        ["--batch-tokens", "18446744073709551615"],
+        ["--shard", "18446744073709551615/18446744073709551615"],
+    ] {
+        let out = dir.path().join("out.vcf");
+        let res = score()
+            .args(["-m", &model("ph-tiny"), "--device", "cpu", "-q"])
+            .args(["-f", &reference(), "--vcf", &input, "-o", &s(&out)])
+            .args(args)
+            .run()
+            .exits(2);
+        assert!(!res.stderr.contains("panicked"), "{args:?}: {}", res.stderr);
+        assert!(!out.exists());
+    }
+}
