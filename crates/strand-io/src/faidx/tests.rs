@@ -310,3 +310,33 @@ fn issue15_checks_accept_good_plain_and_bgzf_files() {
         }
     }
 }
+
+/// Issue 15: an index entry off by one byte is caught in a BGZF file too
+/// (read back through the .gzi), on the record's first fetch.
+#[test]
+fn issue15_a_stale_index_of_a_bgzf_file_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gz = dir.path().join("s.fa.gz");
+    std::fs::copy(genome("ref.fa.gz"), &gz).expect("copy");
+    std::fs::copy(genome("ref.fa.gz.gzi"), dir.path().join("s.fa.gz.gzi")).expect("copy");
+    let fai = std::fs::read_to_string(genome("ref.fa.gz.fai")).expect("read");
+    let shifted: String = fai
+        .lines()
+        .map(|l| {
+            let mut f: Vec<String> = l.split('\t').map(str::to_owned).collect();
+            if f[0] == "chrA" {
+                f[2] = (f[2].parse::<u64>().expect("offset") + 1).to_string();
+            }
+            f.join("\t") + "\n"
+        })
+        .collect();
+    std::fs::write(dir.path().join("s.fa.gz.fai"), shifted).expect("write");
+    let mut fa = IndexedFasta::open(&gz).expect("the file's end is right");
+    fa.fetch("chrB", 0, 10).expect("chrB is indexed right");
+    let e = fa.fetch("chrA", 1000, 3000).expect_err("stale").to_string();
+    assert!(
+        e.contains("contig chrA: no line break before its first base")
+            && e.contains("re-create it with `samtools faidx"),
+        "{e}"
+    );
+}
