@@ -105,14 +105,7 @@ fn issue15_truncated_vcf_is_refused() {
     let short = cut_dir.path().join("short.vcf");
     std::fs::write(&short, text.trim_end().trim_end_matches("\t0/1")).expect("write");
     refused(
-        &[
-            "-f",
-            &fa,
-            "--vcf",
-            &s(&short),
-            "-o",
-            &s(&out),
-        ],
+        &["-f", &fa, "--vcf", &s(&short), "-o", &s(&out)],
         "short.vcf: line 12: expected 10 tab-separated fields (as in the #CHROM line), found 9",
     );
     // strand concat refuses both as parts.
