@@ -121,3 +121,51 @@ fn bf16_on_the_cpu_is_refused() {
         res.stderr
     );
 }
+
+/// Issue 15: test.sh never modifies system devices. With the null device
+/// broken (a regular file in its place, simulated through
+/// STRAND_NULL_DEVICE) it stops at once with a clear message and exit 1,
+/// leaving the file alone.
+#[test]
+fn issue15_test_script_stops_when_null_is_not_a_device() {
+    let script = std::fs::read_to_string(root().join("test.sh")).expect("read test.sh");
+    for forbidden in ["mknod", "rm -f /dev", "rm /dev"] {
+        assert!(
+            !script.contains(forbidden),
+            "test.sh contains {forbidden:?}"
+        );
+    }
+    let dir = tempdir();
+    let fake = dir.path().join("null");
+    std::fs::write(&fake, "collected output").expect("write");
+    let mut child = std::process::Command::new("bash")
+        .arg(root().join("test.sh"))
+        .env("STRAND_NULL_DEVICE", &fake)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run test.sh");
+    // It must stop before any real work; a script that goes on (into pip
+    // and cargo) is killed and fails the test.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().expect("kill test.sh");
+            child.wait().expect("reap");
+            panic!("test.sh did not stop on a broken null device");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is not a character device"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&fake).expect("read"),
+        "collected output"
+    );
+}

@@ -72,6 +72,9 @@ pub struct Cmd {
     args: Vec<String>,
     env: Vec<(String, PathBuf)>,
     stdin: Option<Vec<u8>>,
+    /// A shell redirection of stdout applied before the binary starts
+    /// (`>&-` closes it); its output then is not captured.
+    stdout_redirect: Option<&'static str>,
 }
 
 impl Cmd {
@@ -82,7 +85,15 @@ impl Cmd {
             args: Vec::new(),
             env: Vec::new(),
             stdin: None,
+            stdout_redirect: None,
         }
+    }
+
+    /// Starts the binary through `bash` with stdout redirected by
+    /// `redirect` (`>&-` closes it, `>/dev/null` discards it).
+    pub fn stdout_redirect(mut self, redirect: &'static str) -> Cmd {
+        self.stdout_redirect = Some(redirect);
+        self
     }
 
     pub fn args<S: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Cmd {
@@ -114,7 +125,16 @@ impl Cmd {
             .chain(self.args.iter().cloned())
             .collect::<Vec<_>>()
             .join(" ");
-        let mut cmd = Command::new(self.bin);
+        let mut cmd = match self.stdout_redirect {
+            Some(redirect) => {
+                let mut c = Command::new("bash");
+                c.arg("-c")
+                    .arg(format!("exec \"$0\" \"$@\" {redirect}"))
+                    .arg(self.bin);
+                c
+            }
+            None => Command::new(self.bin),
+        };
         cmd.args(&self.args)
             .current_dir(root())
             .env_remove("HF_HUB_CACHE")
@@ -169,6 +189,28 @@ pub fn dir_entries(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// Makes a FIFO at `path` with the `mkfifo` command.
+pub fn mkfifo(path: &Path) {
+    let ok = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo")
+        .success();
+    assert!(ok, "mkfifo {}", path.display());
+}
+
+/// Whether `path` is a FIFO (not following a replacement by a file).
+pub fn is_fifo(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+}
+
+/// Whether `path` is a character device.
+pub fn is_char_device(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_char_device())
 }
 
 /// One tensor of a safetensors file.

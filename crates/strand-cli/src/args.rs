@@ -1,6 +1,6 @@
 //! Options shared by every command.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -128,6 +128,42 @@ impl ModelArgs {
     }
 }
 
+impl ModelArgs {
+    /// The files of a model directory (none for a hub id), for
+    /// [`check_outputs`].
+    pub fn files(&self) -> Vec<PathBuf> {
+        match std::fs::read_dir(&self.model) {
+            Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// `path` and the index files next to it that exist (`.fai`, `.gzi`,
+/// `.bai`, `.tbi`, `.csi`), for [`check_outputs`].
+pub fn with_indexes(path: &Path) -> Vec<PathBuf> {
+    let mut files = vec![path.to_path_buf()];
+    for ext in ["fai", "gzi", "bai", "tbi", "csi"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".");
+        name.push(ext);
+        let index = PathBuf::from(name);
+        if index.is_file() {
+            files.push(index);
+        }
+    }
+    files
+}
+
+/// Refuses, before any work, an output that is one of the inputs (or
+/// another output): the one check every command makes (see
+/// [`strand_io::check_outputs`]).
+pub fn check_outputs(outputs: &[&Path], inputs: &[PathBuf]) -> Result<()> {
+    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    strand_io::check_outputs(outputs, &inputs)?;
+    Ok(())
+}
+
 /// `-r` and `-R`: regions to work on.
 #[derive(Args, Debug, Clone, Default)]
 pub struct RegionArgs {
@@ -148,6 +184,11 @@ pub struct RegionArgs {
 }
 
 impl RegionArgs {
+    /// The BED file, if any, for [`check_outputs`].
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.regions_file.iter().cloned().collect()
+    }
+
     /// The `-r` regions, then the BED file's, parsed (not yet checked
     /// against a reference).
     pub fn regions(&self) -> Result<Vec<Region>> {
@@ -192,7 +233,24 @@ impl RunArgs {
     }
 }
 
-/// `131072`, `131,072` or `128k`.
+/// The largest base count any option takes (windows, bins, overlaps,
+/// token budgets): 2^32, longer than any chromosome. Bounding every number
+/// keeps arithmetic on it (products with the model width, divisions by a
+/// bin length) far from overflow, so a huge value is a usage error, never
+/// a panic.
+pub const MAX_BASES: u64 = 1 << 32;
+
+/// Value parser for a count of bases or tokens, 1 to [`MAX_BASES`].
+pub fn bases() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(1..=MAX_BASES)
+}
+
+/// Value parser for a token count held as `usize`, 1 to [`MAX_BASES`].
+pub fn tokens() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_BASES)
+}
+
+/// `131072`, `131,072` or `128k`, at most [`MAX_BASES`].
 pub fn parse_count(s: &str) -> Result<u64> {
     let t = s.replace(',', "").to_ascii_lowercase();
     let (num, mult) = match t.strip_suffix('k') {
@@ -202,8 +260,9 @@ pub fn parse_count(s: &str) -> Result<u64> {
             None => (t.as_str(), 1),
         },
     };
-    match num.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n * mult),
+    match num.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)) {
+        Some(n) if n > 0 && n <= MAX_BASES => Ok(n),
+        Some(n) if n > MAX_BASES => bail!("{n} is more than the most bases allowed ({MAX_BASES})"),
         _ => bail!("expected a positive number of bases (e.g. 131072 or 128k) or max"),
     }
 }
@@ -219,6 +278,10 @@ mod tests {
         assert_eq!(parse_count("1M").expect("ok"), 1 << 20);
         assert!(parse_count("0").is_err());
         assert!(parse_count("big").is_err());
+        // Neither a product that overflows nor one past the bound.
+        assert!(parse_count("18446744073709551615m").is_err());
+        assert!(parse_count("4097m").is_err());
+        assert_eq!(parse_count("4096m").expect("ok"), MAX_BASES);
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use strand_io::bam::{BamOptions, BamReader};
+use strand_io::error::Name;
 use strand_io::faidx::IndexedFasta;
 use strand_io::region::{Region, Span};
 use strand_io::{IdSet, Reader, Record};
@@ -82,6 +83,16 @@ pub struct InputArgs {
 }
 
 impl InputArgs {
+    /// Every file this input reads (with the indexes next to them), for
+    /// [`crate::args::check_outputs`].
+    pub fn files(&self) -> Vec<std::path::PathBuf> {
+        let mut files = self.region.files();
+        for p in self.input.iter().chain(&self.bam) {
+            files.extend(crate::args::with_indexes(p));
+        }
+        files
+    }
+
     /// Opens the input (checking regions against the index).
     pub fn open(&self) -> Result<Input> {
         if self.bam.is_none()
@@ -280,11 +291,11 @@ impl Input {
             }
             (None, _) => unreachable!("only indexed items are fetched lazily"),
         };
-        if let Some(p) = bases.iter().position(|b| !b.is_ascii()) {
+        if let Some(p) = bases.iter().position(|&b| !b.is_ascii() || b == 0) {
             bail!(
-                "{}: non-ASCII byte 0x{:02x} at {}:{}",
+                "{}: {} at {}:{}",
                 item.what,
-                bases[p],
+                strand_io::seq::bad_byte(bases[p]),
                 item.contig,
                 item.start + start + p as u64 + 1
             );
@@ -303,7 +314,7 @@ fn stream_item(rec: Record, file: &str, n: u64, ids: &mut IdSet) -> Result<Item>
     ids.insert(&rec.id, n)?;
     rec.check_model_input(file, n)?;
     Ok(Item {
-        what: format!("{file}: record {n} ({:?})", rec.id),
+        what: format!("{file}: record {n} ({})", Name(&rec.id)),
         name: rec.id.clone(),
         contig: rec.id,
         start: 0,
@@ -313,15 +324,16 @@ fn stream_item(rec: Record, file: &str, n: u64, ids: &mut IdSet) -> Result<Item>
 }
 
 fn read_item(rec: Record, file: &str) -> Result<Item> {
-    if let Some(p) = rec.seq.iter().position(|b| !b.is_ascii()) {
+    if let Some(p) = rec.seq.iter().position(|&b| !b.is_ascii() || b == 0) {
         bail!(
-            "{file}: read {:?}: non-ASCII base at position {}",
-            rec.id,
+            "{file}: read {}: {} at position {}",
+            Name(&rec.id),
+            strand_io::seq::bad_byte(rec.seq[p]),
             p + 1
         );
     }
     Ok(Item {
-        what: format!("{file}: read {:?}", rec.id),
+        what: format!("{file}: read {}", Name(&rec.id)),
         name: rec.id.clone(),
         contig: rec.id,
         start: 0,

@@ -13,6 +13,10 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// Most shards a job may be split into: far more than any job array, and
+/// small enough that shard arithmetic (`index × records`) cannot overflow.
+pub const MAX_SHARDS: u64 = 1_000_000;
+
 /// Shard `index` (1-based) of `count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
@@ -55,11 +59,11 @@ impl FromStr for Shard {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?}: expected I/N with 1 <= I <= N, e.g. 3/10");
+        let bad = || format!("{s:?}: expected I/N with 1 <= I <= N <= {MAX_SHARDS}, e.g. 3/10");
         let (i, n) = s.split_once('/').ok_or_else(bad)?;
         let index: u64 = i.trim().parse().map_err(|_| bad())?;
         let count: u64 = n.trim().parse().map_err(|_| bad())?;
-        if index == 0 || count == 0 || index > count {
+        if index == 0 || count == 0 || index > count || count > MAX_SHARDS {
             return Err(bad());
         }
         Ok(Shard { index, count })

@@ -28,12 +28,30 @@ impl fmt::Display for Position {
         if let Some(id) = &self.id {
             // Debug formatting quotes the id and escapes control characters,
             // so a strange id cannot garble the terminal or the message.
-            write!(f, " ({id:?})")?;
+            write!(f, " ({})", Name(id))?;
         }
         if let Some(line) = self.line {
             write!(f, ", line {line}")?;
         }
         Ok(())
+    }
+}
+
+/// Longest part of a name shown in a message; a name can be megabytes
+/// long (a garbled header), which must not flood the terminal or a log.
+const NAME_SHOWN: usize = 80;
+
+/// A record or tensor name for a message: quoted and escaped (so a strange
+/// name cannot garble the terminal) and cut to [`NAME_SHOWN`] characters,
+/// with the full length said.
+pub struct Name<'a>(pub &'a str);
+
+impl fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.char_indices().nth(NAME_SHOWN) {
+            None => write!(f, "{:?}", self.0),
+            Some((cut, _)) => write!(f, "{:?}... ({} bytes)", &self.0[..cut], self.0.len()),
+        }
     }
 }
 
@@ -125,7 +143,10 @@ pub enum Error {
     },
 
     /// Two records share an id where ids must be unique.
-    #[error("{file}: record {second} ({id:?}): duplicate id, first used by record {first}")]
+    #[error(
+        "{file}: record {second} ({}): duplicate id, first used by record {first}",
+        Name(id)
+    )]
     DuplicateId {
         /// File name as given.
         file: String,
@@ -165,7 +186,7 @@ pub enum Error {
     },
 
     /// A tensor handed to the safetensors writer is unacceptable.
-    #[error("{file}: tensor {name:?}: {message}")]
+    #[error("{file}: tensor {}: {message}", Name(name))]
     Tensor {
         /// Destination as given.
         file: String,
@@ -256,6 +277,21 @@ mod tests {
             line: None,
         };
         assert_eq!(bare.to_string(), "record 1");
+    }
+
+    /// Issue 15: a huge name is cut in messages, its length said.
+    #[test]
+    fn issue15_long_names_are_cut_in_messages() {
+        let long = "n".repeat(50_000_000);
+        let e = Error::invalid_record("reads.fa", 3, long, "empty sequence").to_string();
+        assert_eq!(
+            e,
+            format!(
+                "reads.fa: record 3 (\"{}\"... (50000000 bytes)): empty sequence",
+                "n".repeat(80)
+            )
+        );
+        assert_eq!(Name("short").to_string(), "\"short\"");
     }
 
     #[test]

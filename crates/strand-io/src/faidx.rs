@@ -16,6 +16,8 @@ use noodles::fasta::fai;
 use crate::error::Error;
 use crate::region::{Region, Span};
 
+mod check;
+
 /// An indexed FASTA file open for random access.
 ///
 /// ```
@@ -39,6 +41,11 @@ pub struct IndexedFasta {
     by_name: HashMap<String, usize>,
     source: Source,
     scratch: Vec<u8>,
+    /// Records whose index entry was checked against the file (on their
+    /// first fetch; see [`check`]).
+    checked: Vec<bool>,
+    /// The `.fai` path, for messages.
+    fai_path: PathBuf,
 }
 
 enum Source {
@@ -92,7 +99,7 @@ impl IndexedFasta {
                 file: name.clone(),
                 source,
             })?;
-        let source = if bgzf {
+        let mut source = if bgzf {
             let gzi_path = with_suffix(path, ".gzi");
             let gzi = match bgzf::gzi::fs::read(&gzi_path) {
                 Ok(gzi) => gzi,
@@ -118,12 +125,25 @@ impl IndexedFasta {
                 )));
             }
         }
+        if let Some(last) = index.last() {
+            let bad = check::file_end(&mut source, last).map_err(|e| {
+                invalid(format!(
+                    "cannot check it against {}: {e}",
+                    fai_path.display()
+                ))
+            })?;
+            if let Some(bad) = bad {
+                return Err(invalid(stale(&fai_path, &name, &bad)));
+            }
+        }
         Ok(IndexedFasta {
             name,
+            checked: vec![false; index.len()],
             index,
             by_name,
             source,
             scratch: Vec::new(),
+            fai_path,
         })
     }
 
@@ -200,9 +220,23 @@ impl IndexedFasta {
             at: format!("region {at}"),
             message,
         };
-        let rec = self
-            .record(contig)
+        let i = *self
+            .by_name
+            .get(contig)
             .ok_or_else(|| err(format!("unknown contig {contig:?}")))?;
+        let rec = &self.index[i];
+        if !self.checked[i] {
+            let bad = check::record(&mut self.source, rec)
+                .map_err(|e| err(format!("read failed: {e}")))?;
+            if let Some(bad) = bad {
+                return Err(err(stale(
+                    &self.fai_path,
+                    &self.name,
+                    &format!("contig {contig}: {bad}"),
+                )));
+            }
+            self.checked[i] = true;
+        }
         if end > rec.length() {
             return Err(err(format!(
                 "outside contig {contig} of length {}",
@@ -212,9 +246,7 @@ impl IndexedFasta {
         if start >= end {
             return Err(err("empty region".into()));
         }
-        let (line_bases, line_width) = (rec.line_base_count().get(), rec.line_width().get());
-        let offset = |pos: u64| rec.position() + pos / line_bases * line_width + pos % line_bases;
-        let (first, last) = (offset(start), offset(end - 1) + 1);
+        let (first, last) = (check::offset(rec, start), check::offset(rec, end - 1) + 1);
         let bytes = (last - first) as usize;
         self.scratch.resize(bytes, 0);
         let read = match &mut self.source {
@@ -269,6 +301,34 @@ impl std::fmt::Debug for IndexedFasta {
             .field("name", &self.name)
             .field("contigs", &self.index.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// The message for an index that no longer describes its file.
+fn stale(fai: &Path, file: &str, what: &str) -> String {
+    format!(
+        "the index {} does not match the file ({what}): the index is stale or the file was \
+         cut; re-create it with `samtools faidx {file}`",
+        fai.display()
+    )
+}
+
+impl check::ReadAt for Source {
+    fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Source::Plain(r, at) => {
+                *at = None;
+                r.seek(SeekFrom::Start(pos))?;
+                read_up_to(r, buf)
+            }
+            Source::Bgzf(r) => {
+                // Past the end the .gzi seek itself may fail: no bytes.
+                if r.seek(SeekFrom::Start(pos)).is_err() {
+                    return Ok(0);
+                }
+                read_up_to(r, buf)
+            }
+        }
     }
 }
 

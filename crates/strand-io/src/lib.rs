@@ -19,13 +19,15 @@ pub mod faidx;
 pub mod npy;
 pub mod region;
 pub mod safetensors;
+pub mod same_file;
 pub mod seq;
 pub mod vcf;
 pub mod windows;
 
-pub use atomic::AtomicFile;
+pub use atomic::{commit_all, AtomicFile, Dest};
 pub use dtype::Dtype;
 pub use error::{Error, Position};
+pub use same_file::check_outputs;
 pub use seq::{check_unique_ids, Format, IdSet, Reader, Record};
 
 /// Helpers shared by the unit tests of several modules.

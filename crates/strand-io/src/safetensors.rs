@@ -3,9 +3,17 @@
 //! A safetensors file is an 8-byte little-endian header length, a JSON
 //! header giving every tensor's dtype, shape and byte range, then the raw
 //! tensor data. The header comes first but is only known once all tensors
-//! are in, so tensor data is spooled to an anonymous temporary file as it
-//! arrives and copied behind the header at [`Writer::finish`]. Memory use
-//! is therefore independent of the output size.
+//! are in. For a file destination, room for the header is reserved at the
+//! start of the output's own temporary file and tensor data is written
+//! after it, in place; the header is written into the reserved room at
+//! [`Writer::finish`], padded with spaces (which the format allows). When
+//! the header outgrows its room, the room is doubled and the data written
+//! so far moved up in place, so the output needs only its own size on
+//! disk (plus the header's growth), never a second copy of the data.
+//! A stream destination (stdout, a FIFO, a device) cannot be written out
+//! of order, so there the data is spooled to an anonymous temporary file
+//! and copied behind the header at the end. Memory use is independent of
+//! the output size either way, and both give the same bytes.
 //!
 //! Tensors appear in the header and in the data in insertion order. A
 //! tensor is either added whole ([`Writer::add_f32`]) or streamed in
@@ -17,13 +25,16 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::Path;
 
-use crate::atomic::{parent_dir, AtomicFile};
+use crate::atomic::AtomicFile;
 use crate::dtype::Dtype;
 use crate::error::Error;
 
 /// Readers (including the reference `safetensors` crate) refuse headers
 /// larger than this many bytes.
 pub const MAX_HEADER_BYTES: usize = 100_000_000;
+
+/// Room reserved for the length and header at first (doubled as needed).
+const INITIAL_RESERVE: u64 = 4096;
 
 /// Name reserved by the format for the string-to-string metadata map.
 const METADATA_KEY: &str = "__metadata__";
@@ -57,10 +68,14 @@ struct Body {
     /// the header size can be checked before the data is computed.
     tensors_json: String,
     names: HashSet<String>,
-    /// Anonymous temporary file holding the tensor data written so far:
-    /// the OS removes it even if the process is killed.
-    spool: BufWriter<File>,
-    /// Bytes of tensor data spooled so far.
+    /// For a stream destination, an anonymous temporary file holding the
+    /// tensor data written so far (the OS removes it even if the process
+    /// is killed); `None` when data goes into the destination in place.
+    spool: Option<BufWriter<File>>,
+    /// Bytes before the tensor data: the 8-byte length and the header
+    /// padded with spaces. A multiple of 8 that only grows.
+    reserved: u64,
+    /// Bytes of tensor data written so far.
     offset: u64,
     /// Reused encoding buffer.
     scratch: Vec<u8>,
@@ -85,19 +100,22 @@ impl Writer {
     /// header will carry `metadata` under `__metadata__` (left out when
     /// empty).
     pub fn create(path: &Path, metadata: BTreeMap<String, String>) -> Result<Writer, Error> {
-        let out = AtomicFile::create(path)?;
+        let mut out = AtomicFile::create(path)?;
         let file = out.display_name().to_owned();
-        // The spool goes next to the destination, where there is room for
-        // the output anyway; for stdout the system temporary directory.
-        let spool = if path == Path::new("-") {
-            tempfile::tempfile()
+        let spool = if out.is_stream() {
+            // In the system temporary directory: a stream's own directory
+            // may be /dev, no place for data.
+            let spool = tempfile::tempfile().map_err(|source| Error::Create {
+                file: file.clone(),
+                source,
+            })?;
+            Some(BufWriter::with_capacity(256 * 1024, spool))
         } else {
-            tempfile::tempfile_in(parent_dir(path))
-        }
-        .map_err(|source| Error::Create {
-            file: file.clone(),
-            source,
-        })?;
+            // The room for the header, filled in at `finish`.
+            out.write_all(&[b' '; INITIAL_RESERVE as usize])
+                .map_err(|e| out.write_error(e))?;
+            None
+        };
         let mut writer = Writer {
             out,
             body: Body {
@@ -106,7 +124,8 @@ impl Writer {
                 metadata_len: 0,
                 tensors_json: String::new(),
                 names: HashSet::new(),
-                spool: BufWriter::with_capacity(256 * 1024, spool),
+                spool,
+                reserved: INITIAL_RESERVE,
                 offset: 0,
                 scratch: Vec::new(),
                 broken: false,
@@ -196,6 +215,10 @@ impl Writer {
         }
         let remaining = body.elements(name, shape)?;
         let entry = body.check(name, dtype, shape, remaining)?;
+        // Room for the header with this entry, before its data is written.
+        let header = body.header_len() + 1 + entry.json.len();
+        reserve(&mut self.out, body, header)?;
+        let body = &mut self.body;
         body.open = Some(OpenTensor {
             name: name.to_owned(),
             dtype,
@@ -211,6 +234,10 @@ impl Writer {
         if body.broken {
             return Err(body.broken_error());
         }
+        let sink: &mut dyn Write = match &mut body.spool {
+            Some(spool) => spool,
+            None => &mut self.out,
+        };
         let Some(open) = body.open.as_mut() else {
             return Err(Error::InvalidOutput {
                 file: body.file.clone(),
@@ -231,9 +258,9 @@ impl Writer {
         for block in values.chunks(16 * 1024) {
             body.scratch.clear();
             dtype.encode(block, &mut body.scratch);
-            if let Err(source) = body.spool.write_all(&body.scratch) {
-                // Part of the tensor may be in the spool; later offsets
-                // would be wrong, so refuse all further work.
+            if let Err(source) = sink.write_all(&body.scratch) {
+                // Part of the tensor may be written; later offsets would
+                // be wrong, so refuse all further work.
                 body.broken = true;
                 return Err(body.write_error(source));
             }
@@ -268,7 +295,14 @@ impl Writer {
         if let Some(open) = &body.open {
             return Err(body.tensor_error(&open.name, "not ended".into()));
         }
-        body.write_to(&mut out)?;
+        body.check_header_limit()?;
+        let header = body.header_len();
+        reserve(&mut out, &mut body, header)?;
+        if body.spool.is_some() {
+            body.write_to(&mut out)?;
+        } else {
+            body.write_header_in_place(&mut out)?;
+        }
         out.commit()
     }
 }
@@ -390,13 +424,12 @@ impl Body {
         Ok(header)
     }
 
-    /// Writes length, header and spooled data to `sink`.
-    fn write_to(&mut self, sink: &mut dyn Write) -> Result<(), Error> {
+    /// Metadata alone can exceed the header limit; tensors were checked
+    /// as they came.
+    fn check_header_limit(&self) -> Result<(), Error> {
         if self.broken {
             return Err(self.broken_error());
         }
-        // Metadata alone can exceed the limit; tensors were checked as
-        // they came.
         if self.header_len() > MAX_HEADER_BYTES {
             return Err(Error::InvalidOutput {
                 file: self.file.clone(),
@@ -406,17 +439,28 @@ impl Body {
                 ),
             });
         }
-        let header = self.header()?;
-        self.spool.flush().map_err(|e| self.write_error(e))?;
-        let spool = self.spool.get_mut();
+        Ok(())
+    }
+
+    /// Writes length, header and spooled data to `sink`.
+    fn write_to(&mut self, sink: &mut dyn Write) -> Result<(), Error> {
+        self.check_header_limit()?;
+        let head = self.head()?;
+        let Some(spool) = self.spool.as_mut() else {
+            return Err(self.write_error(io::Error::other("no spooled data")));
+        };
         let copied = spool
-            .rewind()
+            .flush()
             .and_then(|()| {
-                sink.write_all(&(header.len() as u64).to_le_bytes())?;
-                sink.write_all(header.as_bytes())?;
+                let spool = spool.get_mut();
+                spool.rewind()?;
+                sink.write_all(&head)?;
                 io::copy(&mut Read::by_ref(spool).take(self.offset), sink)
             })
-            .map_err(|e| self.write_error(e))?;
+            .map_err(|e| Error::Write {
+                file: self.file.clone(),
+                source: e,
+            })?;
         if copied != self.offset {
             return Err(self.write_error(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -460,6 +504,11 @@ fn json_error(file: &str, e: serde_json::Error) -> Error {
         message: format!("cannot encode safetensors header: {e}"),
     }
 }
+
+mod metadata;
+mod room;
+pub use metadata::read_metadata;
+use room::reserve;
 
 #[cfg(test)]
 mod tests;

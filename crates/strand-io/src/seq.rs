@@ -16,7 +16,7 @@ use std::path::Path;
 use crate::error::{Error, Position, ShowByte};
 
 mod ids;
-mod input;
+pub(crate) mod input;
 #[cfg(test)]
 mod tests;
 
@@ -46,14 +46,27 @@ impl Record {
         if self.seq.is_empty() {
             return Err(bad("empty sequence".into()));
         }
-        match self.seq.iter().position(|b| !b.is_ascii()) {
+        // NUL bytes are ASCII but never bases: zero-filled blocks are what
+        // a crashed writer or a damaged disk leaves, and must not be
+        // embedded as unknown bases.
+        match self.seq.iter().position(|&b| !b.is_ascii() || b == 0) {
             Some(p) => Err(bad(format!(
-                "non-ASCII byte 0x{:02x} at position {}",
-                self.seq[p],
+                "{} at position {}",
+                bad_byte(self.seq[p]),
                 p + 1
             ))),
             None => Ok(()),
         }
+    }
+}
+
+/// Names a byte that cannot be a base: a NUL (zero-filled corruption) or
+/// a non-ASCII byte.
+pub fn bad_byte(b: u8) -> String {
+    if b == 0 {
+        "NUL byte (zero-filled data: a damaged or partly written file?)".into()
+    } else {
+        format!("non-ASCII byte 0x{b:02x}")
     }
 }
 
@@ -361,15 +374,29 @@ fn display_name(name: &str) -> &str {
 }
 
 /// Splits a header (without `>`/`@`) into id and description. Non-UTF-8
-/// bytes are replaced rather than rejected: ids only label output.
+/// bytes are escaped (`\xNN`) rather than rejected: ids only label output,
+/// but distinct ids must stay distinct (replacing every bad byte with one
+/// replacement character made different names collide as duplicates).
 fn split_header(header: &[u8]) -> (String, Option<String>) {
     let header = header.trim_ascii();
     let end = header
         .iter()
         .position(u8::is_ascii_whitespace)
         .unwrap_or(header.len());
-    let id = String::from_utf8_lossy(&header[..end]).into_owned();
+    let id = escape_utf8(&header[..end]);
     let rest = header[end..].trim_ascii();
-    let description = (!rest.is_empty()).then(|| String::from_utf8_lossy(rest).into_owned());
+    let description = (!rest.is_empty()).then(|| escape_utf8(rest));
     (id, description)
+}
+
+/// `bytes` as text, each byte of an invalid UTF-8 sequence as `\xNN`.
+fn escape_utf8(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }

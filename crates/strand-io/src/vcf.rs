@@ -15,6 +15,7 @@ use noodles::tabix;
 use crate::atomic::AtomicFile;
 use crate::error::Error;
 use crate::faidx::with_suffix;
+use crate::seq::input::{is_bgzf, read_prefix, EofMarkerCheck};
 
 /// A VCF file positioned after its header.
 pub struct Reader {
@@ -26,6 +27,8 @@ pub struct Reader {
     pub columns: String,
     line: u64,
     buf: String,
+    /// Columns of the `#CHROM` line: every record has exactly as many.
+    width: usize,
 }
 
 /// One data line: its 1-based line number and fields.
@@ -85,18 +88,25 @@ impl Reader {
                 source,
             })?)
         };
-        let mut raw = BufReader::new(raw);
-        let gzip = raw
-            .fill_buf()
-            .map(|b| b.starts_with(&[0x1f, 0x8b]))
-            .map_err(|source| Error::Open {
-                file: name.clone(),
-                source,
-            })?;
+        let mut raw = raw;
+        let prefix = read_prefix(&mut raw).map_err(|source| Error::Open {
+            file: name.clone(),
+            source,
+        })?;
+        let gzip = prefix.starts_with(&[0x1f, 0x8b]);
+        let bgzf = is_bgzf(&prefix);
+        let raw = io::Cursor::new(prefix).chain(raw);
         let input: Box<dyn BufRead + Send> = if gzip {
-            Box::new(BufReader::new(flate2::bufread::MultiGzDecoder::new(raw)))
+            // A BGZF file cut at a block boundary (a killed bgzip)
+            // decompresses cleanly; only the missing end-of-file block
+            // tells that records are lost, so it is required, as for
+            // FASTA and BAM.
+            let checked = BufReader::new(EofMarkerCheck::new(raw, bgzf));
+            Box::new(BufReader::new(flate2::bufread::MultiGzDecoder::new(
+                checked,
+            )))
         } else {
-            Box::new(raw)
+            Box::new(BufReader::new(raw))
         };
         let mut r = Reader {
             name,
@@ -105,6 +115,7 @@ impl Reader {
             columns: String::new(),
             line: 0,
             buf: String::new(),
+            width: 0,
         };
         loop {
             if !r.read_line()? {
@@ -115,6 +126,13 @@ impl Reader {
                 r.meta.push(l.to_owned());
             } else if l.starts_with("#CHROM") {
                 r.columns = l.to_owned();
+                r.width = r.columns.split('\t').count();
+                if r.width < 8 {
+                    return Err(r.at(format!(
+                        "the #CHROM line has {} tab-separated columns; a VCF has at least 8",
+                        r.width
+                    )));
+                }
                 break;
             } else {
                 return Err(r.at(if r.line == 1 {
@@ -166,8 +184,9 @@ impl Reader {
         }
     }
 
-    /// The next data line, checked: at least 8 fields, a numeric POS, a
-    /// REF of bases.
+    /// The next data line, checked: as many fields as the `#CHROM` line
+    /// (a record cut short, e.g. by a truncated file, is an error), a
+    /// numeric POS, a REF of bases.
     pub fn next_record(&mut self) -> Option<Result<Record, Error>> {
         loop {
             match self.read_line() {
@@ -185,9 +204,10 @@ impl Reader {
     }
 
     fn check(&self, fields: Vec<String>) -> Result<Record, Error> {
-        if fields.len() < 8 {
+        if fields.len() != self.width {
             return Err(self.at(format!(
-                "expected at least 8 tab-separated fields, found {}",
+                "expected {} tab-separated fields (as in the #CHROM line), found {}",
+                self.width,
                 fields.len()
             )));
         }
@@ -230,6 +250,13 @@ struct BgzfOut {
     writer: bgzf::io::Writer<AtomicFile>,
     indexer: tabix::index::Indexer,
     index_path: std::path::PathBuf,
+}
+
+/// The index file [`Writer`] writes next to `path`, if any (`.tbi` for
+/// BGZF output).
+pub fn index_path(path: &Path) -> Option<std::path::PathBuf> {
+    let bgzf = path != Path::new("-") && path.extension().is_some_and(|e| e == "gz");
+    bgzf.then(|| with_suffix(path, ".tbi"))
 }
 
 impl Writer {
@@ -327,8 +354,9 @@ impl Writer {
                         source,
                     })?;
                 drop(w);
-                tbi.commit()?;
-                file.commit()
+                // Both synced before either is renamed; the index first, so
+                // that it is never older than the VCF.
+                crate::atomic::commit_all([tbi, file])
             }
         }
     }

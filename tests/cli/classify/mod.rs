@@ -12,6 +12,7 @@ use crate::util::{
 };
 
 mod errors;
+mod issue15;
 mod train;
 
 const BIN: &str = env!("CARGO_BIN_EXE_strand-classify");

@@ -456,7 +456,8 @@ fn bad_input_truncated_bgzf_fasta() {
         dir.path(),
         embed(),
         &["-m", &m, &gz.to_string_lossy(), "-r", "chrB:30,001-31,000"],
-        &["cut.fa.gz: region chrB:30001-31000", "truncated or corrupt"],
+        // Seen when the file is opened: it ends before its last record.
+        &["cut.fa.gz: the index", "truncated or corrupt"],
     );
 }
 

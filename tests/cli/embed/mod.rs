@@ -404,6 +404,7 @@ fn embed_hub_id_resolves_from_cache() {
 
 mod errors;
 mod genome;
+mod issue15;
 mod jobs;
 
 /// `--device auto` (the default) says on stderr which device it chose:

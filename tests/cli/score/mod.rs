@@ -7,6 +7,7 @@ use std::path::Path;
 use crate::util::{root, tempdir, test_data, tolerance, Cmd, Output, SafeFile};
 
 mod ism;
+mod issue15;
 
 const BIN: &str = env!("CARGO_BIN_EXE_strand-score");
 

@@ -21,21 +21,21 @@ pub struct Args {
     pub kind: Vec<Kind>,
 
     /// Sequence lengths in tokens
-    #[arg(long, value_delimiter = ',', default_values_t = [1024, 16384, 131072])]
+    #[arg(long, value_delimiter = ',', default_values_t = [1024, 16384, 131072], value_parser = crate::args::tokens())]
     pub lengths: Vec<usize>,
 
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = small(1 << 16))]
     pub d_model: usize,
 
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = small(1024))]
     pub n_layer: usize,
 
     /// Time this many runs per length and report the best
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = small(1000))]
     pub repeat: usize,
 
     /// CPU threads [default: all cores]
-    #[arg(short = '@', long)]
+    #[arg(short = '@', long, value_parser = small(1 << 16))]
     pub threads: Option<usize>,
 
     /// Where to run: cpu, cuda, cuda:N
@@ -48,7 +48,7 @@ pub struct Args {
 
     /// GPU only: run this many sequences of each length as one batch
     /// (tokens/s counts all of them)
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = small(1 << 16))]
     pub batch: usize,
 
     /// GPU only: also copy the hidden states to the host, into a reused
@@ -59,7 +59,7 @@ pub struct Args {
 
     /// GPU only: also print a per-op time breakdown (CUDA events) at this
     /// length, with each op's floor
-    #[arg(long, value_name = "TOKENS")]
+    #[arg(long, value_name = "TOKENS", value_parser = crate::args::tokens())]
     pub profile: Option<usize>,
 
     /// Only write the random-weight checkpoints (one folder per kind, e.g.
@@ -67,6 +67,13 @@ pub struct Args {
     /// strand-embed's speed and memory without a download
     #[arg(long, value_name = "DIR")]
     pub save_models: Option<std::path::PathBuf>,
+}
+
+/// Value parser for a size from 1 to `max`: bench builds a model and
+/// buffers from these, so a huge value must be a usage error, not an
+/// allocation failure.
+fn small(max: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=max)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -25,6 +25,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let mut inputs = Vec::new();
+    for part in &args.parts {
+        inputs.extend(crate::args::with_indexes(part));
+    }
+    let index = strand_io::vcf::index_path(&args.output);
+    let mut outputs = vec![args.output.as_path()];
+    outputs.extend(index.as_deref());
+    crate::args::check_outputs(&outputs, &inputs)?;
     let mut out = Writer::create(&args.output)?;
     let mut columns: Option<(String, String)> = None;
     for part in &args.parts {

@@ -58,6 +58,16 @@ pub struct Config {
     pub sha256: String,
 }
 
+/// Largest `d_model` (and `dt_rank`) accepted; published Caduceus models
+/// use 256.
+const MAX_WIDTH: usize = 1 << 16;
+/// Largest `n_layer` accepted; published models use 16.
+const MAX_LAYERS: usize = 4096;
+/// Largest vocabulary accepted; Caduceus uses 16 tokens.
+const MAX_VOCAB: usize = 1 << 20;
+/// Largest `d_state`, `d_conv` and `expand` accepted.
+const MAX_SMALL: usize = 1024;
+
 /// Keys of `ssm_cfg` the reference `Mamba` accepts. Those after `bias` only
 /// affect initialisation or kernel choice, never the forward result.
 const SSM_KEYS: [&str; 13] = [
@@ -122,6 +132,14 @@ impl Config {
         if pad == 0 {
             return Err(err("pad_vocab_size_multiple must be positive".into()));
         }
+        // Bounded before the rounding below, which could overflow.
+        for (name, v) in [("vocab_size", vocab_size), ("pad_vocab_size_multiple", pad)] {
+            if v > MAX_VOCAB {
+                return Err(err(format!(
+                    "{name} is {v}, more than strand accepts ({MAX_VOCAB})"
+                )));
+            }
+        }
         vocab_size = vocab_size.div_ceil(pad) * pad;
 
         let bidirectional = f.bool_or("bidirectional", true)?;
@@ -177,6 +195,24 @@ impl Config {
         ] {
             if v == 0 {
                 return Err(err(format!("{name} must be positive")));
+            }
+        }
+        // Sane bounds, far above any published model, checked before
+        // anything is sized from them: products of these (d_inner x
+        // d_state, vocab x d_model) then stay far from overflow, and an
+        // absurd value is an error, not a multi-gigabyte allocation.
+        for (name, v, max) in [
+            ("d_model", d_model, MAX_WIDTH),
+            ("n_layer", n_layer, MAX_LAYERS),
+            ("ssm_cfg.d_state", d_state, MAX_SMALL),
+            ("ssm_cfg.d_conv", d_conv, MAX_SMALL),
+            ("ssm_cfg.expand", expand, MAX_SMALL),
+            ("ssm_cfg.dt_rank", dt_rank, MAX_WIDTH),
+        ] {
+            if v > max {
+                return Err(err(format!(
+                    "{name} is {v}, more than strand accepts ({max})"
+                )));
             }
         }
 
@@ -377,5 +413,34 @@ mod tests {
                 .dt_rank,
             5
         );
+    }
+
+    /// Issue 15: absurd sizes are refused when the config is read, before
+    /// anything is sized from them.
+    #[test]
+    fn issue15_absurd_sizes_are_refused() {
+        for (json, field) in [
+            (r#"{"n_layer": 10000000}"#, "n_layer is 10000000"),
+            (r#"{"d_model": 1000000000000}"#, "d_model is 1000000000000"),
+            (r#"{"vocab_size": 18446744073709551615}"#, "vocab_size is"),
+            (
+                r#"{"pad_vocab_size_multiple": 18446744073709551615}"#,
+                "pad_vocab_size_multiple is",
+            ),
+            (
+                r#"{"ssm_cfg": {"d_state": 100000}}"#,
+                "ssm_cfg.d_state is 100000",
+            ),
+            (
+                r#"{"ssm_cfg": {"dt_rank": 100000000}}"#,
+                "ssm_cfg.dt_rank is",
+            ),
+        ] {
+            let e = parse(json).unwrap_err().to_string();
+            assert!(
+                e.contains(field) && e.contains("more than strand accepts"),
+                "{e}"
+            );
+        }
     }
 }

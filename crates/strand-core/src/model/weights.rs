@@ -239,6 +239,48 @@ impl Expected {
     }
 }
 
+/// Checks the config's layer count and width against the tensors present,
+/// before anything that grows with them is built: the map of expected
+/// tensors holds ~20 names per layer, so `n_layer: 10000000` would take
+/// gigabytes before the first missing tensor were noticed. More layers in
+/// the checkpoint than in the config are reported by [`Expected::check`]
+/// as unexpected tensors.
+fn check_sizes(ckpt: &Checkpoint, cfg: &Config, prefix: &'static str) -> Result<()> {
+    let layers = format!("{prefix}layers.");
+    let held = ckpt
+        .names()
+        .into_iter()
+        .filter_map(|n| n.strip_prefix(layers.as_str()))
+        .filter_map(|rest| rest.split('.').next()?.parse::<usize>().ok())
+        .map(|i| i + 1)
+        .max()
+        .unwrap_or(0);
+    let keys = Keys::new(prefix, cfg);
+    if held < cfg.n_layer {
+        return Err(Error::Checkpoint {
+            path: ckpt.path_of(&keys.embedding).to_path_buf(),
+            msg: format!(
+                "config.json says n_layer {} but the checkpoint holds {held} layers \
+                 (wrong config.json?)",
+                cfg.n_layer
+            ),
+        });
+    }
+    if let Some(shape) = ckpt.shape(&keys.embedding) {
+        if shape.len() == 2 && shape[1] != cfg.d_model {
+            return Err(Error::Tensor {
+                path: ckpt.path_of(&keys.embedding).to_path_buf(),
+                name: keys.embedding.clone(),
+                msg: format!(
+                    "has shape {shape:?}: width {} but config.json says d_model {}",
+                    shape[1], cfg.d_model
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Weights {
     /// Checks and loads every tensor `cfg` calls for.
     pub fn load(ckpt: &Checkpoint, cfg: &Config) -> Result<Weights> {
@@ -251,6 +293,7 @@ impl Weights {
         } else {
             "backbone."
         };
+        check_sizes(ckpt, cfg, prefix)?;
         Expected::for_config(cfg, prefix)?.check(ckpt)?;
         let keys = Keys::new(prefix, cfg);
         let (d, di, n, r, v) = (

@@ -1,6 +1,6 @@
 //! Indexed FASTA against the committed test genome.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::Reader;
@@ -133,13 +133,11 @@ fn a_truncated_bgzf_file_is_an_error_naming_the_region() {
         )
         .expect("copy");
     }
-    let mut fa = IndexedFasta::open(&gz).expect("open");
-    let e = fa
-        .fetch("chrB", 30_000, 31_000)
-        .expect_err("truncated")
-        .to_string();
+    // Seen at open: the file ends before the last indexed record does.
+    let e = IndexedFasta::open(&gz).expect_err("truncated").to_string();
     assert!(
-        e.starts_with(&format!("{}: region chrB:30001-31000", gz.display())),
+        e.starts_with(&format!("{}: the index ", gz.display()))
+            && e.contains("the file ends before the end of its last record \"chrB\""),
         "{e}"
     );
 }
@@ -254,6 +252,91 @@ fn a_corrupt_bgzf_block_is_an_error_naming_the_region() {
         .to_string();
     assert!(
         e.starts_with(&format!("{}: region chrB:1-40000: ", gz.display())) && e.contains("corrupt"),
+        "{e}"
+    );
+}
+
+/// Copies `ref.fa` and its index into `dir`, editing the FASTA text (not
+/// the index) with `edit`.
+fn stale_copy(dir: &Path, edit: impl Fn(&str) -> String) -> PathBuf {
+    let fa = dir.join("s.fa");
+    let text = std::fs::read_to_string(genome("ref.fa")).expect("read");
+    std::fs::write(&fa, edit(&text)).expect("write");
+    std::fs::copy(genome("ref.fa.fai"), dir.join("s.fa.fai")).expect("copy");
+    fa
+}
+
+/// Issue 15: an index left over from before an edit of the FASTA shifts
+/// every base; it must be an error saying to re-index, not other bases.
+#[test]
+fn issue15_a_stale_index_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = fixtures()[0].0.clone();
+    // A longer header: every offset after it is off by 13 bytes, while
+    // the file's end moves too (caught at open).
+    let fa = stale_copy(dir.path(), |t| {
+        t.replacen(&format!(">{first}"), &format!(">{first} description"), 1)
+    });
+    let e = IndexedFasta::open(&fa).expect_err("stale").to_string();
+    assert!(e.contains("re-create it with `samtools faidx"), "{e}");
+    // A header renamed in place, same length: the file's end is right,
+    // the record's header is not.
+    let renamed: String = first.chars().rev().collect();
+    assert_ne!(renamed, first);
+    let fa = stale_copy(dir.path(), |t| {
+        t.replacen(&format!(">{first}\n"), &format!(">{renamed}\n"), 1)
+    });
+    let mut fasta = IndexedFasta::open(&fa).expect("the file's end is right");
+    let e = fasta.fetch(&first, 0, 1).expect_err("stale").to_string();
+    assert!(
+        e.contains(&format!("contig {first}: its header line is not the one"))
+            && e.contains("re-create it with `samtools faidx"),
+        "{e}"
+    );
+    // Lines rewrapped (same bases, different layout).
+    let fa = stale_copy(dir.path(), |t| t.replacen("\n", "\n\n", 2));
+    let e = IndexedFasta::open(&fa).expect_err("stale").to_string();
+    assert!(e.contains("re-create it with `samtools faidx"), "{e}");
+}
+
+/// Issue 15: the same checks hold for BGZF: the good file passes every
+/// record's check.
+#[test]
+fn issue15_checks_accept_good_plain_and_bgzf_files() {
+    for file in ["ref.fa", "ref.fa.gz"] {
+        let mut fa = IndexedFasta::open(&genome(file)).expect("open");
+        for (name, len) in fa.contigs() {
+            fa.fetch(&name, len - 1, len).expect("last base");
+        }
+    }
+}
+
+/// Issue 15: an index entry off by one byte is caught in a BGZF file too
+/// (read back through the .gzi), on the record's first fetch.
+#[test]
+fn issue15_a_stale_index_of_a_bgzf_file_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gz = dir.path().join("s.fa.gz");
+    std::fs::copy(genome("ref.fa.gz"), &gz).expect("copy");
+    std::fs::copy(genome("ref.fa.gz.gzi"), dir.path().join("s.fa.gz.gzi")).expect("copy");
+    let fai = std::fs::read_to_string(genome("ref.fa.gz.fai")).expect("read");
+    let shifted: String = fai
+        .lines()
+        .map(|l| {
+            let mut f: Vec<String> = l.split('\t').map(str::to_owned).collect();
+            if f[0] == "chrA" {
+                f[2] = (f[2].parse::<u64>().expect("offset") + 1).to_string();
+            }
+            f.join("\t") + "\n"
+        })
+        .collect();
+    std::fs::write(dir.path().join("s.fa.gz.fai"), shifted).expect("write");
+    let mut fa = IndexedFasta::open(&gz).expect("the file's end is right");
+    fa.fetch("chrB", 0, 10).expect("chrB is indexed right");
+    let e = fa.fetch("chrA", 1000, 3000).expect_err("stale").to_string();
+    assert!(
+        e.contains("contig chrA: no line break before its first base")
+            && e.contains("re-create it with `samtools faidx"),
         "{e}"
     );
 }

@@ -89,7 +89,8 @@ fn header_layout_is_exact() {
         r#""a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#
     );
     assert_eq!(header.trim_end_matches(' '), json);
-    assert_eq!(n, json.len().next_multiple_of(8));
+    // Padded to fill the room reserved before the data.
+    assert_eq!(n as u64, INITIAL_RESERVE - 8);
     assert_eq!(f32s(&bytes[8 + n..]), vec![1.0, 2.0, 3.0]);
 }
 
@@ -255,4 +256,62 @@ fn header_length_estimate_matches_the_header() {
     w.add_f32("x", &[1], &[1.0]).expect("add");
     let rendered = w.body.header().expect("header");
     assert_eq!(rendered.trim_end().len(), w.body.header_len());
+}
+
+/// Issue 15: a file output holds its data in place as it is written (no
+/// second copy), and the header room grows, moving the data, as needed.
+#[test]
+fn issue15_data_is_written_in_place_and_the_header_room_grows() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("big.safetensors");
+    let mut w = Writer::create(&path, meta()).expect("create");
+    let values: Vec<f32> = (0..250_000).map(|i| i as f32).collect();
+    w.add_f32("first", &[values.len()], &values).expect("add");
+    w.out.flush().expect("flush");
+    // The only file is our temporary output, already holding the data.
+    let names = files_in(dir.path());
+    assert_eq!(names.len(), 1, "{names:?}");
+    let temp_len = std::fs::metadata(dir.path().join(&names[0]))
+        .expect("stat")
+        .len();
+    assert_eq!(temp_len, INITIAL_RESERVE + 4 * values.len() as u64);
+    // Enough long names to outgrow the room several times.
+    let name = |i: usize| format!("{i:05}-{}", "n".repeat(200));
+    for i in 0..200 {
+        w.add_f32(&name(i), &[2], &[i as f32, -(i as f32)])
+            .expect("add");
+    }
+    assert!(w.body.reserved > 8 * INITIAL_RESERVE, "{}", w.body.reserved);
+    w.finish().expect("finish");
+    let bytes = std::fs::read(&path).expect("read");
+    let st = SafeTensors::deserialize(&bytes).expect("valid");
+    assert_eq!(f32s(st.tensor("first").expect("first").data()), values);
+    for i in 0..200 {
+        let t = st.tensor(&name(i)).expect("present");
+        assert_eq!(f32s(t.data()), vec![i as f32, -(i as f32)]);
+    }
+    // The same tensors through a stream destination give the same bytes.
+    let mut s = Writer::create(Path::new("-"), meta()).expect("stdout");
+    s.add_f32("first", &[values.len()], &values).expect("add");
+    for i in 0..200 {
+        s.add_f32(&name(i), &[2], &[i as f32, -(i as f32)])
+            .expect("add");
+    }
+    let header = s.body.header_len();
+    reserve(&mut s.out, &mut s.body, header).expect("reserve");
+    let mut streamed = Vec::new();
+    s.body.write_to(&mut streamed).expect("write");
+    assert!(streamed == bytes, "stream and file outputs differ");
+}
+
+#[test]
+fn metadata_reads_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("m.safetensors");
+    let mut w = Writer::create(&path, meta()).expect("create");
+    w.add_f32("x", &[1], &[1.0]).expect("add");
+    w.finish().expect("finish");
+    assert_eq!(read_metadata(&path).expect("read"), meta());
+    std::fs::write(&path, b"not safetensors").expect("write");
+    assert!(read_metadata(&path).is_err());
 }

@@ -20,7 +20,7 @@ const PREFIX_LEN: usize = 16;
 
 /// The 28-byte empty block that bgzip writes at the end of every file
 /// (SAM/BAM specification, section 4.1.2).
-const BGZF_EOF: [u8; 28] = [
+pub(crate) const BGZF_EOF: [u8; 28] = [
     0x1f, 0x8b, 0x08, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0x06, 0x00, 0x42, 0x43, 0x02, 0x00,
     0x1b, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
 ];
@@ -121,7 +121,7 @@ pub(super) fn open(file: &str, mut raw: Box<dyn Read + Send>) -> Result<Opened, 
 
 /// Reads up to [`PREFIX_LEN`] bytes, looping because pipes may deliver
 /// fewer bytes per read than are available.
-fn read_prefix(raw: &mut dyn Read) -> io::Result<Vec<u8>> {
+pub(crate) fn read_prefix(raw: &mut dyn Read) -> io::Result<Vec<u8>> {
     let mut prefix = Vec::with_capacity(PREFIX_LEN);
     raw.take(PREFIX_LEN as u64).read_to_end(&mut prefix)?;
     Ok(prefix)
@@ -143,7 +143,7 @@ fn other_compression(prefix: &[u8]) -> Option<&'static str> {
 
 /// A BGZF block is a gzip member with FEXTRA set whose first extra
 /// subfield is `BC`.
-fn is_bgzf(prefix: &[u8]) -> bool {
+pub(crate) fn is_bgzf(prefix: &[u8]) -> bool {
     prefix.len() >= 14 && prefix[3] & 0x04 != 0 && &prefix[12..14] == b"BC"
 }
 
@@ -155,14 +155,14 @@ fn is_bgzf(prefix: &[u8]) -> bool {
 /// block boundary decompresses without any error and would silently yield
 /// fewer records. The trailing empty block is the only evidence that the
 /// file is complete (htslib checks it the same way).
-struct EofMarkerCheck<R> {
+pub(crate) struct EofMarkerCheck<R> {
     inner: R,
     check: bool,
     tail: [u8; 28],
 }
 
 impl<R: Read> EofMarkerCheck<R> {
-    fn new(inner: R, check: bool) -> Self {
+    pub(crate) fn new(inner: R, check: bool) -> Self {
         EofMarkerCheck {
             inner,
             check,

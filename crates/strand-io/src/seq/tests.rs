@@ -336,10 +336,34 @@ fn from_path_files_and_errors() {
 }
 
 #[test]
-fn non_utf8_header_is_replaced_not_rejected() {
+fn non_utf8_header_is_escaped_not_rejected() {
     let recs = read_all("x.fa", b">r\xff1 d\xfe\nA\n").expect("valid");
-    assert_eq!(recs[0].id, "r\u{fffd}1");
-    assert_eq!(recs[0].description.as_deref(), Some("d\u{fffd}"));
+    assert_eq!(recs[0].id, "r\\xff1");
+    assert_eq!(recs[0].description.as_deref(), Some("d\\xfe"));
+}
+
+/// Issue 15: ids differing only in invalid UTF-8 bytes stay distinct (they
+/// used to collapse into one replacement character: a false duplicate).
+#[test]
+fn issue15_distinct_non_utf8_ids_are_not_duplicates() {
+    let recs = read_all("x.fa", b">r\xff\nA\n>r\xfe\nC\n").expect("valid");
+    assert_ne!(recs[0].id, recs[1].id);
+    crate::check_unique_ids("x.fa", recs.iter().map(|r| r.id.as_str())).expect("unique");
+}
+
+/// Issue 15: a NUL byte in a sequence (zero-filled corruption) is an
+/// error naming the file, record and position.
+#[test]
+fn issue15_nul_bytes_are_refused() {
+    let recs = read_all("z.fa", b">a\nAC\x00\x00GT\n").expect("read");
+    let e = recs[0]
+        .check_model_input("z.fa", 1)
+        .expect_err("NUL")
+        .to_string();
+    assert!(
+        e.starts_with("z.fa: record 1 (\"a\"): NUL byte") && e.ends_with("at position 3"),
+        "{e}"
+    );
 }
 
 #[test]

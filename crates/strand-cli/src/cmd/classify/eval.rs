@@ -60,6 +60,13 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     args.run.init_threads()?;
+    let mut inputs = vec![args.data.clone()];
+    inputs.extend(args.labels.clone());
+    inputs.extend(args.model.files());
+    let mut outputs = vec![args.output.as_path()];
+    outputs.extend(args.confusion.as_deref());
+    outputs.extend(args.plot.as_deref());
+    crate::args::check_outputs(&outputs, &inputs)?;
     let labels_src = Labels::open(args.labels.as_deref())?;
     let reader = Reader::from_path(&args.data)?;
     let file = reader.display_name().to_string();
@@ -100,17 +107,18 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(c) = confusion_out.as_mut() {
         metrics::write_confusion(c, &labels, &scores.confusion).map_err(|e| c.write_error(e))?;
     }
-    if let Some(p) = plot_out {
-        let title = format!(
-            "{file}: {} records, accuracy {:.3}",
-            scores.n, scores.accuracy
-        );
-        plot::confusion_png(p, &labels, &scores.confusion, &title)?;
-    }
-    out.commit()?;
-    if let Some(c) = confusion_out {
-        c.commit()?;
-    }
+    let plot_out = match plot_out {
+        Some(p) => {
+            let title = format!(
+                "{file}: {} records, accuracy {:.3}",
+                scores.n, scores.accuracy
+            );
+            Some(plot::confusion_png(p, &labels, &scores.confusion, &title)?)
+        }
+        None => None,
+    };
+    // All outputs together, once all are complete.
+    strand_io::commit_all(std::iter::once(out).chain(confusion_out).chain(plot_out))?;
     if !args.run.quiet {
         eprintln!(
             "{PROG}: {file}: {} records: {}",

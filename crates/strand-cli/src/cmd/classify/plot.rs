@@ -24,17 +24,17 @@ const MAX_LABEL: usize = 20;
 /// the diagonal).
 const FULL: (u8, u8, u8) = (8, 64, 129);
 
-/// Writes a heat map of `confusion[true][predicted]` to `out`.
+/// Writes a heat map of `confusion[true][predicted]` to `out`, leaving
+/// the commit to the caller (with its other outputs).
 pub fn confusion_png(
     mut out: AtomicFile,
     labels: &[String],
     confusion: &[Vec<u64>],
     title: &str,
-) -> Result<()> {
+) -> Result<AtomicFile> {
     let png = render(labels, confusion, title)?;
     out.write_all(&png).map_err(|e| out.write_error(e))?;
-    out.commit()?;
-    Ok(())
+    Ok(out)
 }
 
 /// The PNG bytes.

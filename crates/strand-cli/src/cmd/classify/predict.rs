@@ -47,7 +47,7 @@ pub struct Args {
 
     /// Records of equal length are run through the model together, up to
     /// this many tokens per pass (on a GPU; the CPU runs them one by one)
-    #[arg(long, value_name = "INT", default_value_t = 1 << 20, help_heading = "Run")]
+    #[arg(long, value_name = "INT", default_value_t = 1 << 20, value_parser = crate::args::tokens(), help_heading = "Run")]
     pub batch_tokens: usize,
 
     #[command(flatten)]
@@ -63,6 +63,9 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     args.run.init_threads()?;
     // Input and output first: a typo should not cost a model load.
+    let mut inputs = args.input.files();
+    inputs.extend(args.model.files());
+    crate::args::check_outputs(&[&args.output], &inputs)?;
     let mut input = args.input.open()?;
     let file = input.display_name();
     let selected = match args.shard {

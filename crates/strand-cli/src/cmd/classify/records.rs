@@ -51,7 +51,7 @@ impl Embedder<'_> {
 
     /// The views of record `n` of `file`.
     pub fn views(&self, file: &str, n: u64, rec: &Record) -> Result<Views> {
-        let at = || format!("{file}: record {n} (\"{}\")", rec.id);
+        let at = || format!("{file}: record {n} ({})", strand_io::error::Name(&rec.id));
         let m = self.model;
         let mut views = m.pooled_views(&m.forward(&self.tokens(&rec.seq)).with_context(at)?);
         if self.conjoin && !m.config.rcps {

@@ -47,7 +47,7 @@ pub struct Args {
 
     /// Cross-validation folds
     #[arg(long, value_name = "INT", default_value_t = 5,
-          value_parser = clap::value_parser!(u16).range(2..), help_heading = "Fit")]
+          value_parser = clap::value_parser!(u16).range(2..=1000), help_heading = "Fit")]
     pub folds: u16,
 
     /// Use this L2 penalty instead of choosing one of 10, 1, 0.1, ...,
@@ -87,6 +87,11 @@ pub fn run(args: Args) -> Result<()> {
             eprintln!("{PROG}: {msg}");
         }
     };
+    let mut inputs = vec![args.train.clone()];
+    inputs.extend(args.valid.clone());
+    inputs.extend(args.labels.clone());
+    inputs.extend(args.model.files());
+    crate::args::check_outputs(&[&args.output], &inputs)?;
     let labels_src = Labels::open(args.labels.as_deref())?;
     let train_reader = Reader::from_path(&args.train)?;
     let train_file = train_reader.display_name().to_string();

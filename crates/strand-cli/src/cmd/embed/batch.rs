@@ -309,6 +309,7 @@ impl Job<'_> {
             }
             let meta = Meta {
                 name: item.name.clone(),
+                what: item.what.clone(),
                 contig: item.contig.clone(),
                 start: item.start,
                 end: item.start + item.len,

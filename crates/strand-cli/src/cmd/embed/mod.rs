@@ -9,6 +9,7 @@
 //! the other commands.
 
 mod batch;
+mod names;
 mod output;
 mod pool;
 
@@ -58,12 +59,12 @@ pub struct Args {
     pub window: Option<String>,
 
     /// Bases shared by consecutive windows [default: window / 8]
-    #[arg(long, value_name = "INT", help_heading = "Windows")]
+    #[arg(long, value_name = "INT", value_parser = clap::value_parser!(u64).range(0..=crate::args::MAX_BASES), help_heading = "Windows")]
     pub overlap: Option<u64>,
 
     /// Sequences (windows or records) per batched pass [default: as many
     /// as fill 1,048,576 tokens on a GPU, 65,536 on the CPU]
-    #[arg(long, value_name = "INT", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Windows")]
+    #[arg(long, value_name = "INT", value_parser = crate::args::bases(), help_heading = "Windows")]
     pub batch_size: Option<u64>,
 
     /// Output file (safetensors or tsv); - for stdout
@@ -137,7 +138,11 @@ pub fn run(args: Args) -> Result<()> {
         (None, Some(d)) => (d.clone(), true),
         _ => unreachable!("clap requires exactly one of -o and --out-dir"),
     };
+    let mut inputs = args.input.files();
+    inputs.extend(args.model.files());
+    crate::args::check_outputs(&[&dest], &inputs)?;
     if args.resume && !to_dir && dest.is_file() {
+        check_resumable(&args, &dest)?;
         if !args.run.quiet {
             eprintln!(
                 "strand-embed: {} is complete; nothing to do (--resume)",
@@ -326,6 +331,38 @@ fn budget(models: &[strand_core::Model], batch_size: Option<u64>, window: u64) -
             }
         }
     })
+}
+
+/// `--resume -o FILE` keeps FILE only when it was made by the same model
+/// with the same settings: its provenance metadata must match this run's
+/// (the model's config, pooling, special tokens, dtype, layout). A TSV
+/// carries no metadata and is kept as it is.
+fn check_resumable(args: &Args, dest: &Path) -> Result<()> {
+    if args.format != Format::Safetensors {
+        return Ok(());
+    }
+    let have = strand_io::safetensors::read_metadata(dest)?;
+    let dir = strand_core::model::hub::resolve(&args.model.model)?;
+    let cfg = strand_core::Config::from_file(&dir.join("config.json"))?;
+    let want = [
+        ("model_config_sha256", cfg.sha256.clone()),
+        ("pool", args.pool.to_string()),
+        ("special_tokens", args.special_tokens.to_string()),
+        ("dtype", args.dtype.to_string()),
+        ("layout", layout(&cfg, args.rc_average)),
+    ];
+    for (key, value) in want {
+        let old = have.get(key).map_or("(none)", String::as_str);
+        if old != value {
+            bail!(
+                "{}: exists but was made with {key} {old:?}, this run has {value:?}; --resume \
+                 keeps only an output of the same model and settings (remove it, or choose \
+                 another -o)",
+                dest.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn metadata(args: &Args, model: &strand_core::Model, job: &Job) -> BTreeMap<String, String> {

@@ -24,7 +24,7 @@ pub enum Format {
 }
 
 impl Format {
-    fn ext(self) -> &'static str {
+    pub(super) fn ext(self) -> &'static str {
         match self {
             Format::Safetensors => "safetensors",
             Format::Npy => "npy",
@@ -38,6 +38,8 @@ impl Format {
 pub struct Meta {
     /// Tensor or file name.
     pub name: String,
+    /// How messages name the item: `in.fa: record 3 ("x")`.
+    pub what: String,
     /// Contig (or record id) and 0-based half-open span of the bases.
     pub contig: String,
     pub start: u64,
@@ -188,27 +190,7 @@ pub fn dir(path: &Path, opts: Opts) -> Result<Box<dyn Sink>> {
     }))
 }
 
-/// The file name of a record in directory mode: the name with `%` and
-/// anything unsafe in file names percent-encoded, so distinct names give
-/// distinct files in every shard.
-pub fn file_name(name: &str, format: Format) -> String {
-    let mut out = String::with_capacity(name.len() + 12);
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() || "._-:+,=@".contains(c) {
-            out.push(c);
-        } else {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-    }
-    // "." and ".." are not files; a leading dot would hide the file.
-    if out.starts_with('.') {
-        out.replace_range(0..1, "%2E");
-    }
-    format!("{out}.{}", format.ext())
-}
+pub use super::names::file_name;
 
 struct StFile {
     w: safetensors::Writer,
@@ -329,6 +311,19 @@ impl Dir {
         self.dir.join(file_name(&meta.name, self.opts.format))
     }
 
+    /// A record without a name has no file name (it would become a hidden
+    /// `.safetensors`), so it is an error naming the record.
+    fn check_name(meta: &Meta) -> Result<()> {
+        if meta.name.is_empty() {
+            anyhow::bail!(
+                "{}: empty name: --out-dir names each file after its record; give the record \
+                 a name",
+                meta.what
+            );
+        }
+        Ok(())
+    }
+
     fn index(&mut self, meta: &Meta) -> Result<()> {
         let mut text = String::new();
         if !std::mem::replace(&mut self.index_started, true) {
@@ -344,9 +339,11 @@ impl Dir {
 
 impl Sink for Dir {
     fn skip(&mut self, meta: &Meta) -> Result<()> {
+        Dir::check_name(meta)?;
         self.index(meta)
     }
     fn begin(&mut self, meta: &Meta) -> Result<()> {
+        Dir::check_name(meta)?;
         let path = self.path(meta);
         let mut sink: Box<dyn Sink> = match self.opts.format {
             Format::Npy => Box::new(NpyFile(npy::Writer::create(
@@ -429,6 +426,7 @@ mod tests {
     fn bin_coordinates() {
         let m = Meta {
             name: "r".into(),
+            what: "test".into(),
             contig: "chr2".into(),
             start: 1000,
             end: 1300,

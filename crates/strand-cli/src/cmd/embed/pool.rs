@@ -9,6 +9,8 @@ use std::str::FromStr;
 
 use rayon::prelude::*;
 
+use crate::args::MAX_BASES;
+
 /// How rows are pooled along the sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pool {
@@ -63,9 +65,10 @@ impl FromStr for Pool {
                 .strip_prefix("bin:")
                 .map(|n| n.replace(',', "").parse::<u64>())
             {
-                Some(Ok(n)) if n > 0 => Ok(Pool::Bin(n)),
+                // Bounded so `n × width` (a bin's floats) cannot overflow.
+                Some(Ok(n)) if n > 0 && n <= MAX_BASES => Ok(Pool::Bin(n)),
                 _ => Err(format!(
-                    "{s:?}: expected none, mean or bin:N with N a positive number of bases"
+                    "{s:?}: expected none, mean or bin:N with N from 1 to {MAX_BASES} bases"
                 )),
             },
         }

@@ -14,7 +14,7 @@ use strand_io::AtomicFile;
 
 use super::dispatch::WindowWork;
 use super::engine::{Engine, Job};
-use super::tracks::{write_bedgraph, write_bigwig, Track};
+use super::tracks::{bedgraph, bigwig, Track};
 use super::variant::{Kind, Placement, Score, Window};
 use super::{Common, PROG};
 use crate::progress::Progress;
@@ -63,6 +63,20 @@ const BASES: [u8; 4] = *b"ACGT";
 /// Windows handed to the engine at once (their reference passes batch).
 const ISM_RUN: usize = 256;
 
+/// Labels of the tracks: one per base, then the mean and the minimum.
+const TRACKS: [&str; 6] = ["A", "C", "G", "T", "mean", "min"];
+
+/// Every file a run writes: PREFIX.tsv, then each track's .bedGraph and
+/// .bw.
+fn output_paths(prefix: &str) -> Vec<PathBuf> {
+    let mut paths = vec![PathBuf::from(format!("{prefix}.tsv"))];
+    for label in TRACKS {
+        paths.push(PathBuf::from(format!("{prefix}.{label}.bedGraph")));
+        paths.push(PathBuf::from(format!("{prefix}.{label}.bw")));
+    }
+    paths
+}
+
 pub fn run(args: Args) -> Result<()> {
     let c = &args.common;
     c.run.init_threads()?;
@@ -72,6 +86,24 @@ pub fn run(args: Args) -> Result<()> {
     let prefix = args.output.to_string_lossy().into_owned();
     if prefix.is_empty() || args.output.is_dir() {
         bail!("-o takes a file prefix (e.g. out/chr7-region), not a directory");
+    }
+    let outputs = output_paths(&prefix);
+    let mut inputs = crate::args::with_indexes(&c.reference);
+    inputs.extend(c.model.files());
+    let outs: Vec<&std::path::Path> = outputs.iter().map(PathBuf::as_path).collect();
+    crate::args::check_outputs(&outs, &inputs)?;
+    // Nothing to mutate (all N): an error before any work, not a run that
+    // ends with empty tables.
+    let bases = fasta.fetch(&span.contig, span.start, span.end)?;
+    if !bases
+        .iter()
+        .any(|b| BASES.contains(&b.to_ascii_uppercase()))
+    {
+        bail!(
+            "{}: region {}: no base A, C, G or T to mutate (all N?); nothing to score",
+            fasta.display_name(),
+            span.label()
+        );
     }
     let model = c.model.load(PROG, c.run.quiet)?;
     let score = if args.masked {
@@ -165,25 +197,28 @@ pub fn run(args: Args) -> Result<()> {
             min.push((p, vals.iter().copied().fold(f32::INFINITY, f32::min)));
         }
     }
-    tsv.commit()?;
-    let tracks = BASES
-        .iter()
-        .map(|&b| (b as char).to_string())
-        .zip(per_base)
-        .chain([("mean".to_string(), mean), ("min".to_string(), min)]);
+    // Every output complete before any is published: a failure on the
+    // way leaves none of them (and no older file replaced).
+    let mut outputs = vec![tsv];
+    let tracks = TRACKS.iter().zip(per_base.into_iter().chain([mean, min]));
     for (label, track) in tracks {
-        write_bedgraph(
+        outputs.push(bedgraph(
             &PathBuf::from(format!("{prefix}.{label}.bedGraph")),
             &span.contig,
             &track,
-        )?;
-        write_bigwig(
-            &PathBuf::from(format!("{prefix}.{label}.bw")),
-            &span.contig,
-            len,
-            &track,
-        )?;
+        )?);
+        let bw = PathBuf::from(format!("{prefix}.{label}.bw"));
+        match bigwig(&bw, &span.contig, len, &track)? {
+            Some(file) => outputs.push(file),
+            None if !c.run.quiet => eprintln!(
+                "{PROG}: note: the {label} track is empty (every position's reference is \
+                 {label}); {} not written",
+                bw.display()
+            ),
+            None => {}
+        }
     }
+    strand_io::commit_all(outputs)?;
     if !c.run.quiet {
         eprintln!(
             "{PROG}: {} positions of {}, {} SNVs scored; wrote {prefix}.tsv and .bedGraph/.bw tracks",

@@ -128,7 +128,7 @@ pub struct Common {
     /// Tokens per batched pass (reference, masked and alternate windows);
     /// host memory holds one pass's hidden states (this × the model's
     /// width × 4 bytes)
-    #[arg(long, value_name = "INT", default_value_t = 1 << 20, help_heading = "Scores")]
+    #[arg(long, value_name = "INT", default_value_t = 1 << 20, value_parser = crate::args::tokens(), help_heading = "Scores")]
     pub batch_tokens: usize,
 
     #[command(flatten)]

@@ -1,5 +1,10 @@
 //! Per-position tracks for a genome browser: bedGraph (text) and bigWig
-//! (through the `bigtools` crate), both written atomically.
+//! (through the `bigtools` crate), both written atomically: each function
+//! returns its output complete but uncommitted, so the caller publishes
+//! all its outputs together.
+//!
+//! An empty track is a valid result, not an error: an empty bedGraph and
+//! no bigWig (see [`bigwig`]).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -15,7 +20,7 @@ use strand_io::AtomicFile;
 pub type Track = Vec<(u64, f32)>;
 
 /// `chrom start end value` lines, 0-based half-open, one base each.
-pub fn write_bedgraph(path: &Path, chrom: &str, track: &Track) -> Result<()> {
+pub fn bedgraph(path: &Path, chrom: &str, track: &Track) -> Result<AtomicFile> {
     let mut out = AtomicFile::create(path)?;
     let mut text = String::new();
     for &(p, v) in track {
@@ -28,23 +33,33 @@ pub fn write_bedgraph(path: &Path, chrom: &str, track: &Track) -> Result<()> {
     }
     out.write_all(text.as_bytes())
         .map_err(|e| out.write_error(e))?;
-    out.commit()?;
-    Ok(())
+    Ok(out)
 }
 
 /// The same values as a bigWig file for a contig of `chrom_len` bases.
-pub fn write_bigwig(path: &Path, chrom: &str, chrom_len: u64, track: &Track) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let temp = tempfile::Builder::new()
-        .prefix(".strand-tmp.")
-        .tempfile_in(dir)
-        .with_context(|| format!("{}: cannot create", path.display()))?;
-    let file = temp
-        .reopen()
-        .with_context(|| format!("{}: cannot create", path.display()))?;
+/// `None` for an empty track: bigWig writers (bigtools, like UCSC's
+/// bedGraphToBigWig) take no empty input, so no file is made.
+pub fn bigwig(
+    path: &Path,
+    chrom: &str,
+    chrom_len: u64,
+    track: &Track,
+) -> Result<Option<AtomicFile>> {
+    if track.is_empty() {
+        return Ok(None);
+    }
+    // bigWig is written with seeks (its index goes before the data), so
+    // it needs a regular file; say so rather than fail inside the writer.
+    let mut out = AtomicFile::create(path)?;
+    let file = match out.temp_file() {
+        Ok(Some(file)) => file.try_clone(),
+        Ok(None) => anyhow::bail!(
+            "{}: a bigWig file must be written to a regular file (the writer seeks)",
+            path.display()
+        ),
+        Err(e) => Err(e),
+    }
+    .map_err(|e| out.write_error(e))?;
     let len = u32::try_from(chrom_len)
         .with_context(|| format!("{}: contig {chrom} is too long for bigWig", path.display()))?;
     let sizes = HashMap::from([(chrom.to_string(), len)]);
@@ -70,7 +85,5 @@ pub fn write_bigwig(path: &Path, chrom: &str, chrom_len: u64, track: &Track) -> 
             runtime,
         )
         .map_err(|e| anyhow::anyhow!("{}: bigWig write failed: {e}", path.display()))?;
-    temp.persist(path)
-        .map_err(|e| anyhow::anyhow!("{}: cannot move into place: {}", path.display(), e.error))?;
-    Ok(())
+    Ok(Some(out))
 }

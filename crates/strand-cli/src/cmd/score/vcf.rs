@@ -38,6 +38,20 @@ struct Summary {
     skipped: BTreeMap<&'static str, u64>,
 }
 
+/// Refuses outputs (the VCF, its index, the table) that are inputs.
+fn check_outputs(args: &VcfArgs) -> Result<()> {
+    let c = &args.common;
+    let mut inputs = crate::args::with_indexes(&args.vcf);
+    inputs.extend(crate::args::with_indexes(&c.reference));
+    inputs.extend(args.region.files());
+    inputs.extend(c.model.files());
+    let index = strand_io::vcf::index_path(&args.output);
+    let mut outputs: Vec<&Path> = vec![&args.output];
+    outputs.extend(index.as_deref());
+    outputs.extend(args.tsv.as_deref());
+    crate::args::check_outputs(&outputs, &inputs)
+}
+
 /// One record and its alleles' results.
 struct Item {
     rec: Record,
@@ -51,6 +65,7 @@ pub fn run(args: VcfArgs) -> Result<()> {
     let c = &args.common;
     c.run.init_threads()?;
     let vcf_path = args.vcf.as_path();
+    check_outputs(&args)?;
     let mut reader = Reader::open(vcf_path)?;
     let mut fasta = IndexedFasta::open(&c.reference)?;
     let regions = args.region.regions()?;
@@ -166,10 +181,13 @@ pub fn run(args: VcfArgs) -> Result<()> {
         }
     }
     progress.finish();
-    if let Some(t) = tsv {
-        t.commit()?;
-    }
+    // The table is flushed and synced first, so that a write error leaves
+    // neither output; then the VCF (and its index), then the table.
+    let tsv = tsv.map(AtomicFile::prepare).transpose()?;
     out.finish()?;
+    if let Some(t) = tsv {
+        t.publish()?;
+    }
     if !c.run.quiet {
         eprintln!("{PROG}: {}", summary.line());
     }
@@ -225,11 +243,14 @@ fn score_chunk(
         let pos = rec.pos() - 1;
         let r = rec.reference().to_owned();
         let end = pos + r.len() as u64;
-        let matches = end <= len && {
-            let bases = fasta.fetch(rec.chrom(), pos, end).with_context(at)?;
-            bases.eq_ignore_ascii_case(r.as_bytes())
-        };
-        if !matches {
+        // Past the contig's end is not a mismatch: there is no reference
+        // to compare (often a VCF made against another assembly).
+        if end > len {
+            items.push(unscored(rec, "off_contig", alts.len()));
+            continue;
+        }
+        let bases = fasta.fetch(rec.chrom(), pos, end).with_context(at)?;
+        if !bases.eq_ignore_ascii_case(r.as_bytes()) {
             items.push(unscored(rec, "ref_mismatch", alts.len()));
             continue;
         }
@@ -399,7 +420,7 @@ fn info_lines(scores: &[Score], model: &str, window: u64, centred: bool) -> Vec<
             }
         }
     }
-    v.push("##INFO=<ID=STRAND_FILTER,Number=1,Type=String,Description=\"strand: why the record was not scored (ref_mismatch: REF differs from the reference; missing_contig)\">".into());
+    v.push("##INFO=<ID=STRAND_FILTER,Number=1,Type=String,Description=\"strand: why the record was not scored (ref_mismatch: REF differs from the reference; off_contig: REF runs past the contig end; missing_contig)\">".into());
     v.push("##INFO=<ID=STRAND_SKIP,Number=A,Type=String,Description=\"strand: per ALT, why it was not scored (symbolic, spanning_deletion, not_bases, alt_equals_ref, no_alt); . when scored\">".into());
     v
 }

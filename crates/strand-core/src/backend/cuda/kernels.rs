@@ -136,13 +136,13 @@ pub fn cubin(defines: &Defines, arch: &str) -> Result<Vec<u8>> {
     let opts = options(arch);
     let key = sha256_hex(format!("{src}\n{opts:?}\nnvrtc {major}.{minor}").as_bytes());
     let cached = cache_dir().map(|d| d.join(format!("{arch}-{}.cubin", &key[..32])));
-    if let Some(bytes) = cached.as_ref().and_then(|p| std::fs::read(p).ok()) {
+    if let Some(bytes) = cached.as_deref().and_then(super::cache::load) {
         return Ok(bytes);
     }
     let cubin = compile(&src, &opts)?;
     if let Some(path) = cached {
         // A cache that cannot be written only costs a recompilation.
-        let _ = write_atomic(&path, &cubin);
+        let _ = super::cache::store(&path, &cubin);
     }
     Ok(cubin)
 }
@@ -211,14 +211,6 @@ pub fn cache_dir() -> Option<PathBuf> {
         .or_else(|| env("STRAND_CACHE_DIR").map(|d| d.join("kernels")))
         .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("strand/kernels")))
         .or_else(|| env("HOME").map(|d| d.join(".cache/strand/kernels")))
-}
-
-fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().expect("cache files live in a directory");
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Device pointer as the kernels see it.

@@ -16,6 +16,7 @@
 //! `residual` f32), `xz [L, 2di]`, `y [L, di]`, `xd [L, R+2N]` f32, a
 //! bounded `u` segment for `x_proj`, and the scan's chunk states.
 
+mod cache;
 mod device;
 pub mod kernels;
 mod launch;
