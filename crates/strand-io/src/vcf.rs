@@ -8,13 +8,18 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 
 use noodles::bgzf;
-use noodles::core::Position;
 use noodles::csi::binning_index::index::reference_sequence::bin::Chunk;
-use noodles::tabix;
 
 use crate::atomic::AtomicFile;
 use crate::error::Error;
-use crate::faidx::with_suffix;
+
+mod bcf;
+mod index;
+mod output;
+
+use self::index::Indexer;
+pub use self::index::{IndexFormat, TBI_MAX};
+pub use self::output::{Format, Options};
 
 /// A VCF file positioned after its header.
 pub struct Reader {
@@ -98,6 +103,7 @@ impl Reader {
         } else {
             Box::new(raw)
         };
+        let input = bcf_as_text(&name, input)?;
         let mut r = Reader {
             name,
             input,
@@ -212,8 +218,33 @@ impl Reader {
     }
 }
 
-/// Writes VCF text: plain (`-` or a name not ending in `.gz`) or BGZF
-/// with a `.tbi` index next to it. Nothing appears under the final names
+/// A BCF input (compressed or not) reads as the VCF text it encodes.
+fn bcf_as_text(
+    name: &str,
+    mut input: Box<dyn BufRead + Send>,
+) -> Result<Box<dyn BufRead + Send>, Error> {
+    let is_bcf = input
+        .fill_buf()
+        .map(|b| b.starts_with(bcf::MAGIC))
+        .map_err(|e| Error::InvalidAt {
+            file: name.to_owned(),
+            at: "line 1".into(),
+            message: format!("read failed (truncated or corrupt?): {e}"),
+        })?;
+    if !is_bcf {
+        return Ok(input);
+    }
+    let text = bcf::TextReader::new(input).map_err(|e| Error::InvalidAt {
+        file: name.to_owned(),
+        at: "BCF header".into(),
+        message: format!("cannot read the BCF header: {e}"),
+    })?;
+    Ok(Box::new(text))
+}
+
+/// Writes VCF: plain text, BGZF with a `.tbi` (or `.csi`) index next to
+/// it, or BCF with a `.csi` index ([`Options`]; by default as the name
+/// says: `.gz`, `.bcf`, else text). Nothing appears under the final names
 /// until [`Writer::finish`].
 pub struct Writer {
     name: String,
@@ -222,31 +253,46 @@ pub struct Writer {
 
 enum Out {
     Plain(AtomicFile),
-    // Boxed: the indexer is large.
+    // Boxed: the indexers are large.
     Bgzf(Box<BgzfOut>),
+    Bcf(Box<bcf::Out>),
 }
 
 struct BgzfOut {
     writer: bgzf::io::Writer<AtomicFile>,
-    indexer: tabix::index::Indexer,
-    index_path: std::path::PathBuf,
+    /// None when writing to stdout.
+    indexer: Option<Indexer>,
+    path: std::path::PathBuf,
 }
 
 impl Writer {
+    /// A writer of the format the name asks for.
     pub fn create(path: &Path) -> Result<Writer, Error> {
+        Writer::create_with(path, Options::default())
+    }
+
+    /// A writer of the format and index that `options` ask for.
+    pub fn create_with(path: &Path, options: Options) -> Result<Writer, Error> {
+        let format = options.check(path).map_err(|message| Error::InvalidAt {
+            file: path.display().to_string(),
+            at: "output".into(),
+            message,
+        })?;
         let file = AtomicFile::create(path)?;
         let name = file.display_name().to_owned();
-        let bgzf = path != Path::new("-") && path.extension().is_some_and(|e| e == "gz");
-        let out = if bgzf {
-            let mut indexer = tabix::index::Indexer::default();
-            indexer.set_header(noodles::csi::binning_index::index::header::Builder::vcf().build());
-            Out::Bgzf(Box::new(BgzfOut {
+        let to_file = path != Path::new("-");
+        let out = match format {
+            Format::Vcf => Out::Plain(file),
+            Format::Bgzf => Out::Bgzf(Box::new(BgzfOut {
                 writer: bgzf::io::Writer::new(file),
-                indexer,
-                index_path: with_suffix(path, ".tbi"),
-            }))
-        } else {
-            Out::Plain(file)
+                indexer: to_file.then(|| Indexer::new(options.index, true)),
+                path: path.to_owned(),
+            })),
+            Format::Bcf => Out::Bcf(Box::new(bcf::Out::new(
+                file,
+                path,
+                to_file.then(|| Indexer::new(options.index, false)),
+            ))),
         };
         Ok(Writer { name, out })
     }
@@ -263,6 +309,10 @@ impl Writer {
         let r = match &mut self.out {
             Out::Plain(w) => writeln!(w, "{line}"),
             Out::Bgzf(b) => writeln!(b.writer, "{line}"),
+            Out::Bcf(b) => {
+                b.header_line(line);
+                Ok(())
+            }
         };
         r.map_err(|e| self.write_error(e))
     }
@@ -285,20 +335,20 @@ impl Writer {
                     source: e,
                 })?;
                 let end_vp = writer.virtual_position();
-                let pos = rec.pos() as usize;
-                let start = Position::try_from(pos).expect("POS >= 1");
-                let end = Position::try_from(pos + rec.reference().len() - 1).expect("POS >= 1");
+                let Some(indexer) = indexer else {
+                    return Ok(());
+                };
+                let pos = rec.pos();
+                let end = pos + rec.reference().len() as u64 - 1;
                 indexer
-                    .add_record(rec.chrom(), start, end, Chunk::new(start_vp, end_vp))
-                    .map_err(|e| Error::InvalidAt {
+                    .add(rec.chrom(), None, pos, end, Chunk::new(start_vp, end_vp))
+                    .map_err(|message| Error::InvalidAt {
                         file: self.name.clone(),
-                        at: format!("input line {}", rec.line),
-                        message: format!(
-                            "cannot index the output ({e}); is the input sorted by position? \
-                             (bcftools sort)"
-                        ),
+                        at: format!("input line {} ({}:{})", rec.line, rec.chrom(), pos),
+                        message,
                     })
             }
+            Out::Bcf(b) => b.record(&rec.fields, rec.line),
         }
     }
 
@@ -310,26 +360,18 @@ impl Writer {
                 let BgzfOut {
                     writer,
                     indexer,
-                    index_path,
+                    path,
                 } = *b;
-                let name = self.name;
                 let file = writer.finish().map_err(|source| Error::Write {
-                    file: name.clone(),
+                    file: self.name.clone(),
                     source,
                 })?;
-                let index = indexer.build();
-                let mut tbi = AtomicFile::create(&index_path)?;
-                let mut w = tabix::io::Writer::new(&mut tbi);
-                w.write_index(&index)
-                    .and_then(|()| w.try_finish())
-                    .map_err(|source| Error::Write {
-                        file: index_path.display().to_string(),
-                        source,
-                    })?;
-                drop(w);
-                tbi.commit()?;
+                if let Some(ix) = indexer {
+                    ix.write(&path, 0)?;
+                }
                 file.commit()
             }
+            Out::Bcf(b) => b.finish()?.commit(),
         }
     }
 }
