@@ -8,6 +8,7 @@
 //! - [`ism`] and [`tracks`]: every SNV of a region, as TSV, bedGraph and
 //!   bigWig.
 
+mod annotate;
 mod dispatch;
 mod engine;
 mod ism;
@@ -21,7 +22,7 @@ use anyhow::Result;
 use clap::Parser;
 
 use self::variant::Score;
-use crate::args::{parse_count, ModelArgs, RegionArgs, RunArgs};
+use crate::args::{parse_count, ModelArgs, RegionArgs, RunArgs, VcfOutArgs};
 use crate::shard::Shard;
 
 pub(crate) const PROG: &str = "strand-score";
@@ -62,7 +63,7 @@ impl Args {
 #[derive(Parser, Debug)]
 #[command(name = "strand-score", version, max_term_width = 100)]
 pub struct VcfArgs {
-    /// Variants: VCF, plain, gzip or BGZF; - for stdin
+    /// Variants: VCF (plain, gzip or BGZF) or BCF; - for stdin
     #[arg(long, value_name = "VCF", help_heading = "Input")]
     pub vcf: PathBuf,
 
@@ -78,8 +79,8 @@ pub struct VcfArgs {
     #[arg(long, help_heading = "Input")]
     pub skip_missing_contigs: bool,
 
-    /// Annotated VCF: .gz for BGZF with a .tbi index, - for plain VCF on
-    /// stdout
+    /// Annotated VCF: .gz for BGZF with a .tbi (or .csi) index, .bcf for
+    /// BCF with a .csi index, - for plain VCF on stdout
     #[arg(
         short,
         long,
@@ -88,6 +89,9 @@ pub struct VcfArgs {
         help_heading = "Output"
     )]
     pub output: PathBuf,
+
+    #[command(flatten)]
+    pub output_format: VcfOutArgs,
 
     /// Also write the scores as a table: chrom pos id ref alt, then one
     /// column per score
