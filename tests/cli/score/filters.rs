@@ -228,3 +228,51 @@ fn score_ref_n_is_refused_by_both_modes_alike() {
     assert!(t[1..].iter().all(|r| r[2] != "N" && r[2] != "n"));
     assert_eq!(t.len() - 1, 66);
 }
+
+#[test]
+fn score_contig_jobs_and_the_missing_contigs_job_cover_every_record() {
+    // A workflow's jobs: one per reference contig (-r), one for the rest.
+    let dir = tempdir();
+    let input = mixed_vcf(dir.path());
+    let args = ["--vcf", &input, "--window", "1000", "--skip-missing-contigs"];
+    let whole = dir.path().join("whole.vcf.gz");
+    ok("ps-tiny", &[&args[..], &["-o", &s(&whole)]].concat());
+    let mut parts = Vec::new();
+    for c in ["len1", "chrA", "chrB"] {
+        let part = dir.path().join(format!("{c}.vcf.gz"));
+        ok("ps-tiny", &[&args[..], &["-r", c, "-o", &s(&part)]].concat());
+        parts.push(s(&part));
+    }
+    let rest = dir.path().join("rest.vcf.gz");
+    ok(
+        "ps-tiny",
+        &[&args[..], &["--missing-contigs-only", "-o", &s(&rest)]].concat(),
+    );
+    assert_eq!(vcf_body(&rest).len(), 2, "#CHROM and the chr9 record");
+    parts.push(s(&rest));
+    let merged = dir.path().join("merged.vcf.gz");
+    Cmd::new(env!("CARGO_BIN_EXE_strand"))
+        .args(["concat", "-o", &s(&merged)])
+        .args(&parts)
+        .run()
+        .ok();
+    assert_eq!(vcf_body(&merged), vcf_body(&whole));
+
+    // Without --skip-missing-contigs the job fails as a whole run does.
+    let res = score()
+        .args(["-m", &model("ps-tiny"), "--device", "cpu", "-q", "-f", &reference()])
+        .args(["--vcf", &input, "--missing-contigs-only", "-o", "-"])
+        .run()
+        .exits(1);
+    assert!(
+        res.stderr.contains("line 12 (chr9:10): contig \"chr9\" is not in the reference"),
+        "{}",
+        res.stderr
+    );
+    // It takes no regions.
+    score()
+        .args(["-m", &model("ps-tiny"), "-f", &reference(), "--vcf", &input])
+        .args(["--missing-contigs-only", "-r", "chrA"])
+        .run()
+        .exits(2);
+}

@@ -75,9 +75,16 @@ pub struct VcfArgs {
     pub region: RegionArgs,
 
     /// Leave variants on contigs missing from the reference unscored
-    /// (STRAND_FILTER=missing_contig) instead of failing
+    /// (FILTER strand_missing_contig) instead of failing
     #[arg(long, help_heading = "Input")]
     pub skip_missing_contigs: bool,
+
+    /// Only the variants on contigs missing from the reference: the job
+    /// that workflows scoring contig by contig (-r) add for the rest, so
+    /// that no record is dropped (it fails on the first such variant
+    /// unless --skip-missing-contigs, as a whole run would)
+    #[arg(long, help_heading = "Input", conflicts_with_all = ["regions", "regions_file"])]
+    pub missing_contigs_only: bool,
 
     /// Annotated VCF: .gz for BGZF with a .tbi (or .csi) index, .bcf for
     /// BCF with a .csi index, - for plain VCF on stdout

@@ -134,6 +134,9 @@ pub fn run(args: VcfArgs) -> Result<()> {
             if !spans.is_empty() && !in_spans(&rec, &spans) {
                 continue;
             }
+            if args.missing_contigs_only && fasta.contig_len(rec.chrom()).is_some() {
+                continue;
+            }
             chunk.push(rec);
         }
         if chunk.is_empty() {
