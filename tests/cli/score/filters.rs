@@ -24,6 +24,7 @@ chrA\t3080\tnref\tN\tC\t.\tPASS\t.\n\
 chrA\t3200\tdel\t{}{}\t{}\t.\t.\t.\n\
 chrA\t3300\tsym\t{}\t<DEL>\t.\tq10\t.\n\
 chrA\t3400\tmismatch\t{}\t{}\t.\tPASS\t.\n\
+chrA\t3500\tnoalt\t{}\t.\t.\tPASS\t.\n\
 chr9\t10\tmissing\tA\tC\t.\tPASS\t.\n",
         base(3050),
         other(3050),
@@ -35,6 +36,7 @@ chr9\t10\tmissing\tA\tC\t.\tPASS\t.\n",
         base(3300),
         other(3400),
         base(3400),
+        base(3500),
     );
     let path = dir.join("unscored.vcf");
     std::fs::write(&path, text).expect("write");
@@ -68,7 +70,7 @@ fn score_unscored_records_fail_filter_pass_and_every_allele_has_a_reason() {
         .ok();
     assert!(
         res.stderr.contains(
-            "7 records, 2 alleles scored, 6 alleles not scored (1 missing_contig, 1 non_acgt, \
+            "8 records, 2 alleles scored, 6 alleles not scored (1 missing_contig, 1 non_acgt, \
              1 not_snv, 1 ref_mismatch, 2 symbolic)"
         ),
         "{}",
@@ -110,6 +112,9 @@ fn score_unscored_records_fail_filter_pass_and_every_allele_has_a_reason() {
     assert_eq!(field("mismatch", 6), "strand_ref_mismatch");
     assert_eq!(field("mismatch", 7), "STRAND_FILTER=ref_mismatch");
     assert_eq!(field("missing", 6), "strand_missing_contig");
+    // A site without ALT has nothing to score: it does not pass either.
+    assert_eq!(field("noalt", 6), "strand_no_alt");
+    assert_eq!(field("noalt", 7), "STRAND_FILTER=no_alt");
     // One ALT scored: the record passes, the other ALT has its reason.
     assert!(field("multi", 7).starts_with("STRAND_LLR="));
     assert!(field("multi", 7).ends_with(";STRAND_SKIP=.,symbolic"));
@@ -234,13 +239,22 @@ fn score_contig_jobs_and_the_missing_contigs_job_cover_every_record() {
     // A workflow's jobs: one per reference contig (-r), one for the rest.
     let dir = tempdir();
     let input = mixed_vcf(dir.path());
-    let args = ["--vcf", &input, "--window", "1000", "--skip-missing-contigs"];
+    let args = [
+        "--vcf",
+        &input,
+        "--window",
+        "1000",
+        "--skip-missing-contigs",
+    ];
     let whole = dir.path().join("whole.vcf.gz");
     ok("ps-tiny", &[&args[..], &["-o", &s(&whole)]].concat());
     let mut parts = Vec::new();
     for c in ["len1", "chrA", "chrB"] {
         let part = dir.path().join(format!("{c}.vcf.gz"));
-        ok("ps-tiny", &[&args[..], &["-r", c, "-o", &s(&part)]].concat());
+        ok(
+            "ps-tiny",
+            &[&args[..], &["-r", c, "-o", &s(&part)]].concat(),
+        );
         parts.push(s(&part));
     }
     let rest = dir.path().join("rest.vcf.gz");
@@ -260,12 +274,21 @@ fn score_contig_jobs_and_the_missing_contigs_job_cover_every_record() {
 
     // Without --skip-missing-contigs the job fails as a whole run does.
     let res = score()
-        .args(["-m", &model("ps-tiny"), "--device", "cpu", "-q", "-f", &reference()])
+        .args([
+            "-m",
+            &model("ps-tiny"),
+            "--device",
+            "cpu",
+            "-q",
+            "-f",
+            &reference(),
+        ])
         .args(["--vcf", &input, "--missing-contigs-only", "-o", "-"])
         .run()
         .exits(1);
     assert!(
-        res.stderr.contains("line 12 (chr9:10): contig \"chr9\" is not in the reference"),
+        res.stderr
+            .contains("line 12 (chr9:10): contig \"chr9\" is not in the reference"),
         "{}",
         res.stderr
     );

@@ -96,13 +96,10 @@ pub struct Out {
     name: String,
     path: PathBuf,
     header_text: String,
-    started: Option<Started>,
+    /// The parsed header, once the first record (or the end) came.
+    header: Option<vcf::Header>,
     writer: Option<bcf::io::Writer<bgzf::io::Writer<AtomicFile>>>,
     pub(super) indexer: Option<Indexer>,
-}
-
-struct Started {
-    header: vcf::Header,
 }
 
 impl Out {
@@ -112,7 +109,7 @@ impl Out {
             name: file.display_name().to_owned(),
             path: path.to_owned(),
             header_text: String::new(),
-            started: None,
+            header: None,
             writer: Some(bcf::io::Writer::new(file)),
             indexer,
         }
@@ -140,7 +137,7 @@ impl Out {
 
     /// Parses and writes the header once all its lines are in.
     fn start(&mut self) -> Result<(), Error> {
-        if self.started.is_some() {
+        if self.header.is_some() {
             return Ok(());
         }
         let mut header: vcf::Header = self.header_text.parse().map_err(|e| {
@@ -159,7 +156,7 @@ impl Out {
         if let Err(e) = w.write_header(&header) {
             return Err(self.write_error(e));
         }
-        self.started = Some(Started { header });
+        self.header = Some(header);
         Ok(())
     }
 
@@ -167,7 +164,7 @@ impl Out {
     pub fn record(&mut self, fields: &[String], line: u64) -> Result<(), Error> {
         self.start()?;
         let at = || format!("input line {line} ({}:{})", fields[0], fields[1]);
-        let header = &self.started.as_ref().expect("started").header;
+        let header = self.header.as_ref().expect("started");
         let Some(rid) = header.string_maps().contigs().get_index_of(&fields[0]) else {
             return Err(self.invalid(
                 at(),
@@ -213,13 +210,7 @@ impl Out {
     /// commit after its index.
     pub fn finish(mut self) -> Result<AtomicFile, Error> {
         self.start()?;
-        let contigs = self
-            .started
-            .as_ref()
-            .expect("started")
-            .header
-            .contigs()
-            .len();
+        let contigs = self.header.as_ref().expect("started").contigs().len();
         let w = self.writer.take().expect("open until finish");
         let file = w.into_inner().finish().map_err(|e| self.write_error(e))?;
         if let Some(ix) = self.indexer.take() {

@@ -36,8 +36,11 @@ impl Item {
     }
 
     /// Why no ALT has a value (each reason once, in allele order); empty
-    /// when one has, or when there is no ALT to score.
+    /// when one has.
     fn reasons(&self) -> Vec<&'static str> {
+        if let Some(why) = self.filter {
+            return vec![why];
+        }
         let mut why = Vec::new();
         for a in &self.alleles {
             match a {
@@ -188,7 +191,8 @@ pub fn header_lines(scores: &[Score], model: &str, window: u64, centred: bool) -
             .join(", ")
     };
     let record_level = |id: &str| matches!(id, "missing_contig" | "ref_mismatch");
-    v.push(format!("##INFO=<ID=STRAND_FILTER,Number=1,Type=String,Description=\"strand: why the record was not scored ({})\">", ids(&record_level)));
+    let no_alt = |id: &str| id == "no_alt";
+    v.push(format!("##INFO=<ID=STRAND_FILTER,Number=1,Type=String,Description=\"strand: why the record was not scored ({})\">", ids(&|id| record_level(id) || no_alt(id))));
     v.push(format!("##INFO=<ID=STRAND_SKIP,Number=A,Type=String,Description=\"strand: per ALT, why it has no value ({}); . when scored\">", ids(&|id| !record_level(id))));
     v
 }

@@ -52,7 +52,7 @@ pub const REASONS: &[(&str, &str)] = &[
     ("ref_mismatch", "REF differs from the reference"),
     ("symbolic", "symbolic or breakend ALT"),
     ("spanning_deletion", "ALT is * (an upstream deletion)"),
-    ("no_alt", "no ALT allele"),
+    ("no_alt", "no ALT allele (ALT is .)"),
     (
         "non_acgt",
         "REF or ALT has a base other than A, C, G and T (such as N)",

@@ -232,6 +232,11 @@ fn score_chunk(
             items.push(Item::unscored(rec, "ref_mismatch"));
             continue;
         }
+        if alts.is_empty() {
+            // ALT `.`: a site without a variant, nothing to score.
+            items.push(Item::unscored(rec, "no_alt"));
+            continue;
+        }
         let k = items.len();
         let mut alleles = Vec::with_capacity(alts.len());
         for (a, alt) in alts.iter().enumerate() {
