@@ -24,7 +24,13 @@ pub struct Args {
 
     /// Output: .gz for BGZF with a .tbi (or .csi) index, .bcf for BCF with
     /// a .csi index; - for plain VCF on stdout
-    #[arg(short, long, value_name = "FILE", default_value = "-")]
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "-",
+        help_heading = "Output"
+    )]
     pub output: PathBuf,
 
     #[command(flatten)]
