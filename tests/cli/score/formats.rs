@@ -208,6 +208,23 @@ fn score_output_types_follow_o_and_refuse_what_they_cannot_write() {
             res.stderr
         );
     }
+    // strand concat shares the options and the checks.
+    let res = Cmd::new(env!("CARGO_BIN_EXE_strand"))
+        .args([
+            "concat",
+            "-W=tbi",
+            "-o",
+            &s(&dir.path().join("c.bcf")),
+            &input,
+        ])
+        .run()
+        .exits(2);
+    assert!(
+        res.stderr.contains("BCF output is indexed with .csi"),
+        "{}",
+        res.stderr
+    );
+    assert!(!dir.path().join("c.bcf").exists());
 }
 
 /// A reference with one contig of `len` bases, stored sparsely: real

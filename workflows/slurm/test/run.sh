@@ -72,7 +72,8 @@ mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 * 9 / 10 ))
 export SLURM_CONF=$work/slurm.conf
 cat >"$SLURM_CONF" <<CONF
 ClusterName=strandtest
-SlurmctldHost=$host
+# Addresses given, so that nothing depends on the host name resolving.
+SlurmctldHost=$host(127.0.0.1)
 AuthType=auth/munge
 CredType=cred/munge
 ProctrackType=proctrack/linuxproc
@@ -97,7 +98,7 @@ ReturnToService=2
 # source here: there is no accounting database).
 MinJobAge=600
 SchedulerParameters=sched_interval=1
-NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=main Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
 mkdir -p "$work/state" "$work/spool"
