@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Sets up and runs strand's whole test suite on a fresh machine (no GPU
 # needed): formatting, lints, then every unit, conformance and end-to-end
-# test, then the Snakemake workflow end to end and the Nextflow modules'
-# command lines. Needs a Rust toolchain and python3; crates are fetched by cargo,
-# and NVRTC (to compile every CUDA kernel, no GPU needed) comes from the
-# nvidia-cuda-nvrtc wheel in a local virtualenv.
+# test, then the Snakemake workflow end to end, the Nextflow modules'
+# command lines and staged indexes, and SLURM: a one-node cluster on this
+# machine running the sbatch array and the Snakemake workflow (Debian's
+# slurm-wlm, installed when missing: root). Needs a Rust toolchain and
+# python3; crates are fetched by cargo, and NVRTC (to compile every CUDA
+# kernel, no GPU needed) comes from the nvidia-cuda-nvrtc wheel in a local
+# virtualenv.
 set -euo pipefail
 cd "$(dirname "$0")"
 # /dev/null must be the null device. Rust's Stdio::null() opens it, so
@@ -50,6 +53,20 @@ cargo test --workspace --release --locked
 echo "== workflows"
 STRAND_BIN=target/release SNAKEMAKE=.venv/bin/snakemake workflows/snakemake/test/run.sh
 STRAND_BIN=target/release workflows/nextflow/check.sh
+
+# SLURM for real: a one-node cluster on this machine (Debian's slurm-wlm,
+# installed here when missing; CI runs as root), the sbatch array and the
+# Snakemake workflow through its SLURM executor plugin.
+echo "== SLURM"
+if [ -n "${STRAND_SKIP_SLURM:-}" ]; then
+  echo "SKIPPED: the SLURM test (STRAND_SKIP_SLURM is set)"
+else
+  if ! command -v slurmd >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm >/dev/null
+  fi
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "snakemake-executor-plugin-slurm>=2.8,<3"
+  STRAND_BIN=target/release SNAKEMAKE=.venv/bin/snakemake workflows/slurm/test/run.sh
+fi
 
 # GPU tests skip on a machine without one; say so visibly.
 null_device

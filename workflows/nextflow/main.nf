@@ -27,26 +27,32 @@ workflow {
     }
     def fasta = file(params.reference, checkIfExists: true)
     def fai   = file("${params.reference}.fai", checkIfExists: true)
+    // A BGZF FASTA is read through its .gzi too; staged with it, or
+    // nothing ([]) for a plain FASTA.
+    def gzi   = params.reference.endsWith('.gz') ? file("${params.reference}.gzi", checkIfExists: true) : []
     def genome = [ id: fasta.simpleName ]
 
     // (a) embeddings, one task per shard
     shards = Channel.of(1..params.shards).map { i -> [ i, params.shards ] }
-    STRAND_EMBED(Channel.value([ genome, fasta, fai ]), params.model, shards)
+    STRAND_EMBED(Channel.value([ genome, fasta, fai, gzi ]), params.model, shards)
 
-    // (b) variant scores per contig, merged in reference order
+    // (b) variant scores per contig, plus one task ('') for the records on
+    // contigs missing from the reference, merged in reference order
     if (params.vcf) {
         def vcf = file(params.vcf, checkIfExists: true)
-        contigs = Channel.fromPath(fai).splitCsv(sep: '\t').map { row -> row[0] }
+        contigs = Channel.fromPath(fai).splitCsv(sep: '\t').map { row -> row[0] }.concat(Channel.of(''))
         STRAND_SCORE(
             contigs.map { c -> [ [ id: vcf.simpleName ], vcf, c ] },
-            Channel.value([ fasta, fai ]),
+            Channel.value([ fasta, fai, gzi ]),
             params.model
         )
-        // Reference order: the .fai's order, kept by sorting on it.
+        // Reference order: the .fai's order, kept by sorting on it; the
+        // other contigs last.
         def order = fai.readLines().collect { it.split('\t')[0] }
+        def rank = { c -> c ? order.indexOf(c) : order.size() }
         STRAND_CONCAT(
             STRAND_SCORE.out.vcf
-                .toSortedList { a, b -> order.indexOf(a[1]) <=> order.indexOf(b[1]) }
+                .toSortedList { a, b -> rank(a[1]) <=> rank(b[1]) }
                 .map { parts -> [ parts[0][0], parts.collect { it[2] } ] }
         )
     }

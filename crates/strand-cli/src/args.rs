@@ -250,6 +250,48 @@ pub fn tokens() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_BASES)
 }
 
+/// How a VCF output is written, as in bcftools: `-O v|z|b`, `-W tbi|csi`.
+#[derive(Args, Debug, Clone)]
+pub struct VcfOutArgs {
+    /// Output type: v (VCF), z (BGZF VCF, indexed), b (BCF, indexed)
+    /// [default: from the name: .gz or .bgz is z, .bcf is b, else v]
+    #[arg(short = 'O', long, value_name = "v|z|b", help_heading = "Output")]
+    pub output_type: Option<strand_io::vcf::Format>,
+
+    /// Index a BGZF or BCF output with tbi or csi (-W alone: csi)
+    /// [default: .tbi for VCF unless a record lies past 2^29, then .csi;
+    /// .csi for BCF]
+    #[arg(
+        short = 'W',
+        long,
+        value_name = "tbi|csi",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "csi",
+        help_heading = "Output"
+    )]
+    pub write_index: Option<strand_io::vcf::IndexFormat>,
+}
+
+impl VcfOutArgs {
+    /// The writer's options for `output`; a combination that cannot be
+    /// written is a usage error (exit 2), found before any work.
+    pub fn options(&self, output: &std::path::Path) -> strand_io::vcf::Options {
+        let o = strand_io::vcf::Options {
+            format: self.output_type,
+            index: self.write_index.unwrap_or_default(),
+        };
+        if let Err(message) = o.check(output) {
+            clap::Error::raw(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("{message}\n"),
+            )
+            .exit();
+        }
+        o
+    }
+}
+
 /// `131072`, `131,072` or `128k`, at most [`MAX_BASES`].
 pub fn parse_count(s: &str) -> Result<u64> {
     let t = s.replace(',', "").to_ascii_lowercase();

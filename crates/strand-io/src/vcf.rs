@@ -8,14 +8,20 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 
 use noodles::bgzf;
-use noodles::core::Position;
 use noodles::csi::binning_index::index::reference_sequence::bin::Chunk;
-use noodles::tabix;
 
 use crate::atomic::AtomicFile;
 use crate::error::Error;
 use crate::faidx::with_suffix;
 use crate::seq::input::{is_bgzf, read_prefix, EofMarkerCheck};
+
+mod bcf;
+mod index;
+mod output;
+
+use self::index::Indexer;
+pub use self::index::{IndexFormat, TBI_MAX};
+pub use self::output::{Format, Options};
 
 /// A VCF file positioned after its header.
 pub struct Reader {
@@ -108,6 +114,7 @@ impl Reader {
         } else {
             Box::new(BufReader::new(raw))
         };
+        let input = bcf_as_text(&name, input)?;
         let mut r = Reader {
             name,
             input,
@@ -232,8 +239,33 @@ impl Reader {
     }
 }
 
-/// Writes VCF text: plain (`-` or a name not ending in `.gz`) or BGZF
-/// with a `.tbi` index next to it. Nothing appears under the final names
+/// A BCF input (compressed or not) reads as the VCF text it encodes.
+fn bcf_as_text(
+    name: &str,
+    mut input: Box<dyn BufRead + Send>,
+) -> Result<Box<dyn BufRead + Send>, Error> {
+    let is_bcf = input
+        .fill_buf()
+        .map(|b| b.starts_with(bcf::MAGIC))
+        .map_err(|e| Error::InvalidAt {
+            file: name.to_owned(),
+            at: "line 1".into(),
+            message: format!("read failed (truncated or corrupt?): {e}"),
+        })?;
+    if !is_bcf {
+        return Ok(input);
+    }
+    let text = bcf::TextReader::new(input).map_err(|e| Error::InvalidAt {
+        file: name.to_owned(),
+        at: "BCF header".into(),
+        message: format!("cannot read the BCF header: {e}"),
+    })?;
+    Ok(Box::new(text))
+}
+
+/// Writes VCF: plain text, BGZF with a `.tbi` (or `.csi`) index next to
+/// it, or BCF with a `.csi` index ([`Options`]; by default as the name
+/// says: `.gz`, `.bcf`, else text). Nothing appears under the final names
 /// until [`Writer::finish`].
 pub struct Writer {
     name: String,
@@ -242,38 +274,60 @@ pub struct Writer {
 
 enum Out {
     Plain(AtomicFile),
-    // Boxed: the indexer is large.
+    // Boxed: the indexers are large.
     Bgzf(Box<BgzfOut>),
+    Bcf(Box<bcf::Out>),
 }
 
 struct BgzfOut {
     writer: bgzf::io::Writer<AtomicFile>,
-    indexer: tabix::index::Indexer,
-    index_path: std::path::PathBuf,
+    /// None when writing to stdout.
+    indexer: Option<Indexer>,
+    path: std::path::PathBuf,
 }
 
-/// The index file [`Writer`] writes next to `path`, if any (`.tbi` for
-/// BGZF output).
-pub fn index_path(path: &Path) -> Option<std::path::PathBuf> {
-    let bgzf = path != Path::new("-") && path.extension().is_some_and(|e| e == "gz");
-    bgzf.then(|| with_suffix(path, ".tbi"))
+/// The index files [`Writer`] may write or replace next to `path`: `.tbi`
+/// and `.csi` for BGZF VCF, `.csi` for BCF (whichever the run picks, the
+/// other is removed as stale, so both count as outputs).
+pub fn index_paths(path: &Path) -> Vec<std::path::PathBuf> {
+    if path == Path::new("-") {
+        return Vec::new();
+    }
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("gz" | "bgz") => vec![with_suffix(path, ".tbi"), with_suffix(path, ".csi")],
+        Some("bcf") => vec![with_suffix(path, ".csi"), with_suffix(path, ".tbi")],
+        _ => Vec::new(),
+    }
 }
 
 impl Writer {
+    /// A writer of the format the name asks for.
     pub fn create(path: &Path) -> Result<Writer, Error> {
+        Writer::create_with(path, Options::default())
+    }
+
+    /// A writer of the format and index that `options` ask for.
+    pub fn create_with(path: &Path, options: Options) -> Result<Writer, Error> {
+        let format = options.check(path).map_err(|message| Error::InvalidAt {
+            file: path.display().to_string(),
+            at: "output".into(),
+            message,
+        })?;
         let file = AtomicFile::create(path)?;
         let name = file.display_name().to_owned();
-        let bgzf = path != Path::new("-") && path.extension().is_some_and(|e| e == "gz");
-        let out = if bgzf {
-            let mut indexer = tabix::index::Indexer::default();
-            indexer.set_header(noodles::csi::binning_index::index::header::Builder::vcf().build());
-            Out::Bgzf(Box::new(BgzfOut {
+        let to_file = path != Path::new("-");
+        let out = match format {
+            Format::Vcf => Out::Plain(file),
+            Format::Bgzf => Out::Bgzf(Box::new(BgzfOut {
                 writer: bgzf::io::Writer::new(file),
-                indexer,
-                index_path: with_suffix(path, ".tbi"),
-            }))
-        } else {
-            Out::Plain(file)
+                indexer: to_file.then(|| Indexer::new(options.index, true)),
+                path: path.to_owned(),
+            })),
+            Format::Bcf => Out::Bcf(Box::new(bcf::Out::new(
+                file,
+                path,
+                to_file.then(|| Indexer::new(options.index, false)),
+            ))),
         };
         Ok(Writer { name, out })
     }
@@ -290,6 +344,10 @@ impl Writer {
         let r = match &mut self.out {
             Out::Plain(w) => writeln!(w, "{line}"),
             Out::Bgzf(b) => writeln!(b.writer, "{line}"),
+            Out::Bcf(b) => {
+                b.header_line(line);
+                Ok(())
+            }
         };
         r.map_err(|e| self.write_error(e))
     }
@@ -312,20 +370,20 @@ impl Writer {
                     source: e,
                 })?;
                 let end_vp = writer.virtual_position();
-                let pos = rec.pos() as usize;
-                let start = Position::try_from(pos).expect("POS >= 1");
-                let end = Position::try_from(pos + rec.reference().len() - 1).expect("POS >= 1");
+                let Some(indexer) = indexer else {
+                    return Ok(());
+                };
+                let pos = rec.pos();
+                let end = pos + rec.reference().len() as u64 - 1;
                 indexer
-                    .add_record(rec.chrom(), start, end, Chunk::new(start_vp, end_vp))
-                    .map_err(|e| Error::InvalidAt {
+                    .add(rec.chrom(), None, pos, end, Chunk::new(start_vp, end_vp))
+                    .map_err(|message| Error::InvalidAt {
                         file: self.name.clone(),
-                        at: format!("input line {}", rec.line),
-                        message: format!(
-                            "cannot index the output ({e}); is the input sorted by position? \
-                             (bcftools sort)"
-                        ),
+                        at: format!("input line {} ({}:{})", rec.line, rec.chrom(), pos),
+                        message,
                     })
             }
+            Out::Bcf(b) => b.record(&rec.fields, rec.line),
         }
     }
 
@@ -337,27 +395,18 @@ impl Writer {
                 let BgzfOut {
                     writer,
                     indexer,
-                    index_path,
+                    path,
                 } = *b;
-                let name = self.name;
                 let file = writer.finish().map_err(|source| Error::Write {
-                    file: name.clone(),
+                    file: self.name.clone(),
                     source,
                 })?;
-                let index = indexer.build();
-                let mut tbi = AtomicFile::create(&index_path)?;
-                let mut w = tabix::io::Writer::new(&mut tbi);
-                w.write_index(&index)
-                    .and_then(|()| w.try_finish())
-                    .map_err(|source| Error::Write {
-                        file: index_path.display().to_string(),
-                        source,
-                    })?;
-                drop(w);
-                // Both synced before either is renamed; the index first, so
-                // that it is never older than the VCF.
-                crate::atomic::commit_all([tbi, file])
+                match indexer {
+                    Some(ix) => ix.commit_with(file, &path, 0).map(drop),
+                    None => file.commit(),
+                }
             }
+            Out::Bcf(b) => b.finish(),
         }
     }
 }

@@ -6,6 +6,8 @@ use std::path::Path;
 
 use crate::util::{root, tempdir, test_data, tolerance, Cmd, Output, SafeFile};
 
+mod filters;
+mod formats;
 mod ism;
 mod issue15;
 
@@ -130,7 +132,7 @@ fn score_llr_and_llr_masked_match_the_reference_logits() {
             ],
         );
         let t = table(&tsv);
-        assert_eq!(t[0], ["chrom", "pos", "id", "ref", "alt", "llr"]);
+        assert_eq!(t[0], ["chrom", "pos", "id", "ref", "alt", "llr", "reason"]);
         assert_llrs(fam, &t, &want, "nosep.logits");
 
         // llr_masked at the positions the reference masked one at a time.
@@ -268,7 +270,7 @@ fn score_annotates_every_record_and_indexes_the_output() {
         .run()
         .ok();
     assert!(
-        res.stderr.contains("8 records, 6 alleles scored, 3 not scored (1 missing_contig, 1 ref_mismatch, 1 symbolic)"),
+        res.stderr.contains("8 records, 6 alleles scored, 3 alleles not scored (1 missing_contig, 1 ref_mismatch, 1 symbolic)"),
         "{}",
         res.stderr
     );
@@ -318,9 +320,17 @@ fn score_annotates_every_record_and_indexes_the_output() {
         let (g, w): (Vec<&str>, Vec<&str>) =
             (got.split('\t').collect(), want.split('\t').collect());
         assert_eq!(g.len(), w.len());
-        for k in (0..w.len()).filter(|&k| k != 7) {
+        for k in (0..w.len()).filter(|&k| k != 7 && k != 6) {
             assert_eq!(g[k], w[k], "field {k} of {want}");
         }
+        // FILTER: kept, or ours where no ALT was scored.
+        let ours = match w[2] {
+            "sym" => Some("strand_symbolic"),
+            "mismatch" => Some("strand_ref_mismatch"),
+            "missing" => Some("strand_missing_contig"),
+            _ => None,
+        };
+        assert_eq!(g[6], ours.unwrap_or(w[6]), "FILTER of {want}");
         if w[7] != "." && !w[0].starts_with('#') {
             assert!(g[7].starts_with(w[7]), "INFO kept: {got}");
         }
@@ -375,7 +385,8 @@ fn score_annotates_every_record_and_indexes_the_output() {
             "llr",
             "llr_masked",
             "embed_dist",
-            "embed_dist_l2"
+            "embed_dist_l2",
+            "reason"
         ]
     );
     assert_eq!(t.len() - 1, 9);

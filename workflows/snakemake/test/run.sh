@@ -35,7 +35,7 @@ score:
   vcf: $vcf
   scores: "llr,embed_dist"
   window: 1000
-  extra: ""
+  extra: "--skip-missing-contigs"
 classify:
   model: $repo/test-data/models/ps-tiny-cls
   fasta: $repo/test-data/sequences.fa
@@ -64,7 +64,7 @@ echo "workflow test: unsharded runs of the same binaries"
 "$bin/strand-embed" -m "$model" --device cpu -@ 1 -q "$ref" --pool bin:64 --window 4096 \
   --format npy --out-dir "$work/whole-embed"
 "$bin/strand-score" -m "$model" --device cpu -@ 1 -q -f "$ref" --vcf "$vcf" --scores llr,embed_dist \
-  --window 1000 -o "$work/whole.vcf.gz"
+  --window 1000 --skip-missing-contigs -o "$work/whole.vcf.gz"
 "$bin/strand-classify" predict -m "$repo/test-data/models/ps-tiny-cls" --device cpu -@ 1 -q \
   "$repo/test-data/sequences.fa" -o "$work/whole-pred.tsv"
 body() { gzip -dc "$1" | grep -v '^##'; }
@@ -81,7 +81,12 @@ check() {
   cmp -s <(body "$res/score/scored.vcf.gz") <(body "$work/whole.vcf.gz") ||
     fail "$1: score: merged VCF records differ from the unsharded run"
   [ -s "$res/score/scored.vcf.gz.tbi" ] || fail "$1: score: no index"
-  [ "$(body "$res/score/scored.vcf.gz" | grep -vc '^#')" = "$(grep -vc '^#' "$vcf")" ] || fail "$1: score: record count"
+  # Every record, those on contigs missing from the reference included.
+  records_in=$(grep -vc '^#' "$vcf")
+  records_out=$(body "$res/score/scored.vcf.gz" | grep -vc '^#')
+  [ "$records_out" = "$records_in" ] || fail "$1: score: $records_in records in, $records_out out"
+  [ "$(body "$res/score/scored.vcf.gz" | grep -c 'strand_missing_contig')" = "$(grep -c '^chrZ' "$vcf")" ] ||
+    fail "$1: score: records on chrZ (not in the reference) are not marked strand_missing_contig"
   cmp -s "$res/classify/predictions.tsv" "$work/whole-pred.tsv" || fail "$1: classify: predictions differ"
   echo "workflow test: $1: outputs equal the unsharded runs"
 }
@@ -110,10 +115,28 @@ echo "workflow test: a lost shard is redone, nothing else"
 rm "$res/embed/index.shard-2-of-3.tsv"
 sm -n --quiet rules all >"$work/dry.log" 2>&1 || { cat "$work/dry.log"; fail "dry run failed"; }
 grep -qE '^embed_shard +1$' "$work/dry.log" || { cat "$work/dry.log"; fail "expected exactly one embed_shard job"; }
-if grep -qE '^(score_contig|score_merge|classify) ' "$work/dry.log"; then
+if grep -qE '^(score_contig|score_other_contigs|score_merge|classify) ' "$work/dry.log"; then
   cat "$work/dry.log"; fail "finished jobs would rerun"
 fi
 sm --quiet all >"$work/snakemake2.log" 2>&1 || { cat "$work/snakemake2.log"; fail "rerun failed"; }
 [ -s "$res/embed/index.shard-2-of-3.tsv" ] || fail "shard 2 not redone"
 check "after redoing the shard"
+echo "workflow test: records on contigs missing from the reference fail without --skip-missing-contigs"
+sed 's/^  extra: "--skip-missing-contigs"$/  extra: ""/' "$work/config.yaml" >"$work/strict.yaml"
+grep -q '^  extra: ""$' "$work/strict.yaml" || fail "strict config not made"
+if "$snakemake" -s "$repo/workflows/snakemake/Snakefile" --configfile "$work/strict.yaml" -d "$work" \
+  --cores 1 --quiet --config outdir="$work/strict" -- "$work/strict/score/other-contigs.vcf.gz" \
+  >"$work/strict.log" 2>&1; then
+  fail "the other-contigs job succeeded on records on chrZ without --skip-missing-contigs"
+fi
+grep -q 'contig "chrZ" is not in the reference' "$work/strict/logs/score_other_contigs.log" ||
+  { cat "$work/strict/logs/score_other_contigs.log"; fail "no error naming chrZ"; }
+
+echo "workflow test: a contig past 2^29 gives .csi indexes (dry run)"
+: >"$work/big.fa"
+printf 'big\t600000000\t5\t600000000\t600000001\n' >"$work/big.fa.fai"
+sm -n -p --forceall all --config reference="$work/big.fa" >"$work/big.log" 2>&1 || { cat "$work/big.log"; fail "dry run failed"; }
+grep -q "strand concat --write-index=csi " "$work/big.log" || fail "the merge does not write a .csi"
+grep -q "scored.vcf.gz.csi" "$work/big.log" || fail "the merge's output is not the .csi"
+grep -q "strand-score .*--write-index=csi" "$work/big.log" || fail "score jobs do not write a .csi"
 echo "workflow test: ok"

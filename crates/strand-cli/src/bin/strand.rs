@@ -21,7 +21,7 @@ enum Command {
     Doctor,
     /// Measure forward-pass throughput and peak memory
     Bench(cmd::bench::Args),
-    /// Join VCFs (e.g. strand-score shards) into one, indexed when .gz
+    /// Join VCFs (e.g. strand-score shards) into one, indexed when .gz or .bcf
     Concat(cmd::concat::Args),
 }
 

@@ -1,5 +1,6 @@
 //! `strand concat`: joins the VCF outputs of sharded or per-chromosome
-//! `strand-score` runs into one VCF (BGZF with a `.tbi` index for `.gz`).
+//! `strand-score` runs into one VCF (BGZF with a `.tbi` index for `.gz`,
+//! `.csi` when a record lies past 2^29; BCF with a `.csi` for `.bcf`).
 //!
 //! Parts are taken in the order given and must share their `#CHROM` line;
 //! the header comes from the first part. For a sorted result, give the
@@ -12,16 +13,28 @@ use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
 use strand_io::vcf::{Reader, Writer};
 
+use crate::args::VcfOutArgs;
+
 /// Concatenate VCFs with the same samples into one.
 #[derive(ClapArgs, Debug)]
 pub struct Args {
-    /// VCFs to join, in order (plain, gzip or BGZF)
+    /// VCFs to join, in order (plain, gzip or BGZF VCF, or BCF)
     #[arg(value_name = "VCF", required = true)]
     pub parts: Vec<PathBuf>,
 
-    /// Output: .gz for BGZF with a .tbi index; - for plain VCF on stdout
-    #[arg(short, long, value_name = "FILE", default_value = "-")]
+    /// Output: .gz for BGZF with a .tbi (or .csi) index, .bcf for BCF with
+    /// a .csi index; - for plain VCF on stdout
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "-",
+        help_heading = "Output"
+    )]
     pub output: PathBuf,
+
+    #[command(flatten)]
+    pub output_format: VcfOutArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -29,11 +42,11 @@ pub fn run(args: Args) -> Result<()> {
     for part in &args.parts {
         inputs.extend(crate::args::with_indexes(part));
     }
-    let index = strand_io::vcf::index_path(&args.output);
+    let indexes = strand_io::vcf::index_paths(&args.output);
     let mut outputs = vec![args.output.as_path()];
-    outputs.extend(index.as_deref());
+    outputs.extend(indexes.iter().map(|p| p.as_path()));
     crate::args::check_outputs(&outputs, &inputs)?;
-    let mut out = Writer::create(&args.output)?;
+    let mut out = Writer::create_with(&args.output, args.output_format.options(&args.output))?;
     let mut columns: Option<(String, String)> = None;
     for part in &args.parts {
         let mut r = Reader::open(part)?;

@@ -15,7 +15,7 @@ use strand_io::AtomicFile;
 use super::dispatch::WindowWork;
 use super::engine::{Engine, Job};
 use super::tracks::{bedgraph, bigwig, Track};
-use super::variant::{Kind, Placement, Score, Window};
+use super::variant::{classify, Kind, Placement, Score, Window};
 use super::{Common, PROG};
 use crate::progress::Progress;
 
@@ -121,13 +121,18 @@ pub fn run(args: Args) -> Result<()> {
     let reference = fasta.fetch(&span.contig, span.start, span.end)?;
     // Positions grouped by their window.
     let mut groups: BTreeMap<Window, Vec<u64>> = BTreeMap::new();
+    // Positions not scored, by reason: the VCF mode's rule for an SNV
+    // from the reference base (an N is not scored in either mode).
+    let mut skipped: BTreeMap<&str, u64> = BTreeMap::new();
     for p in span.start..span.end {
         let b = reference[(p - span.start) as usize].to_ascii_uppercase();
-        if BASES.contains(&b) {
-            groups
+        let alt = if b == b'A' { "C" } else { "A" };
+        match classify(&(b as char).to_string(), alt) {
+            Ok(_) => groups
                 .entry(placement.window_of(len, p, 1))
                 .or_default()
-                .push(p);
+                .push(p),
+            Err(why) => *skipped.entry(why).or_default() += 1,
         }
     }
     let mut progress = Progress::new(PROG, c.run.quiet, Some(span.len()));
@@ -220,11 +225,19 @@ pub fn run(args: Args) -> Result<()> {
     }
     strand_io::commit_all(outputs)?;
     if !c.run.quiet {
+        let why: Vec<String> = skipped.iter().map(|(k, v)| format!("{v} {k}")).collect();
         eprintln!(
-            "{PROG}: {} positions of {}, {} SNVs scored; wrote {prefix}.tsv and .bedGraph/.bw tracks",
+            "{PROG}: {} positions of {}, {} SNVs scored, {} positions not scored{}; wrote \
+             {prefix}.tsv and .bedGraph/.bw tracks",
             llr.len(),
             span.label(),
-            llr.values().flatten().filter(|v| v.is_some()).count()
+            llr.values().flatten().filter(|v| v.is_some()).count(),
+            skipped.values().sum::<u64>(),
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", why.join(", "))
+            },
         );
     }
     Ok(())

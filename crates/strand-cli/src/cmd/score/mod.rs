@@ -8,6 +8,7 @@
 //! - [`ism`] and [`tracks`]: every SNV of a region, as TSV, bedGraph and
 //!   bigWig.
 
+mod annotate;
 mod dispatch;
 mod engine;
 mod ism;
@@ -21,7 +22,7 @@ use anyhow::Result;
 use clap::Parser;
 
 use self::variant::Score;
-use crate::args::{parse_count, ModelArgs, RegionArgs, RunArgs};
+use crate::args::{parse_count, ModelArgs, RegionArgs, RunArgs, VcfOutArgs};
 use crate::shard::Shard;
 
 pub(crate) const PROG: &str = "strand-score";
@@ -62,7 +63,7 @@ impl Args {
 #[derive(Parser, Debug)]
 #[command(name = "strand-score", version, max_term_width = 100)]
 pub struct VcfArgs {
-    /// Variants: VCF, plain, gzip or BGZF; - for stdin
+    /// Variants: VCF (plain, gzip or BGZF) or BCF; - for stdin
     #[arg(long, value_name = "VCF", help_heading = "Input")]
     pub vcf: PathBuf,
 
@@ -74,12 +75,19 @@ pub struct VcfArgs {
     pub region: RegionArgs,
 
     /// Leave variants on contigs missing from the reference unscored
-    /// (STRAND_FILTER=missing_contig) instead of failing
+    /// (FILTER strand_missing_contig) instead of failing
     #[arg(long, help_heading = "Input")]
     pub skip_missing_contigs: bool,
 
-    /// Annotated VCF: .gz for BGZF with a .tbi index, - for plain VCF on
-    /// stdout
+    /// Only the variants on contigs missing from the reference: the job
+    /// that workflows scoring contig by contig (-r) add for the rest, so
+    /// that no record is dropped (it fails on the first such variant
+    /// unless --skip-missing-contigs, as a whole run would)
+    #[arg(long, help_heading = "Input", conflicts_with_all = ["regions", "regions_file"])]
+    pub missing_contigs_only: bool,
+
+    /// Annotated VCF: .gz for BGZF with a .tbi (or .csi) index, .bcf for
+    /// BCF with a .csi index, - for plain VCF on stdout
     #[arg(
         short,
         long,
@@ -88,6 +96,9 @@ pub struct VcfArgs {
         help_heading = "Output"
     )]
     pub output: PathBuf,
+
+    #[command(flatten)]
+    pub output_format: VcfOutArgs,
 
     /// Also write the scores as a table: chrom pos id ref alt, then one
     /// column per score

@@ -18,6 +18,12 @@ pub enum Score {
 }
 
 impl Score {
+    /// Whether the score has a value for SNVs only (the model's logits
+    /// compare one base with another at one position).
+    pub fn snv_only(self) -> bool {
+        matches!(self, Score::Llr | Score::LlrMasked)
+    }
+
     /// TSV column names this score fills.
     pub fn columns(self) -> &'static [&'static str] {
         match self {
@@ -37,7 +43,35 @@ pub enum Kind {
     Indel,
 }
 
-/// Classifies `alt` against `reference`, or says why it cannot be scored.
+/// Why an allele has no value, with what it means: the one list behind
+/// the VCF's FILTER values (`strand_<reason>`), INFO `STRAND_FILTER` and
+/// `STRAND_SKIP`, the TSV's `reason` column and the summary, in both modes
+/// (`ism` applies [`classify`] to every SNV of its region too).
+pub const REASONS: &[(&str, &str)] = &[
+    ("missing_contig", "the contig is not in the reference"),
+    ("ref_mismatch", "REF differs from the reference"),
+    (
+        "off_contig",
+        "REF runs past the contig end (a VCF of another assembly?)",
+    ),
+    ("symbolic", "symbolic or breakend ALT"),
+    ("spanning_deletion", "ALT is * (an upstream deletion)"),
+    ("no_alt", "no ALT allele (ALT is .)"),
+    (
+        "non_acgt",
+        "REF or ALT has a base other than A, C, G and T (such as N)",
+    ),
+    ("alt_equals_ref", "ALT equals REF"),
+    (
+        "not_snv",
+        "an indel or MNV, and every requested score is for SNVs only",
+    ),
+];
+
+/// Classifies `alt` against `reference`, or says why it cannot be scored
+/// (one of [`REASONS`]). A base other than A, C, G or T has no token the
+/// model was trained to score: an N in REF would be scored against a
+/// context of Ns, so it is refused like ism refuses such positions.
 pub fn classify(reference: &str, alt: &str) -> Result<Kind, &'static str> {
     if alt == "*" {
         return Err("spanning_deletion");
@@ -48,8 +82,9 @@ pub fn classify(reference: &str, alt: &str) -> Result<Kind, &'static str> {
     if alt == "." || alt.is_empty() {
         return Err("no_alt");
     }
-    if !alt.bytes().all(|b| b"ACGTNacgtn".contains(&b)) {
-        return Err("not_bases");
+    let acgt = |s: &str| s.bytes().all(|b| b"ACGTacgt".contains(&b));
+    if !acgt(reference) || !acgt(alt) {
+        return Err("non_acgt");
     }
     if alt.eq_ignore_ascii_case(reference) {
         return Err("alt_equals_ref");
@@ -130,6 +165,15 @@ mod tests {
         assert_eq!(classify("A", "A]chr2:5]"), Err("symbolic"));
         assert_eq!(classify("A", "*"), Err("spanning_deletion"));
         assert_eq!(classify("A", "a"), Err("alt_equals_ref"));
+        // N in REF or ALT, or any other letter, is not scored.
+        assert_eq!(classify("N", "A"), Err("non_acgt"));
+        assert_eq!(classify("AN", "A"), Err("non_acgt"));
+        assert_eq!(classify("A", "R"), Err("non_acgt"));
+        assert_eq!(classify("n", "n"), Err("non_acgt"));
+        for (r, a) in [("A", "<DEL>"), ("N", "C"), ("A", "*"), ("A", "A")] {
+            let why = classify(r, a).unwrap_err();
+            assert!(REASONS.iter().any(|(k, _)| *k == why), "{why}");
+        }
     }
 
     #[test]

@@ -9,17 +9,15 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use strand_io::faidx::IndexedFasta;
 use strand_io::region::Span;
-use strand_io::vcf::{Reader, Record, Writer};
+use strand_io::vcf::{Format, Reader, Record, Writer};
 use strand_io::AtomicFile;
 
+use super::annotate::{annotate, header_lines, tsv_header, write_tsv, Item, Summary};
 use super::dispatch::{score_windows, WindowWork};
 use super::engine::{Engine, Job, Values};
-use super::variant::{classify, Placement, Score, Window};
+use super::variant::{classify, Kind, Placement, Score, Window};
 use super::{VcfArgs, PROG};
 use crate::progress::Progress;
-
-/// An INFO key and how to read its value off an allele's scores.
-type Getter = (&'static str, fn(&Values) -> Option<f32>);
 
 /// Alleles to score, by window: (record, allele, job).
 type Groups = BTreeMap<(String, Window), Vec<(usize, usize, Job)>>;
@@ -30,14 +28,6 @@ type Groups = BTreeMap<(String, Window), Vec<(usize, usize, Job)>>;
 /// do the batches of reference passes (nor, to the last bit, the scores).
 const CHUNK: usize = 16384;
 
-/// What happened to the records and alleles, for the summary.
-#[derive(Default)]
-struct Summary {
-    records: u64,
-    scored: u64,
-    skipped: BTreeMap<&'static str, u64>,
-}
-
 /// Refuses outputs (the VCF, its index, the table) that are inputs.
 fn check_outputs(args: &VcfArgs) -> Result<()> {
     let c = &args.common;
@@ -45,20 +35,11 @@ fn check_outputs(args: &VcfArgs) -> Result<()> {
     inputs.extend(crate::args::with_indexes(&c.reference));
     inputs.extend(args.region.files());
     inputs.extend(c.model.files());
-    let index = strand_io::vcf::index_path(&args.output);
+    let indexes = strand_io::vcf::index_paths(&args.output);
     let mut outputs: Vec<&Path> = vec![&args.output];
-    outputs.extend(index.as_deref());
+    outputs.extend(indexes.iter().map(|p| p.as_path()));
     outputs.extend(args.tsv.as_deref());
     crate::args::check_outputs(&outputs, &inputs)
-}
-
-/// One record and its alleles' results.
-struct Item {
-    rec: Record,
-    /// Why the whole record is unscored.
-    filter: Option<&'static str>,
-    /// Per ALT: values, or why it was skipped.
-    alleles: Vec<Result<Values, &'static str>>,
 }
 
 pub fn run(args: VcfArgs) -> Result<()> {
@@ -89,7 +70,8 @@ pub fn run(args: VcfArgs) -> Result<()> {
         }
         None => None,
     };
-    let mut out = Writer::create(&args.output)?;
+    let options = args.output_format.options(&args.output);
+    let mut out = Writer::create_with(&args.output, options)?;
     let mut tsv = match &args.tsv {
         Some(p) => Some(AtomicFile::create(p)?),
         None => None,
@@ -114,7 +96,25 @@ pub fn run(args: VcfArgs) -> Result<()> {
     for m in &reader.meta {
         out.header_line(m)?;
     }
-    for line in info_lines(&args.scores, &model.id, window, c.centred) {
+    // BCF names contigs by their header index: declare the reference's
+    // contigs that the input does not.
+    if options
+        .format
+        .unwrap_or_else(|| Format::for_path(&args.output))
+        == Format::Bcf
+    {
+        for (name, len) in fasta.contigs() {
+            let declared = reader.meta.iter().any(|m| {
+                m.strip_prefix("##contig=<ID=")
+                    .and_then(|r| r.strip_prefix(name.as_str()))
+                    .is_some_and(|r| r.starts_with([',', '>']))
+            });
+            if !declared {
+                out.header_line(&format!("##contig=<ID={name},length={len}>"))?;
+            }
+        }
+    }
+    for line in header_lines(&args.scores, &model.id, window, c.centred) {
         out.header_line(&line)?;
     }
     out.header_line(&format!(
@@ -124,16 +124,9 @@ pub fn run(args: VcfArgs) -> Result<()> {
     out.header_line(&format!("##strand_command={}", command_line()))?;
     let columns = reader.columns.clone();
     out.header_line(&columns)?;
-    let score_columns: Vec<&str> = args
-        .scores
-        .iter()
-        .flat_map(|s| s.columns())
-        .copied()
-        .collect();
     if let Some(t) = &mut tsv {
         if args.shard.is_none_or(|s| s.is_first()) {
-            writeln!(t, "chrom\tpos\tid\tref\talt\t{}", score_columns.join("\t"))
-                .map_err(|e| t.write_error(e))?;
+            writeln!(t, "{}", tsv_header(&args.scores)).map_err(|e| t.write_error(e))?;
         }
     }
 
@@ -156,6 +149,9 @@ pub fn run(args: VcfArgs) -> Result<()> {
             if !spans.is_empty() && !in_spans(&rec, &spans) {
                 continue;
             }
+            if args.missing_contigs_only && fasta.contig_len(rec.chrom()).is_some() {
+                continue;
+            }
             chunk.push(rec);
         }
         if chunk.is_empty() {
@@ -167,6 +163,7 @@ pub fn run(args: VcfArgs) -> Result<()> {
             &mut fasta,
             &placement,
             &engines,
+            &args.scores,
             args.skip_missing_contigs,
         )?;
         for item in items {
@@ -208,8 +205,10 @@ fn score_chunk(
     fasta: &mut IndexedFasta,
     placement: &Placement,
     engines: &[Engine],
+    scores: &[Score],
     skip_missing: bool,
 ) -> Result<Vec<Item>> {
+    let snv_only = scores.iter().all(|s| s.snv_only());
     let mut items = Vec::with_capacity(chunk.len());
     // (contig, window) -> (item, allele, job)
     let mut groups = Groups::new();
@@ -237,7 +236,7 @@ fn score_chunk(
                     fasta.display_name()
                 );
             }
-            items.push(unscored(rec, "missing_contig", alts.len()));
+            items.push(Item::unscored(rec, "missing_contig"));
             continue;
         };
         let pos = rec.pos() - 1;
@@ -246,18 +245,24 @@ fn score_chunk(
         // Past the contig's end is not a mismatch: there is no reference
         // to compare (often a VCF made against another assembly).
         if end > len {
-            items.push(unscored(rec, "off_contig", alts.len()));
+            items.push(Item::unscored(rec, "off_contig"));
             continue;
         }
         let bases = fasta.fetch(rec.chrom(), pos, end).with_context(at)?;
         if !bases.eq_ignore_ascii_case(r.as_bytes()) {
-            items.push(unscored(rec, "ref_mismatch", alts.len()));
+            items.push(Item::unscored(rec, "ref_mismatch"));
+            continue;
+        }
+        if alts.is_empty() {
+            // ALT `.`: a site without a variant, nothing to score.
+            items.push(Item::unscored(rec, "no_alt"));
             continue;
         }
         let k = items.len();
         let mut alleles = Vec::with_capacity(alts.len());
         for (a, alt) in alts.iter().enumerate() {
             match classify(&r, alt) {
+                Ok(kind) if kind != Kind::Snv && snv_only => alleles.push(Err("not_snv")),
                 Ok(kind) => {
                     let w = placement.window_of(len, pos, r.len() as u64);
                     groups
@@ -318,113 +323,6 @@ fn score_chunk(
     Ok(items)
 }
 
-fn unscored(rec: Record, why: &'static str, alts: usize) -> Item {
-    Item {
-        rec,
-        filter: Some(why),
-        alleles: vec![Err(why); alts],
-    }
-}
-
-/// The values of one score for every allele; `None` where none applies.
-fn column(item: &Item, get: impl Fn(&Values) -> Option<f32>) -> Option<Vec<Option<f32>>> {
-    let v: Vec<Option<f32>> = item
-        .alleles
-        .iter()
-        .map(|a| a.as_ref().ok().and_then(&get))
-        .collect();
-    v.iter().any(Option::is_some).then_some(v)
-}
-
-fn getters(scores: &[Score]) -> Vec<Getter> {
-    let mut g: Vec<Getter> = Vec::new();
-    for s in scores {
-        match s {
-            Score::Llr => g.push(("STRAND_LLR", |v| v.llr)),
-            Score::LlrMasked => g.push(("STRAND_LLR_MASKED", |v| v.llr_masked)),
-            Score::EmbedDist => {
-                g.push(("STRAND_EMBED_DIST", |v| v.embed_dist));
-                g.push(("STRAND_EMBED_DIST_L2", |v| v.embed_dist_l2));
-            }
-        }
-    }
-    g
-}
-
-fn annotate(rec: &mut Record, item: &Item, scores: &[Score]) {
-    for (key, get) in getters(scores) {
-        if let Some(values) = column(item, get) {
-            let text: Vec<String> = values
-                .iter()
-                .map(|v| v.map_or(".".into(), |x| x.to_string()))
-                .collect();
-            rec.add_info(&format!("{key}={}", text.join(",")));
-        }
-    }
-    if let Some(why) = item.filter {
-        rec.add_info(&format!("STRAND_FILTER={why}"));
-    } else if item.alleles.iter().any(|a| a.is_err()) {
-        let why: Vec<&str> = item
-            .alleles
-            .iter()
-            .map(|a| a.as_ref().err().copied().unwrap_or("."))
-            .collect();
-        rec.add_info(&format!("STRAND_SKIP={}", why.join(",")));
-    }
-}
-
-fn write_tsv(out: &mut AtomicFile, item: &Item, scores: &[Score]) -> Result<()> {
-    let r = &item.rec;
-    let getters = getters(scores);
-    for (a, alt) in r.alts().iter().enumerate() {
-        let mut line = format!(
-            "{}\t{}\t{}\t{}\t{alt}",
-            r.chrom(),
-            r.pos(),
-            r.fields[2],
-            r.reference()
-        );
-        for (_, get) in &getters {
-            let v = item.alleles[a].as_ref().ok().and_then(get);
-            line.push('\t');
-            line.push_str(&v.map_or("NA".into(), |x| x.to_string()));
-        }
-        line.push('\n');
-        out.write_all(line.as_bytes())
-            .map_err(|e| out.write_error(e))?;
-    }
-    Ok(())
-}
-
-fn info_lines(scores: &[Score], model: &str, window: u64, centred: bool) -> Vec<String> {
-    let ctx = format!(
-        "model {model}, {} window of {window} bases",
-        if centred { "centred" } else { "grid" }
-    );
-    let mut v = Vec::new();
-    for s in scores {
-        match s {
-            Score::Llr => v.push(format!(
-                "##INFO=<ID=STRAND_LLR,Number=A,Type=Float,Description=\"strand llr: logit[ALT] - logit[REF] at the variant in the reference window, SNVs only; positive: ALT more likely ({ctx})\">"
-            )),
-            Score::LlrMasked => v.push(format!(
-                "##INFO=<ID=STRAND_LLR_MASKED,Number=A,Type=Float,Description=\"strand llr_masked: as STRAND_LLR with the variant position masked ({ctx})\">"
-            )),
-            Score::EmbedDist => {
-                v.push(format!(
-                    "##INFO=<ID=STRAND_EMBED_DIST,Number=A,Type=Float,Description=\"strand embed_dist: cosine distance of mean-pooled embeddings of the reference and alternate windows ({ctx})\">"
-                ));
-                v.push(format!(
-                    "##INFO=<ID=STRAND_EMBED_DIST_L2,Number=A,Type=Float,Description=\"strand embed_dist_l2: L2 distance of the embeddings at the variant's first base ({ctx})\">"
-                ));
-            }
-        }
-    }
-    v.push("##INFO=<ID=STRAND_FILTER,Number=1,Type=String,Description=\"strand: why the record was not scored (ref_mismatch: REF differs from the reference; off_contig: REF runs past the contig end; missing_contig)\">".into());
-    v.push("##INFO=<ID=STRAND_SKIP,Number=A,Type=String,Description=\"strand: per ALT, why it was not scored (symbolic, spanning_deletion, not_bases, alt_equals_ref, no_alt); . when scored\">".into());
-    v
-}
-
 fn command_line() -> String {
     std::env::args()
         .map(|a| {
@@ -436,33 +334,4 @@ fn command_line() -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-impl Summary {
-    fn note(&mut self, item: &Item) {
-        self.records += 1;
-        for a in &item.alleles {
-            match a {
-                Ok(_) => self.scored += 1,
-                Err(why) => *self.skipped.entry(why).or_default() += 1,
-            }
-        }
-    }
-
-    fn line(&self) -> String {
-        let skipped: u64 = self.skipped.values().sum();
-        let mut s = format!(
-            "{} records, {} alleles scored, {skipped} not scored",
-            self.records, self.scored
-        );
-        if skipped > 0 {
-            let why: Vec<String> = self
-                .skipped
-                .iter()
-                .map(|(k, v)| format!("{v} {k}"))
-                .collect();
-            s.push_str(&format!(" ({})", why.join(", ")));
-        }
-        s
-    }
 }

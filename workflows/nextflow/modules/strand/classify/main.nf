@@ -4,7 +4,8 @@ process STRAND_CLASSIFY {
     label 'process_gpu'
 
     input:
-    tuple val(meta), path(fasta)
+    // FASTA/FASTQ records, read from start to end: no index needed.
+    tuple val(meta), path(sequences)
     val model
 
     output:
@@ -21,7 +22,7 @@ process STRAND_CLASSIFY {
         -m ${model} \\
         -@ ${task.cpus} \\
         -q \\
-        ${fasta} \\
+        ${sequences} \\
         ${args} \\
         -o ${meta.id}.predictions.tsv
 

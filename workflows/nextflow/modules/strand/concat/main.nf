@@ -1,4 +1,5 @@
-// strand concat: per-contig VCFs, in reference order, into one indexed VCF.
+// strand concat: per-contig VCFs, in reference order, into one indexed VCF
+// (.tbi, or .csi when a record lies past 2^29).
 process STRAND_CONCAT {
     tag "${meta.id}"
     label 'process_single'
@@ -7,7 +8,7 @@ process STRAND_CONCAT {
     tuple val(meta), path(vcfs)
 
     output:
-    tuple val(meta), path("${meta.id}.scored.vcf.gz"), path("${meta.id}.scored.vcf.gz.tbi"), emit: vcf
+    tuple val(meta), path("${meta.id}.scored.vcf.gz"), path("${meta.id}.scored.vcf.gz.{tbi,csi}"), emit: vcf
     path "versions.yml", emit: versions
 
     when:

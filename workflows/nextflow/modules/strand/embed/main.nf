@@ -4,7 +4,9 @@ process STRAND_EMBED {
     label 'process_gpu'
 
     input:
-    tuple val(meta), path(fasta), path(fai)
+    // The FASTA with its indexes: .fai, and .gzi when BGZF-compressed
+    // (gzi: [] for a plain FASTA); strand reads contigs through them.
+    tuple val(meta), path(fasta), path(fai), path(gzi)
     val model
     tuple val(shard), val(nshards)
 

@@ -1,15 +1,20 @@
-// strand-score: the variants of one contig, as an indexed BGZF VCF.
+// strand-score: the variants of one contig (or, with contig '', those on
+// contigs missing from the reference, so that none is dropped), as an
+// indexed BGZF VCF (.tbi, or .csi past 2^29).
 process STRAND_SCORE {
-    tag "${meta.id} ${contig}"
+    tag "${meta.id} ${contig ?: 'other contigs'}"
     label 'process_gpu'
 
     input:
+    // The VCF (or BCF) is read from start to end: it needs no index.
     tuple val(meta), path(vcf), val(contig)
-    tuple path(fasta), path(fai)
+    // The FASTA with its indexes: .fai, and .gzi when BGZF-compressed
+    // (gzi: [] for a plain FASTA).
+    tuple path(fasta), path(fai), path(gzi)
     val model
 
     output:
-    tuple val(meta), val(contig), path("${meta.id}.${contig}.vcf.gz"), path("${meta.id}.${contig}.vcf.gz.tbi"), emit: vcf
+    tuple val(meta), val(contig), path("${meta.id}.${contig ?: 'other-contigs'}.vcf.gz"), path("${meta.id}.${contig ?: 'other-contigs'}.vcf.gz.{tbi,csi}"), emit: vcf
     path "versions.yml", emit: versions
 
     when:
@@ -17,6 +22,8 @@ process STRAND_SCORE {
 
     script:
     def args = task.ext.args ?: ''
+    def where = contig ? "-r ${contig}" : "--missing-contigs-only"
+    def part = contig ?: 'other-contigs'
     """
     strand-score \\
         -m ${model} \\
@@ -24,9 +31,9 @@ process STRAND_SCORE {
         -q \\
         -f ${fasta} \\
         --vcf ${vcf} \\
-        -r ${contig} \\
+        ${where} \\
         ${args} \\
-        -o ${meta.id}.${contig}.vcf.gz
+        -o ${meta.id}.${part}.vcf.gz
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

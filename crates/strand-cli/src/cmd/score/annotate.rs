@@ -1,0 +1,236 @@
+//! What a scored record becomes: INFO values, FILTER values and reasons
+//! in the VCF, a row per ALT in the TSV, and counts for the summary. Every
+//! allele without a value has a reason from [`REASONS`], the same in all
+//! of them.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use anyhow::Result;
+use strand_io::vcf::Record;
+use strand_io::AtomicFile;
+
+use super::engine::Values;
+use super::variant::{Score, REASONS};
+
+/// An INFO key and how to read its value off an allele's scores.
+type Getter = (&'static str, fn(&Values) -> Option<f32>);
+
+/// One record and its alleles' results.
+pub struct Item {
+    pub rec: Record,
+    /// Why the whole record is unscored.
+    pub filter: Option<&'static str>,
+    /// Per ALT: values, or why it has none.
+    pub alleles: Vec<Result<Values, &'static str>>,
+}
+
+impl Item {
+    pub fn unscored(rec: Record, why: &'static str) -> Item {
+        let n = rec.alts().len();
+        Item {
+            rec,
+            filter: Some(why),
+            alleles: vec![Err(why); n],
+        }
+    }
+
+    /// Why no ALT has a value (each reason once, in allele order); empty
+    /// when one has.
+    fn reasons(&self) -> Vec<&'static str> {
+        if let Some(why) = self.filter {
+            return vec![why];
+        }
+        let mut why = Vec::new();
+        for a in &self.alleles {
+            match a {
+                Ok(_) => return Vec::new(),
+                Err(r) if !why.contains(r) => why.push(*r),
+                Err(_) => {}
+            }
+        }
+        why
+    }
+}
+
+/// The values of one score for every allele; `None` where none applies.
+fn column(item: &Item, get: impl Fn(&Values) -> Option<f32>) -> Option<Vec<Option<f32>>> {
+    let v: Vec<Option<f32>> = item
+        .alleles
+        .iter()
+        .map(|a| a.as_ref().ok().and_then(&get))
+        .collect();
+    v.iter().any(Option::is_some).then_some(v)
+}
+
+fn getters(scores: &[Score]) -> Vec<Getter> {
+    let mut g: Vec<Getter> = Vec::new();
+    for s in scores {
+        match s {
+            Score::Llr => g.push(("STRAND_LLR", |v| v.llr)),
+            Score::LlrMasked => g.push(("STRAND_LLR_MASKED", |v| v.llr_masked)),
+            Score::EmbedDist => {
+                g.push(("STRAND_EMBED_DIST", |v| v.embed_dist));
+                g.push(("STRAND_EMBED_DIST_L2", |v| v.embed_dist_l2));
+            }
+        }
+    }
+    g
+}
+
+/// Adds the scores and reasons to INFO, and sets FILTER to
+/// `strand_<reason>` when no ALT got a value, so that
+/// `bcftools view -f PASS` drops it. Like `bcftools filter -s`, our
+/// values replace PASS (or `.`) and are appended to other filters.
+pub fn annotate(rec: &mut Record, item: &Item, scores: &[Score]) {
+    for (key, get) in getters(scores) {
+        if let Some(values) = column(item, get) {
+            let text: Vec<String> = values
+                .iter()
+                .map(|v| v.map_or(".".into(), |x| x.to_string()))
+                .collect();
+            rec.add_info(&format!("{key}={}", text.join(",")));
+        }
+    }
+    if let Some(why) = item.filter {
+        rec.add_info(&format!("STRAND_FILTER={why}"));
+    } else if item.alleles.iter().any(|a| a.is_err()) {
+        let why: Vec<&str> = item
+            .alleles
+            .iter()
+            .map(|a| a.as_ref().err().copied().unwrap_or("."))
+            .collect();
+        rec.add_info(&format!("STRAND_SKIP={}", why.join(",")));
+    }
+    let reasons = item.reasons();
+    if !reasons.is_empty() {
+        let ours: Vec<String> = reasons.iter().map(|r| format!("strand_{r}")).collect();
+        let filter = &mut rec.fields[6];
+        if filter == "." || filter == "PASS" || filter.is_empty() {
+            *filter = ours.join(";");
+        } else {
+            for f in ours {
+                if !filter.split(';').any(|x| x == f) {
+                    filter.push(';');
+                    filter.push_str(&f);
+                }
+            }
+        }
+    }
+}
+
+/// The TSV's columns: the record's, one per score, and why an allele has
+/// no value.
+pub fn tsv_header(scores: &[Score]) -> String {
+    let columns: Vec<&str> = scores.iter().flat_map(|s| s.columns()).copied().collect();
+    format!("chrom\tpos\tid\tref\talt\t{}\treason", columns.join("\t"))
+}
+
+/// One row per ALT: NA where a score does not apply, the reason (or `.`).
+pub fn write_tsv(out: &mut AtomicFile, item: &Item, scores: &[Score]) -> Result<()> {
+    let r = &item.rec;
+    let getters = getters(scores);
+    for (a, alt) in r.alts().iter().enumerate() {
+        let mut line = format!(
+            "{}\t{}\t{}\t{}\t{alt}",
+            r.chrom(),
+            r.pos(),
+            r.fields[2],
+            r.reference()
+        );
+        for (_, get) in &getters {
+            let v = item.alleles[a].as_ref().ok().and_then(get);
+            line.push('\t');
+            line.push_str(&v.map_or("NA".into(), |x| x.to_string()));
+        }
+        line.push('\t');
+        line.push_str(item.alleles[a].as_ref().err().copied().unwrap_or("."));
+        line.push('\n');
+        out.write_all(line.as_bytes())
+            .map_err(|e| out.write_error(e))?;
+    }
+    Ok(())
+}
+
+/// The header lines declaring our INFO and FILTER values.
+pub fn header_lines(scores: &[Score], model: &str, window: u64, centred: bool) -> Vec<String> {
+    let ctx = format!(
+        "model {model}, {} window of {window} bases",
+        if centred { "centred" } else { "grid" }
+    );
+    let mut v = Vec::new();
+    for (id, what) in REASONS {
+        v.push(format!(
+            "##FILTER=<ID=strand_{id},Description=\"strand: no ALT scored: {what}\">"
+        ));
+    }
+    for s in scores {
+        match s {
+            Score::Llr => v.push(format!(
+                "##INFO=<ID=STRAND_LLR,Number=A,Type=Float,Description=\"strand llr: logit[ALT] - logit[REF] at the variant in the reference window, SNVs only; positive: ALT more likely ({ctx})\">"
+            )),
+            Score::LlrMasked => v.push(format!(
+                "##INFO=<ID=STRAND_LLR_MASKED,Number=A,Type=Float,Description=\"strand llr_masked: as STRAND_LLR with the variant position masked ({ctx})\">"
+            )),
+            Score::EmbedDist => {
+                v.push(format!(
+                    "##INFO=<ID=STRAND_EMBED_DIST,Number=A,Type=Float,Description=\"strand embed_dist: cosine distance of mean-pooled embeddings of the reference and alternate windows ({ctx})\">"
+                ));
+                v.push(format!(
+                    "##INFO=<ID=STRAND_EMBED_DIST_L2,Number=A,Type=Float,Description=\"strand embed_dist_l2: L2 distance of the embeddings at the variant's first base ({ctx})\">"
+                ));
+            }
+        }
+    }
+    let ids = |pick: &dyn Fn(&str) -> bool| {
+        REASONS
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| pick(id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let record_level = |id: &str| matches!(id, "missing_contig" | "ref_mismatch" | "off_contig");
+    let no_alt = |id: &str| id == "no_alt";
+    v.push(format!("##INFO=<ID=STRAND_FILTER,Number=1,Type=String,Description=\"strand: why the record was not scored ({})\">", ids(&|id| record_level(id) || no_alt(id))));
+    v.push(format!("##INFO=<ID=STRAND_SKIP,Number=A,Type=String,Description=\"strand: per ALT, why it has no value ({}); . when scored\">", ids(&|id| !record_level(id))));
+    v
+}
+
+/// What happened to the records and alleles, for the summary.
+#[derive(Default)]
+pub struct Summary {
+    records: u64,
+    scored: u64,
+    skipped: BTreeMap<&'static str, u64>,
+}
+
+impl Summary {
+    pub fn note(&mut self, item: &Item) {
+        self.records += 1;
+        for a in &item.alleles {
+            match a {
+                Ok(_) => self.scored += 1,
+                Err(why) => *self.skipped.entry(why).or_default() += 1,
+            }
+        }
+    }
+
+    /// Records, then alleles: scored, and not scored by reason.
+    pub fn line(&self) -> String {
+        let skipped: u64 = self.skipped.values().sum();
+        let mut s = format!(
+            "{} records, {} alleles scored, {skipped} alleles not scored",
+            self.records, self.scored
+        );
+        if skipped > 0 {
+            let why: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect();
+            s.push_str(&format!(" ({})", why.join(", ")));
+        }
+        s
+    }
+}
