@@ -49,15 +49,7 @@ fn score_unscored_records_fail_filter_pass_and_every_allele_has_a_reason() {
     let input = unscored_vcf(dir.path());
     let out = dir.path().join("out.vcf");
     let tsv = dir.path().join("out.tsv");
-    let res = score()
-        .args([
-            "-m",
-            &model("ps-tiny"),
-            "--device",
-            "cpu",
-            "-f",
-            &reference(),
-        ])
+    let res = on_cpu("ps-tiny")
         .args([
             "--vcf",
             &input,
@@ -175,15 +167,7 @@ fn score_ref_n_is_refused_by_both_modes_alike() {
         .map(|alt| format!("chrA\t3080\tn{alt}\tN\t{alt}"))
         .collect();
     let input = vcf(dir.path(), "n.vcf", &lines);
-    let res = score()
-        .args([
-            "-m",
-            &model("ph-tiny"),
-            "--device",
-            "cpu",
-            "-f",
-            &reference(),
-        ])
+    let res = on_cpu("ph-tiny")
         .args([
             "--vcf",
             &input,

@@ -67,21 +67,21 @@ fn token(b: char) -> usize {
     7 + BASES.iter().position(|&x| x == b).expect("ACGT")
 }
 
+/// strand-score with `-m MODEL --device cpu -f ref.fa` (the test genome).
+fn on_cpu(model_name: &str) -> Cmd {
+    score().args([
+        "-m",
+        &model(model_name),
+        "--device",
+        "cpu",
+        "-f",
+        &reference(),
+    ])
+}
+
 /// Runs ARGS, which must succeed, with `-m MODEL --device cpu -q -f ref.fa`.
 fn ok(model_name: &str, args: &[&str]) -> Output {
-    score()
-        .args([
-            "-m",
-            &model(model_name),
-            "--device",
-            "cpu",
-            "-q",
-            "-f",
-            &reference(),
-        ])
-        .args(args)
-        .run()
-        .ok()
+    on_cpu(model_name).args(["-q"]).args(args).run().ok()
 }
 
 #[test]
@@ -243,15 +243,7 @@ fn score_annotates_every_record_and_indexes_the_output() {
     let input = mixed_vcf(dir.path());
     let out = dir.path().join("out.vcf.gz");
     let tsv = dir.path().join("out.tsv");
-    let res = score()
-        .args([
-            "-m",
-            &model("ps-tiny"),
-            "--device",
-            "cpu",
-            "-f",
-            &reference(),
-        ])
+    let res = on_cpu("ps-tiny")
         .args([
             "--vcf",
             &input,
