@@ -20,14 +20,9 @@ mod cache;
 mod device;
 pub mod kernels;
 mod launch;
-pub mod probe;
-
-/// Number of GPUs the driver sees (an error naming why none is usable).
-pub fn gpu_count() -> Result<usize> {
-    device::driver_available()
-}
 #[cfg(test)]
 mod ops_tests;
+pub mod probe;
 mod weights;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,6 +38,11 @@ use crate::model::plan::{half_plan, HalfPlan, ScanPass};
 use crate::model::weights::Weights;
 
 pub use self::device::{cublas_available, driver_available};
+
+/// Number of GPUs the driver sees (an error naming why none is usable).
+pub fn gpu_count() -> Result<usize> {
+    device::driver_available()
+}
 
 /// Rows of `u` materialised at a time for the `x_proj` GEMM.
 const U_SEGMENT: usize = 1 << 16;
