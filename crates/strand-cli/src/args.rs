@@ -290,6 +290,14 @@ impl VcfOutArgs {
         }
         o
     }
+
+    /// `output` and the index files written next to it, to be checked
+    /// against the inputs.
+    pub fn outputs(&self, output: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut v = vec![output.to_owned()];
+        v.extend(self.options(output).index_paths(output));
+        v
+    }
 }
 
 /// `131072`, `131,072` or `128k`, at most [`MAX_BASES`].

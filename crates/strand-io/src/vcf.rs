@@ -12,7 +12,6 @@ use noodles::csi::binning_index::index::reference_sequence::bin::Chunk;
 
 use crate::atomic::AtomicFile;
 use crate::error::Error;
-use crate::faidx::with_suffix;
 use crate::seq::input::{is_bgzf, read_prefix, EofMarkerCheck};
 
 mod bcf;
@@ -284,20 +283,6 @@ struct BgzfOut {
     /// None when writing to stdout.
     indexer: Option<Indexer>,
     path: std::path::PathBuf,
-}
-
-/// The index files [`Writer`] may write or replace next to `path`: `.tbi`
-/// and `.csi` for BGZF VCF, `.csi` for BCF (whichever the run picks, the
-/// other is removed as stale, so both count as outputs).
-pub fn index_paths(path: &Path) -> Vec<std::path::PathBuf> {
-    if path == Path::new("-") {
-        return Vec::new();
-    }
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("gz" | "bgz") => vec![with_suffix(path, ".tbi"), with_suffix(path, ".csi")],
-        Some("bcf") => vec![with_suffix(path, ".csi"), with_suffix(path, ".tbi")],
-        _ => Vec::new(),
-    }
 }
 
 impl Writer {

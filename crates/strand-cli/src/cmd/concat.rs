@@ -42,9 +42,8 @@ pub fn run(args: Args) -> Result<()> {
     for part in &args.parts {
         inputs.extend(crate::args::with_indexes(part));
     }
-    let indexes = strand_io::vcf::index_paths(&args.output);
-    let mut outputs = vec![args.output.as_path()];
-    outputs.extend(indexes.iter().map(|p| p.as_path()));
+    let outputs = args.output_format.outputs(&args.output);
+    let outputs: Vec<&std::path::Path> = outputs.iter().map(|p| p.as_path()).collect();
     crate::args::check_outputs(&outputs, &inputs)?;
     let mut out = Writer::create_with(&args.output, args.output_format.options(&args.output))?;
     let mut columns: Option<(String, String)> = None;

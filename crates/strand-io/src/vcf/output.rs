@@ -1,7 +1,7 @@
 //! What a VCF output is written as: `-O v|z|b` and `-W tbi|csi`, as in
 //! bcftools, with the file name's extension as the default.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::index::IndexFormat;
 
@@ -63,6 +63,21 @@ impl Options {
         }
         Ok(format)
     }
+
+    /// The index files a writer of `path` may write or replace: `.tbi` and
+    /// `.csi` next to a BGZF VCF or BCF file (whichever the run picks, the
+    /// other is removed as stale, so both count as outputs); none for text
+    /// or stdout.
+    pub fn index_paths(&self, path: &Path) -> Vec<PathBuf> {
+        let format = self.format.unwrap_or_else(|| Format::for_path(path));
+        if path == Path::new("-") || format == Format::Vcf {
+            return Vec::new();
+        }
+        vec![
+            crate::faidx::with_suffix(path, ".tbi"),
+            crate::faidx::with_suffix(path, ".csi"),
+        ]
+    }
 }
 
 #[cfg(test)]
@@ -83,5 +98,12 @@ mod tests {
         };
         assert!(o.check(Path::new("x.bcf")).is_err());
         assert_eq!(o.check(Path::new("x.vcf.gz")), Ok(Format::Bgzf));
+        assert_eq!(o.index_paths(Path::new("x.vcf")).len(), 0);
+        assert_eq!(o.index_paths(Path::new("x.vcf.gz")).len(), 2);
+        let b = Options {
+            format: Some(Format::Bcf),
+            index: IndexFormat::Auto,
+        };
+        assert_eq!(b.index_paths(Path::new("x.vcf"))[1], Path::new("x.vcf.csi"));
     }
 }

@@ -35,9 +35,8 @@ fn check_outputs(args: &VcfArgs) -> Result<()> {
     inputs.extend(crate::args::with_indexes(&c.reference));
     inputs.extend(args.region.files());
     inputs.extend(c.model.files());
-    let indexes = strand_io::vcf::index_paths(&args.output);
-    let mut outputs: Vec<&Path> = vec![&args.output];
-    outputs.extend(indexes.iter().map(|p| p.as_path()));
+    let outputs = args.output_format.outputs(&args.output);
+    let mut outputs: Vec<&Path> = outputs.iter().map(|p| p.as_path()).collect();
     outputs.extend(args.tsv.as_deref());
     crate::args::check_outputs(&outputs, &inputs)
 }
