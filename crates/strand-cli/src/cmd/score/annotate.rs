@@ -11,7 +11,7 @@ use strand_io::vcf::Record;
 use strand_io::AtomicFile;
 
 use super::engine::Values;
-use super::variant::{Score, REASONS};
+use super::variant::{Reason, Score, REASONS};
 
 /// An INFO key and how to read its value off an allele's scores.
 type Getter = (&'static str, fn(&Values) -> Option<f32>);
@@ -159,7 +159,7 @@ pub fn header_lines(scores: &[Score], model: &str, window: u64, centred: bool) -
         if centred { "centred" } else { "grid" }
     );
     let mut v = Vec::new();
-    for (id, what) in REASONS {
+    for Reason { id, what, .. } in REASONS {
         v.push(format!(
             "##FILTER=<ID=strand_{id},Description=\"strand: no ALT scored: {what}\">"
         ));
@@ -182,18 +182,17 @@ pub fn header_lines(scores: &[Score], model: &str, window: u64, centred: bool) -
             }
         }
     }
-    let ids = |pick: &dyn Fn(&str) -> bool| {
+    let ids = |pick: &dyn Fn(&Reason) -> bool| {
         REASONS
             .iter()
-            .map(|(id, _)| *id)
-            .filter(|id| pick(id))
+            .filter(|r| pick(r))
+            .map(|r| r.id)
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let record_level = |id: &str| matches!(id, "missing_contig" | "ref_mismatch" | "off_contig");
-    let no_alt = |id: &str| id == "no_alt";
-    v.push(format!("##INFO=<ID=STRAND_FILTER,Number=1,Type=String,Description=\"strand: why the record was not scored ({})\">", ids(&|id| record_level(id) || no_alt(id))));
-    v.push(format!("##INFO=<ID=STRAND_SKIP,Number=A,Type=String,Description=\"strand: per ALT, why it has no value ({}); . when scored\">", ids(&|id| !record_level(id))));
+    // ALT `.` leaves the whole record unscored too (vcf.rs).
+    v.push(format!("##INFO=<ID=STRAND_FILTER,Number=1,Type=String,Description=\"strand: why the record was not scored ({})\">", ids(&|r| r.whole_record || r.id == "no_alt")));
+    v.push(format!("##INFO=<ID=STRAND_SKIP,Number=A,Type=String,Description=\"strand: per ALT, why it has no value ({}); . when scored\">", ids(&|r| !r.whole_record)));
     v
 }
 

@@ -47,26 +47,52 @@ pub enum Kind {
 /// the VCF's FILTER values (`strand_<reason>`), INFO `STRAND_FILTER` and
 /// `STRAND_SKIP`, the TSV's `reason` column and the summary, in both modes
 /// (`ism` applies [`classify`] to every SNV of its region too).
-pub const REASONS: &[(&str, &str)] = &[
-    ("missing_contig", "the contig is not in the reference"),
-    ("ref_mismatch", "REF differs from the reference"),
-    (
+pub const REASONS: &[Reason] = &[
+    Reason::record("missing_contig", "the contig is not in the reference"),
+    Reason::record("ref_mismatch", "REF differs from the reference"),
+    Reason::record(
         "off_contig",
         "REF runs past the contig end (a VCF of another assembly?)",
     ),
-    ("symbolic", "symbolic or breakend ALT"),
-    ("spanning_deletion", "ALT is * (an upstream deletion)"),
-    ("no_alt", "no ALT allele (ALT is .)"),
-    (
+    Reason::allele("symbolic", "symbolic or breakend ALT"),
+    Reason::allele("spanning_deletion", "ALT is * (an upstream deletion)"),
+    Reason::allele("no_alt", "no ALT allele (ALT is .)"),
+    Reason::allele(
         "non_acgt",
         "REF or ALT has a base other than A, C, G and T (such as N)",
     ),
-    ("alt_equals_ref", "ALT equals REF"),
-    (
+    Reason::allele("alt_equals_ref", "ALT equals REF"),
+    Reason::allele(
         "not_snv",
         "an indel or MNV, and every requested score is for SNVs only",
     ),
 ];
+
+/// Why a record or an allele has no value.
+pub struct Reason {
+    pub id: &'static str,
+    pub what: &'static str,
+    /// Said of the whole record (INFO `STRAND_FILTER`), not per ALT.
+    pub whole_record: bool,
+}
+
+impl Reason {
+    const fn record(id: &'static str, what: &'static str) -> Reason {
+        Reason {
+            id,
+            what,
+            whole_record: true,
+        }
+    }
+
+    const fn allele(id: &'static str, what: &'static str) -> Reason {
+        Reason {
+            id,
+            what,
+            whole_record: false,
+        }
+    }
+}
 
 /// Classifies `alt` against `reference`, or says why it cannot be scored
 /// (one of [`REASONS`]). A base other than A, C, G or T has no token the
@@ -172,7 +198,7 @@ mod tests {
         assert_eq!(classify("n", "n"), Err("non_acgt"));
         for (r, a) in [("A", "<DEL>"), ("N", "C"), ("A", "*"), ("A", "A")] {
             let why = classify(r, a).unwrap_err();
-            assert!(REASONS.iter().any(|(k, _)| *k == why), "{why}");
+            assert!(REASONS.iter().any(|r| r.id == why), "{why}");
         }
     }
 
