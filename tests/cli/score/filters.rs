@@ -257,16 +257,8 @@ fn score_contig_jobs_and_the_missing_contigs_job_cover_every_record() {
     assert_eq!(vcf_body(&merged), vcf_body(&whole));
 
     // Without --skip-missing-contigs the job fails as a whole run does.
-    let res = score()
-        .args([
-            "-m",
-            &model("ps-tiny"),
-            "--device",
-            "cpu",
-            "-q",
-            "-f",
-            &reference(),
-        ])
+    let res = on_cpu("ps-tiny")
+        .args(["-q"])
         .args(["--vcf", &input, "--missing-contigs-only", "-o", "-"])
         .run()
         .exits(1);

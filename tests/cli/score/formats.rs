@@ -155,16 +155,8 @@ fn score_output_types_follow_o_and_refuse_what_they_cannot_write() {
     let dir = tempdir();
     let input = small_vcf(dir.path());
     // -O b to stdout: BCF bytes, no index.
-    let out = score()
-        .args([
-            "-m",
-            &model("ps-tiny"),
-            "--device",
-            "cpu",
-            "-q",
-            "-f",
-            &reference(),
-        ])
+    let out = on_cpu("ps-tiny")
+        .args(["-q"])
         .args(["--vcf", &input, "--window", "1000", "-O", "b"])
         .run()
         .ok();
@@ -188,16 +180,8 @@ fn score_output_types_follow_o_and_refuse_what_they_cannot_write() {
             "BCF output is indexed with .csi",
         ),
     ] {
-        let res = score()
-            .args([
-                "-m",
-                &model("ps-tiny"),
-                "--device",
-                "cpu",
-                "-q",
-                "-f",
-                &reference(),
-            ])
+        let res = on_cpu("ps-tiny")
+            .args(["-q"])
             .args(["--vcf", &input])
             .args(args)
             .run()

@@ -192,30 +192,9 @@ same_as_local "$work/emb2" "after scancel and resubmission"
 
 say "3. Snakemake with the SLURM executor plugin"
 vcf=$repo/workflows/snakemake/test/variants.vcf
-cat >"$work/config.yaml" <<YAML
-strand_bin: $bin
-model: $model
-reference: $ref
-device: cpu
-threads: 1
-gpus_per_job: 0
-mem_mb: 500
-runtime_min: 10
-outdir: $work/results
-embed:
-  shards: 3
-  pool: "bin:64"
-  extra: "--window 4096"
-score:
-  vcf: $vcf
-  scores: "llr,embed_dist"
-  window: 1000
-  extra: "--skip-missing-contigs"
-classify:
-  model: $repo/test-data/models/ps-tiny-cls
-  fasta: $repo/test-data/sequences.fa
-  extra: ""
-YAML
+# shellcheck source=../../snakemake/test/config.sh
+. "$repo/workflows/snakemake/test/config.sh"
+test_config "$work/config.yaml" 500
 # Inside each job the plugin deletes every SLURM_* variable (SLURM_CONF
 # included) before it runs the rule through srun, which then looks for
 # slurm.conf in its default place (/etc/slurm) only; this cluster's lives

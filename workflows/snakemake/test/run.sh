@@ -17,30 +17,9 @@ trap 'rm -rf "$work"' EXIT
 model=$repo/test-data/models/ps-tiny
 ref=$repo/test-data/genome/ref.fa
 vcf=$here/variants.vcf
-cat >"$work/config.yaml" <<YAML
-strand_bin: $bin
-model: $model
-reference: $ref
-device: cpu
-threads: 1
-gpus_per_job: 0
-mem_mb: 2000
-runtime_min: 10
-outdir: $work/results
-embed:
-  shards: 3
-  pool: "bin:64"
-  extra: "--window 4096"
-score:
-  vcf: $vcf
-  scores: "llr,embed_dist"
-  window: 1000
-  extra: "--skip-missing-contigs"
-classify:
-  model: $repo/test-data/models/ps-tiny-cls
-  fasta: $repo/test-data/sequences.fa
-  extra: ""
-YAML
+# shellcheck source=config.sh
+. "$here/config.sh"
+test_config "$work/config.yaml" 2000
 
 sm() { "$snakemake" -s "$repo/workflows/snakemake/Snakefile" --configfile "$work/config.yaml" \
   -d "$work" --cores 2 "$@"; }
