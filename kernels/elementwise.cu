@@ -2,6 +2,7 @@
 // of projection biases. All matrices are row-major with a row stride (ld).
 //
 //   add_bias:  out[r, j] += scale * b[j]              out act_t, b f32 [n]
+//              (with transposed: out is channel-major, out[j][r])
 //   combine:   dst[r, j] = dst[r, j] (+ or *) src[r, j]   both act_t
 //   copy_cols: dst[r, j] = src[r, j]                      both act_t
 
@@ -15,6 +16,8 @@ struct RowsParams {
     int n;
     float scale;
     int mul;
+    int transposed;
+    int _pad;
 };
 
 #define ROWS_INDEX                                    \
@@ -25,7 +28,7 @@ struct RowsParams {
 
 extern "C" __global__ void add_bias(RowsParams p) {
     ROWS_INDEX
-    act_t *o = p.dst + r * p.ld_dst + j;
+    act_t *o = p.transposed ? p.dst + (i64)j * p.ld_dst + r : p.dst + r * p.ld_dst + j;
     *o = to_act(act_ld(o) + p.scale * p.b[j]);
 }
 

@@ -4,7 +4,7 @@
 # the release binaries and test executables into dev-out/; then run this
 # script from the repository root on the GPU machine:
 #
-#   scripts/device-check.sh [tests|bench|quick|tune|long|embed|score|multi|multiscore|multiscore-large|all]   (logs under $OUT or dev-out/logs)
+#   scripts/device-check.sh [tests|bench|quick|long|embed|score|multi|multiscore|multiscore-large|all]   (logs under $OUT or dev-out/logs)
 set -uo pipefail
 what=${1:-all}
 out=${OUT:-dev-out/logs}
@@ -42,13 +42,6 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
   echo "== bench: many short sequences, one batch"
   dev-out/strand bench --device cuda --precision bf16,fp32 --kind ps,ph \
     --lengths 1024 --batch 1024 --repeat 3 2>&1 | tee "$out/bench-batch.tsv"
-fi
-if [ "$what" = tune ] || [ "$what" = all ]; then
-  for b in 1 4 5 6; do
-    echo "== bench: STRAND_SCAN_MIN_BLOCKS=$b"
-    STRAND_SCAN_MIN_BLOCKS=$b dev-out/strand bench --device cuda --precision bf16 --kind ps \
-      --lengths 131072,1048576 --repeat 3 2>&1 | tee "$out/bench-blocks$b.tsv"
-  done
 fi
 if [ "$what" = quick ]; then
   # The GPU issue's cases: PS/PH bf16 at 131,072 and 1,048,576, PS fp32 at

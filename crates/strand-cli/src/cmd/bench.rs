@@ -252,27 +252,23 @@ fn op_work(args: &Args, kind: Kind, prec: Precision) -> Vec<(&'static str, f64, 
         ("conv", passes * 2.0 * di * ab, 0.0, passes * di * 2.0),
         (
             "x_proj",
-            passes * (di * ab + xdw * 4.0),
+            passes * (di + xdw) * ab,
             passes * 2.0 * di * xdw,
             0.0,
         ),
+        // One exp2 per state update, plus softplus, the conv's SiLU and the
+        // gate per (step, channel).
         (
-            "scan_chunk_state",
-            passes * (di * ab + xdw * 4.0),
+            "scan",
+            passes * (3.0 * di + xdw) * ab,
             0.0,
-            passes * di * (n + 5.0),
+            passes * di * (n + 6.0),
         ),
-        ("scan_carry", 0.0, 0.0, 0.0),
-        (
-            "scan_output",
-            passes * (di * ab * 3.5 + xdw * 4.0),
-            0.0,
-            passes * di * (n + 7.0),
-        ),
+        // Both directions' outputs side by side: K = 2·d_inner.
         (
             "out_proj",
-            halves * layers * (di + d) * ab,
-            halves * layers * 2.0 * di * d,
+            halves * layers * (2.0 * di + d) * ab,
+            halves * layers * 2.0 * 2.0 * di * d,
             0.0,
         ),
     ]

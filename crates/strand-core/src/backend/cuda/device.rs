@@ -139,15 +139,45 @@ impl Drop for PinnedHost {
     }
 }
 
+/// A matrix operand of [`Gpu::gemm`] with `rows` rows and `cols` columns
+/// (set by the call): row-major with `ld` elements between rows, or
+/// `transposed` (channel-major: `[cols][ld]`, `ld` elements between
+/// columns).
+#[derive(Clone, Copy, Debug)]
+pub struct Mat {
+    pub ptr: DevPtr,
+    pub dtype: Dtype,
+    pub ld: usize,
+    pub transposed: bool,
+}
+
+impl Mat {
+    pub fn rows(ptr: DevPtr, dtype: Dtype, ld: usize) -> Mat {
+        Mat {
+            ptr,
+            dtype,
+            ld,
+            transposed: false,
+        }
+    }
+
+    pub fn cols(ptr: DevPtr, dtype: Dtype, ld: usize) -> Mat {
+        Mat {
+            ptr,
+            dtype,
+            ld,
+            transposed: true,
+        }
+    }
+}
+
 /// Compiled kernels of one program.
 pub struct Functions {
     pub embed: CudaFunction,
     pub norm_block: CudaFunction,
     pub norm_final: CudaFunction,
-    pub conv_silu: CudaFunction,
-    pub scan_chunk_state: CudaFunction,
-    pub scan_carry: CudaFunction,
-    pub scan_output: CudaFunction,
+    pub conv_walk: CudaFunction,
+    pub ssm_scan: CudaFunction,
     pub add_bias: CudaFunction,
     pub combine: CudaFunction,
     pub copy_cols: CudaFunction,
@@ -161,6 +191,9 @@ pub struct Gpu {
     pub f: Functions,
     pub name: String,
     pub arch: String,
+    /// What the kernels were compiled for (the scan's slice fitted to this
+    /// GPU's shared memory).
+    pub defines: Defines,
     /// While profiling: the events of every timed op.
     profile: Mutex<Option<Vec<TimedOp>>>,
 }
@@ -190,7 +223,13 @@ impl Gpu {
             .map_err(cuda_err("reading the compute capability"))?;
         let arch = format!("sm_{major}{minor}");
         let name = ctx.name().map_err(cuda_err("reading the device name"))?;
-        let cubin = kernels::cubin(defines, &arch)?;
+        let smem_max = ctx
+            .attribute(
+                drv::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+            )
+            .map_err(cuda_err("reading the shared-memory limit"))?;
+        let defines = defines.fit_shared(smem_max as usize)?;
+        let cubin = kernels::cubin(&defines, &arch)?;
         let module = ctx
             .load_module(Ptx::from_binary(cubin))
             .map_err(cuda_err("loading the kernels"))?;
@@ -199,14 +238,18 @@ impl Gpu {
             embed: get("embed")?,
             norm_block: get("norm_block")?,
             norm_final: get("norm_final")?,
-            conv_silu: get("conv_silu")?,
-            scan_chunk_state: get("scan_chunk_state")?,
-            scan_carry: get("scan_carry")?,
-            scan_output: get("scan_output")?,
+            conv_walk: get("conv_walk")?,
+            ssm_scan: get("ssm_scan")?,
             add_bias: get("add_bias")?,
             combine: get("combine")?,
             copy_cols: get("copy_cols")?,
         };
+        f.ssm_scan
+            .set_attribute(
+                drv::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                defines.scan_shared_bytes() as i32,
+            )
+            .map_err(cuda_err("raising the scan's shared-memory limit"))?;
         let blas = CudaBlas::new(stream.clone()).map_err(blas_err("creating a cuBLAS handle"))?;
         // Plain f32 GEMMs stay exact f32: never let cuBLAS pick TF32.
         // SAFETY: a valid handle.
@@ -222,6 +265,7 @@ impl Gpu {
             f,
             name,
             arch,
+            defines,
             profile: Mutex::new(None),
         })
     }
@@ -341,10 +385,22 @@ impl Gpu {
         block: u32,
         params: P,
     ) -> Result<()> {
+        self.launch_shared(f, grid, block, 0, params)
+    }
+
+    /// [`Gpu::launch`] with `shared` bytes of dynamic shared memory.
+    pub fn launch_shared<P: DeviceRepr>(
+        &self,
+        f: &CudaFunction,
+        grid: (u32, u32, u32),
+        block: u32,
+        shared: u32,
+        params: P,
+    ) -> Result<()> {
         let cfg = LaunchConfig {
             grid_dim: grid,
             block_dim: (block, 1, 1),
-            shared_mem_bytes: 0,
+            shared_mem_bytes: shared,
         };
         let mut args = self.stream.launch_builder(f);
         args.arg(&params);
@@ -365,10 +421,9 @@ impl Gpu {
         self.launch(f, (blocks, 1, 1), T as u32, params)
     }
 
-    /// Row-major `y[rows, out] = x[rows, inp] · Wᵀ` with f32 accumulation;
-    /// `w` is `[out, inp]` row-major of type `wt`, `x` has type `xt` and
-    /// row stride `ldx`, `y` type `yt` and row stride `ldy`.
-    #[allow(clippy::too_many_arguments)]
+    /// `y[rows, out] = x[rows, inp] · Wᵀ` with f32 accumulation; `w` is
+    /// `[out, inp]` row-major of type `wt`; `x` and `y` are row-major or
+    /// stored transposed (channel-major), see [`Mat`].
     pub fn gemm(
         &self,
         rows: usize,
@@ -376,40 +431,46 @@ impl Gpu {
         inp: usize,
         w: DevPtr,
         wt: Dtype,
-        x: DevPtr,
-        xt: Dtype,
-        ldx: usize,
-        y: DevPtr,
-        yt: Dtype,
-        ldy: usize,
+        x: Mat,
+        y: Mat,
     ) -> Result<()> {
-        // Column-major view: yᵀ[out, rows] = W[out, inp] · xᵀ[inp, rows],
-        // where W is the row-major [out, inp] buffer read transposed.
+        use blas_sys::cublasOperation_t::{CUBLAS_OP_N as N, CUBLAS_OP_T as T};
         let (alpha, beta) = (1.0f32, 0.0f32);
         let int = |v: usize| {
             i32::try_from(v).map_err(|_| Error::Cuda(format!("GEMM dimension {v} too large")))
+        };
+        // cuBLAS is column-major. A row-major [r, c] matrix is a column-major
+        // [c, r] one and a transposed (channel-major) [r, c] matrix a
+        // column-major [r, c] one. Row-major y: yᵀ[out, rows] = W · xᵀ;
+        // transposed y: y[rows, out] = x · Wᵀ.
+        let (m, n, a, a_op, lda, b, b_op, ldb) = if y.transposed {
+            let x_op = if x.transposed { N } else { T };
+            (rows, out, (x.ptr, x.dtype), x_op, x.ld, (w, wt), N, inp)
+        } else {
+            let x_op = if x.transposed { T } else { N };
+            (out, rows, (w, wt), T, inp, (x.ptr, x.dtype), x_op, x.ld)
         };
         // SAFETY: pointers are live device buffers of the sizes the caller
         // describes; alpha/beta are host f32 as COMPUTE_32F expects.
         unsafe {
             blas::gemm_ex(
                 *self.blas.handle(),
-                blas_sys::cublasOperation_t::CUBLAS_OP_T,
-                blas_sys::cublasOperation_t::CUBLAS_OP_N,
-                int(out)?,
-                int(rows)?,
+                a_op,
+                b_op,
+                int(m)?,
+                int(n)?,
                 int(inp)?,
                 &alpha as *const f32 as *const _,
-                w as *const _,
-                wt.cuda(),
-                int(inp)?,
-                x as *const _,
-                xt.cuda(),
-                int(ldx)?,
+                a.0 as *const _,
+                a.1.cuda(),
+                int(lda)?,
+                b.0 as *const _,
+                b.1.cuda(),
+                int(ldb)?,
                 &beta as *const f32 as *const _,
-                y as *mut _,
-                yt.cuda(),
-                int(ldy)?,
+                y.ptr as *mut _,
+                y.dtype.cuda(),
+                int(y.ld)?,
                 blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
                 blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
             )

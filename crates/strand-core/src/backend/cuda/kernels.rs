@@ -25,7 +25,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("embed.cu", include_str!("../../../../../kernels/embed.cu")),
     ("norm.cu", include_str!("../../../../../kernels/norm.cu")),
     ("conv.cu", include_str!("../../../../../kernels/conv.cu")),
-    ("scan.cu", include_str!("../../../../../kernels/scan.cu")),
+    ("ssm.cu", include_str!("../../../../../kernels/ssm.cu")),
     (
         "elementwise.cu",
         include_str!("../../../../../kernels/elementwise.cu"),
@@ -37,17 +37,17 @@ pub const ENTRY_POINTS: &[&str] = &[
     "embed",
     "norm_block",
     "norm_final",
-    "conv_silu",
-    "scan_chunk_state",
-    "scan_carry",
-    "scan_output",
+    "conv_walk",
+    "ssm_scan",
     "add_bias",
     "combine",
     "copy_cols",
 ];
 
-/// Channels per block of the scan kernels (`CB` in scan.cu).
-pub const SCAN_CHANNELS: u32 = 128;
+/// Warps (channels) per block of the scan (`SSM_WARPS` in ssm.cu).
+pub const SSM_WARPS: u32 = 8;
+/// Threads per block of the conv (`CONV_THREADS` in conv.cu).
+pub const CONV_THREADS: u32 = 256;
 
 /// What a compiled program is specialised for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,26 +56,57 @@ pub struct Defines {
     pub d_state: usize,
     pub dt_rank: usize,
     pub d_conv: usize,
-    /// Resident scan blocks per SM to fit registers for (`SCAN_MIN_BLOCKS`).
-    pub scan_min_blocks: u32,
+    /// Steps per lane of the scan (`SLICE` in ssm.cu); a warp's tile is 32
+    /// slices.
+    pub slice: usize,
 }
 
 impl Defines {
+    /// The fastest slice measured (docs/benchmarks.md, 2026-12-04: 32 steps
+    /// for bf16, 16 for f32 whose tiles are twice the size); see
+    /// [`Defines::fit_shared`] for GPUs with less shared memory.
     pub fn new(bf16: bool, d_state: usize, dt_rank: usize, d_conv: usize) -> Defines {
         Defines {
             bf16,
             d_state,
             dt_rank,
             d_conv,
-            scan_min_blocks: scan_min_blocks(),
+            slice: if bf16 { 32 } else { 16 },
         }
+    }
+
+    /// Dynamic shared memory of one scan block: two tiles of `x_proj`
+    /// output and, per warp, its channel's A and carried state.
+    pub fn scan_shared_bytes(&self) -> usize {
+        let act = if self.bf16 { 2 } else { 4 };
+        let xdw = self.dt_rank + 2 * self.d_state;
+        2 * xdw * 32 * self.slice * act + SSM_WARPS as usize * 2 * self.d_state * 4
+    }
+
+    /// The longest slice (at most this one's, at least 8 steps) whose scan
+    /// block fits in `max_bytes` of shared memory per block.
+    pub fn fit_shared(&self, max_bytes: usize) -> Result<Defines> {
+        let mut d = *self;
+        while d.scan_shared_bytes() > max_bytes {
+            if d.slice <= 8 {
+                return Err(Error::Cuda(format!(
+                    "the scan needs {} bytes of shared memory per block for d_state {} and \
+                     dt_rank {}; this GPU allows {max_bytes}",
+                    d.scan_shared_bytes(),
+                    d.d_state,
+                    d.dt_rank
+                )));
+            }
+            d.slice /= 2;
+        }
+        Ok(d)
     }
 
     fn source(&self) -> String {
         let mut s = format!(
             "#define ACT_BF16 {}\n#define NSTATE {}\n#define DTRANK {}\n#define KCONV {}\n\
-             #define SCAN_MIN_BLOCKS {}\n",
-            self.bf16 as u8, self.d_state, self.dt_rank, self.d_conv, self.scan_min_blocks
+             #define SLICE {}\n",
+            self.bf16 as u8, self.d_state, self.dt_rank, self.d_conv, self.slice
         );
         for (name, src) in SOURCES {
             s.push_str(&format!("// ---- {name}\n{src}\n"));
@@ -83,23 +114,6 @@ impl Defines {
         s
     }
 }
-
-/// Register budget of the scan kernels, as resident blocks per SM: more
-/// blocks hide more latency, fewer leave more registers per thread.
-/// `STRAND_SCAN_MIN_BLOCKS` overrides the default for tuning.
-fn scan_min_blocks() -> u32 {
-    std::env::var("STRAND_SCAN_MIN_BLOCKS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| (1..=16).contains(&n))
-        .unwrap_or(DEFAULT_SCAN_MIN_BLOCKS)
-}
-
-/// Measured on the H100 (docs/benchmarks.md): 1 → 1.04 M tokens/s (PS
-/// bf16, 131,072 tokens; 96 registers, 5 blocks fit anyway but the
-/// compiler schedules for fewer), 4 → 1.07 M, 5 → 1.14 M, 6 → 1.11 M
-/// (80 registers, small spills).
-const DEFAULT_SCAN_MIN_BLOCKS: u32 = 5;
 
 /// The NVRTC library's version, `(major, minor)`.
 pub fn nvrtc_version() -> Result<(i32, i32)> {
@@ -254,22 +268,24 @@ pub struct NormParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ConvParams {
-    pub xz: DevPtr,
+    pub x: DevPtr,
     pub u: DevPtr,
     pub w: DevPtr,
     pub b: DevPtr,
-    pub ld_xz: i32,
+    pub ld: i64,
+    pub row0: i64,
+    pub ld_u: i32,
     pub di: i32,
     pub seqlen: i32,
-    pub row0: i32,
     pub rows: i32,
     pub reverse: i32,
+    pub _pad: i32,
 }
 
+/// One direction of a scan launch (`SsmJob` in ssm.cu).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ScanParams {
-    pub xz: DevPtr,
+pub struct SsmJob {
     pub xd: DevPtr,
     pub y: DevPtr,
     pub conv_w: DevPtr,
@@ -278,17 +294,24 @@ pub struct ScanParams {
     pub dt_b: DevPtr,
     pub at2: DevPtr,
     pub dskip: DevPtr,
-    pub state: DevPtr,
-    pub dsum: DevPtr,
-    pub ld_xz: i32,
+    pub reverse: i32,
+    pub _pad: i32,
+}
+
+/// Directions one scan launch can hold (`SSM_JOBS` in ssm.cu).
+pub const SSM_JOBS: usize = 2;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SsmParams {
+    pub job: [SsmJob; SSM_JOBS],
+    pub x: DevPtr,
+    pub z: DevPtr,
+    pub ld: i64,
     pub di: i32,
     pub nseq: i32,
     pub seqlen: i32,
-    pub chunk: i32,
-    pub nchunks: i32,
-    pub reverse: i32,
-    pub accumulate: i32,
-    pub gate: i32,
+    pub _pad: i32,
 }
 
 #[repr(C)]
@@ -303,13 +326,16 @@ pub struct RowsParams {
     pub n: i32,
     pub scale: f32,
     pub mul: i32,
+    /// `add_bias` only: `dst` is channel-major (`[n][ld_dst]`).
+    pub transposed: i32,
+    pub _pad: i32,
 }
 
 // SAFETY: plain #[repr(C)] data mirroring the kernels' structs.
 unsafe impl DeviceRepr for EmbedParams {}
 unsafe impl DeviceRepr for NormParams {}
 unsafe impl DeviceRepr for ConvParams {}
-unsafe impl DeviceRepr for ScanParams {}
+unsafe impl DeviceRepr for SsmParams {}
 unsafe impl DeviceRepr for RowsParams {}
 
 #[cfg(test)]
@@ -369,7 +395,8 @@ mod tests {
             ("EmbedParams", size_of::<EmbedParams>()),
             ("NormParams", size_of::<NormParams>()),
             ("ConvParams", size_of::<ConvParams>()),
-            ("ScanParams", size_of::<ScanParams>()),
+            ("SsmJob", size_of::<SsmJob>()),
+            ("SsmParams", size_of::<SsmParams>()),
             ("RowsParams", size_of::<RowsParams>()),
         ];
         let d = Defines::new(true, 16, 16, 4);

@@ -3,9 +3,15 @@
 //!
 //! Per block: one fused add+norm kernel (writes the PS half swap and the RC
 //! half's channel reversal directly), then per channel half one `in_proj`
-//! GEMM, per direction a conv+SiLU / `x_proj` pass and the three-phase
-//! chunked scan, and one `out_proj` GEMM. Nothing is ever flipped in
-//! memory.
+//! GEMM, per direction a conv+SiLU / `x_proj` pass (in the direction's walk
+//! order), one single-pass scan launch for both directions, each writing
+//! its gated output side by side, and one `out_proj` GEMM over both
+//! (K = 2·d_inner). Nothing is ever flipped in memory.
+//!
+//! Layout: the mixer's per-channel buffers (`xz`, `xd`, `y`, `u`) are
+//! channel-major (`[channels][ld]`, GEMMs read and write them transposed),
+//! so a scan warp, which owns one channel, reads and writes contiguous
+//! runs of steps; the residual stream stays row-major.
 //!
 //! Precision: with bf16, activations between kernels and GEMM operands are
 //! bf16 (fp32 accumulation); the residual stream, norms, the scan state and
@@ -13,8 +19,8 @@
 //! kept off TF32.
 //!
 //! Memory per pass is O(L·(width + di)): the stream (`hidden` act,
-//! `residual` f32), `xz [L, 2di]`, `y [L, di]`, `xd [L, R+2N]` f32, a
-//! bounded `u` segment for `x_proj`, and the scan's chunk states.
+//! `residual` f32), `xz [2di, L]`, `y [2di, L]` and `xd [2, R+2N, L]`
+//! (activation type), and a bounded `u` segment for `x_proj`.
 
 mod cache;
 mod device;
@@ -28,7 +34,7 @@ mod weights;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use self::device::{Buf, Dtype, Gpu};
+use self::device::{Buf, Dtype, Gpu, Mat};
 use self::kernels::*;
 use self::weights::{DLayer, DLinear, DWeights};
 use super::{Backend, HostBuffer, Precision, Stream};
@@ -45,7 +51,7 @@ pub fn gpu_count() -> Result<usize> {
 }
 
 /// Rows of `u` materialised at a time for the `x_proj` GEMM.
-const U_SEGMENT: usize = 1 << 16;
+const U_SEGMENT: usize = 1 << 15;
 
 /// Runs a model on one GPU.
 pub struct CudaBackend {
@@ -65,14 +71,18 @@ pub struct CudaState {
     first: bool,
     hidden: Buf,
     residual: Buf,
+    /// Leading dimension of the channel-major buffers: rows rounded up to
+    /// whole 16-byte vectors.
+    ld: usize,
+    /// `[2di][ld]`: x, then z.
     xz: Buf,
+    /// `[2][R+2N][ld]`: `x_proj` output of each direction, in walk order.
     xd: Buf,
+    /// `[2di][ld]`: the gated output of each direction.
     y: Buf,
+    /// `[di][useg]`: conv output of one segment of walk rows.
     u: Buf,
-    scan_state: Buf,
-    dsum: Buf,
-    chunk: usize,
-    nchunks: usize,
+    useg: usize,
     /// General (untied or multiply) path only: a copy of the half's norm
     /// output and the second direction's projection.
     xin: Option<Buf>,
@@ -126,9 +136,10 @@ impl CudaBackend {
     fn alloc_state(&self, nseq: usize, seqlen: usize) -> Result<CudaState> {
         let cfg = &self.cfg;
         let rows = nseq * seqlen;
+        let ld = rows.next_multiple_of(8);
+        let useg = rows.min(U_SEGMENT);
         let (width, d, di, n) = (cfg.width(), cfg.d_model, cfg.d_inner(), cfg.d_state);
         let xdw = cfg.dt_rank + 2 * n;
-        let (chunk, nchunks) = launch::chunking(self.cfg.d_inner(), nseq, seqlen);
         let general = !half_plan(cfg, &self.host.layers[0], 0).fused;
         let g = &self.gpu;
         let ab = self.ab();
@@ -138,41 +149,40 @@ impl CudaBackend {
             first: true,
             hidden: g.alloc(rows * width * ab)?,
             residual: g.alloc(rows * width * 4)?,
-            xz: g.alloc(rows * 2 * di * ab)?,
-            xd: g.alloc(rows * xdw * 4)?,
-            y: g.alloc(rows * di * ab)?,
-            u: g.alloc(rows.min(U_SEGMENT) * di * ab)?,
-            scan_state: g.alloc(nseq * nchunks * n * di * 4)?,
-            dsum: g.alloc(nseq * nchunks * di * 4)?,
-            chunk,
-            nchunks,
+            ld,
+            xz: g.alloc(2 * di * ld * ab)?,
+            xd: g.alloc(2 * xdw * ld * ab)?,
+            y: g.alloc(2 * di * ld * ab)?,
+            u: g.alloc(di * useg * ab)?,
+            useg,
             xin: general.then(|| g.alloc(rows * d * ab)).transpose()?,
             other: general.then(|| g.alloc(rows * d * ab)).transpose()?,
         })
     }
 
-    /// `y = x · Wᵀ` for `rows` rows, x in the activation type.
-    #[allow(clippy::too_many_arguments)]
-    fn linear(
-        &self,
-        rows: usize,
-        lin: &DLinear,
-        x: u64,
-        ldx: usize,
-        y: u64,
-        yt: Dtype,
-        ldy: usize,
-    ) -> Result<()> {
-        self.gpu.gemm(
-            rows, lin.out, lin.inp, lin.w.ptr, self.act, x, self.act, ldx, y, yt, ldy,
-        )
+    /// `y = x · Wᵀ` for `rows` rows, both in the activation type.
+    fn linear(&self, rows: usize, lin: &DLinear, x: Mat, y: Mat) -> Result<()> {
+        self.gpu
+            .gemm(rows, lin.out, lin.inp, lin.w.ptr, self.act, x, y)
     }
 
-    /// `out[r, :n] += scale · b` for `rows` rows of stride `ld` (activations).
+    fn rows_at(&self, ptr: u64, ld: usize) -> Mat {
+        Mat::rows(ptr, self.act, ld)
+    }
+
+    fn cols_at(&self, ptr: u64, ld: usize) -> Mat {
+        Mat::cols(ptr, self.act, ld)
+    }
+
+    /// `out[r, :n] += scale · b` for `rows` rows of stride `ld`
+    /// (activations), or with `transposed` for `n` channel rows of
+    /// `rows` steps, `ld` apart.
+    #[allow(clippy::too_many_arguments)]
     fn add_bias(
         &self,
         out: u64,
         ld: usize,
+        transposed: bool,
         b: &Buf,
         rows: usize,
         n: usize,
@@ -188,81 +198,114 @@ impl CudaBackend {
                 rows: rows as i32,
                 n: n as i32,
                 scale,
+                transposed: transposed as i32,
                 ..Default::default()
             },
         )
     }
 
-    /// One direction: conv + `x_proj` by segments, then the chunked scan
-    /// into `st.y` (accumulating onto and/or gating what it holds).
-    fn scan_pass(
+    /// `in_proj` of columns `col..col+d` of `hidden` (or of `x`, row stride
+    /// `ldx`) into the channel-major `xz`.
+    fn in_proj(&self, lin: &DLinear, x: u64, ldx: usize, st: &CudaState) -> Result<()> {
+        let rows = st.rows();
+        self.gpu.timed("in_proj", || {
+            self.linear(
+                rows,
+                lin,
+                self.rows_at(x, ldx),
+                self.cols_at(st.xz.ptr, st.ld),
+            )
+        })?;
+        if let Some(b) = &lin.b {
+            self.add_bias(st.xz.ptr, st.ld, true, b, rows, lin.out, 1.0)?;
+        }
+        Ok(())
+    }
+
+    /// Conv + `x_proj` of one direction, by segments of walk rows, into
+    /// `xd` slot `slot`; returns that direction's scan job, writing its
+    /// gated output to `y` slot `slot`.
+    fn prepare_pass(
         &self,
         layer: &DLayer,
         p: &ScanPass,
+        slot: usize,
         st: &CudaState,
-        accumulate: bool,
-        gate: bool,
-    ) -> Result<()> {
+    ) -> Result<SsmJob> {
         let cfg = &self.cfg;
-        let (di, n, r) = (cfg.d_inner(), cfg.d_state, cfg.dt_rank);
-        let xdw = r + 2 * n;
+        let (di, xdw) = (cfg.d_inner(), cfg.dt_rank + 2 * cfg.d_state);
+        let ab = self.ab();
         let rows = st.rows();
         let s = &layer.ssm[p.ssm_index];
         let g = &self.gpu;
-
+        let xd = st.xd.at(slot * xdw * st.ld * ab);
         let mut row0 = 0;
         while row0 < rows {
-            let seg = (rows - row0).min(U_SEGMENT);
+            let seg = (rows - row0).min(st.useg);
             let conv = ConvParams {
-                xz: st.xz.ptr,
+                x: st.xz.ptr,
                 u: st.u.ptr,
                 w: s.conv_w.ptr,
                 b: s.conv_b.as_ref().map_or(0, |b| b.ptr),
-                ld_xz: (2 * di) as i32,
+                ld: st.ld as i64,
+                row0: row0 as i64,
+                ld_u: st.useg as i32,
                 di: di as i32,
                 seqlen: st.seqlen as i32,
-                row0: row0 as i32,
                 rows: seg as i32,
                 reverse: p.reverse as i32,
+                _pad: 0,
             };
             g.timed("conv", || launch::conv(g, conv))?;
             g.timed("x_proj", || {
-                let xd = st.xd.at(row0 * xdw * 4);
-                self.linear(seg, &s.x_proj, st.u.ptr, di, xd, Dtype::F32, xdw)
+                let x = self.cols_at(st.u.ptr, st.useg);
+                self.linear(
+                    seg,
+                    &s.x_proj,
+                    x,
+                    self.cols_at(xd + (row0 * ab) as u64, st.ld),
+                )
             })?;
             row0 += seg;
         }
-
-        let params = ScanParams {
-            xz: st.xz.ptr,
-            xd: st.xd.ptr,
-            y: st.y.ptr,
+        Ok(SsmJob {
+            xd,
+            y: st.y.at(slot * di * st.ld * ab),
             conv_w: s.conv_w.ptr,
             conv_b: s.conv_b.as_ref().map_or(0, |b| b.ptr),
             dt_w: s.dt_w.ptr,
             dt_b: s.dt_b.ptr,
             at2: s.at2.ptr,
             dskip: s.d.ptr,
-            state: st.scan_state.ptr,
-            dsum: st.dsum.ptr,
-            ld_xz: (2 * di) as i32,
+            reverse: p.reverse as i32,
+            _pad: 0,
+        })
+    }
+
+    /// The scan of up to two prepared directions, one launch.
+    fn scan(&self, jobs: &[SsmJob], st: &CudaState) -> Result<()> {
+        let mut job = [SsmJob::default(); SSM_JOBS];
+        job[..jobs.len()].copy_from_slice(jobs);
+        let di = self.cfg.d_inner();
+        let params = SsmParams {
+            job,
+            x: st.xz.ptr,
+            z: st.xz.at(di * st.ld * self.ab()),
+            ld: st.ld as i64,
             di: di as i32,
             nseq: st.nseq as i32,
             seqlen: st.seqlen as i32,
-            chunk: st.chunk as i32,
-            nchunks: st.nchunks as i32,
-            reverse: p.reverse as i32,
-            accumulate: accumulate as i32,
-            gate: gate as i32,
+            _pad: 0,
         };
-        launch::scan(g, &params, n)
+        let g = &self.gpu;
+        g.timed("scan", || launch::scan(g, &params, jobs.len()))
     }
 
     /// One channel half's mixer: input is columns `col..col+d` of
     /// `hidden` (the norm output), output overwrites the same columns.
     fn mixer_half(&self, li: usize, plan: &HalfPlan, col: usize, st: &CudaState) -> Result<()> {
         let cfg = &self.cfg;
-        let (d, di, width) = (cfg.d_model, cfg.d_inner(), cfg.width());
+        let (d, width) = (cfg.d_model, cfg.width());
         let rows = st.rows();
         let (host, dev) = (&self.host.layers[li], &self.w.layers[li]);
         let ab = self.ab();
@@ -270,24 +313,32 @@ impl CudaBackend {
         let g = &self.gpu;
 
         if plan.fused {
-            let inp = dev.twin(host, plan.passes[0].in_proj);
-            g.timed("in_proj", || {
-                self.linear(rows, inp, h_col, width, st.xz.ptr, self.act, 2 * di)
-            })?;
-            if let Some(b) = &inp.b {
-                self.add_bias(st.xz.ptr, 2 * di, b, rows, 2 * di, 1.0)?;
-            }
-            let last = plan.passes.len() - 1;
-            for (i, p) in plan.passes.iter().enumerate() {
-                self.scan_pass(dev, p, st, i > 0, i == last)?;
-            }
-            let out = dev.twin(host, plan.passes[0].out_proj);
+            self.in_proj(dev.twin(host, plan.passes[0].in_proj), h_col, width, st)?;
+            let jobs = plan
+                .passes
+                .iter()
+                .enumerate()
+                .map(|(slot, p)| self.prepare_pass(dev, p, slot, st))
+                .collect::<Result<Vec<_>>>()?;
+            self.scan(&jobs, st)?;
+            // Both directions' gated outputs side by side: one GEMM over
+            // [W | W] sums them.
+            let host_out = plan.passes[0].out_proj;
+            let out = match plan.passes.len() {
+                1 => dev.twin(host, host_out),
+                _ => dev.pair(host, host_out),
+            };
             g.timed("out_proj", || {
-                self.linear(rows, out, st.y.ptr, di, h_col, self.act, width)
+                self.linear(
+                    rows,
+                    out,
+                    self.cols_at(st.y.ptr, st.ld),
+                    self.rows_at(h_col, width),
+                )
             })?;
             if let Some(b) = &out.b {
                 let scale = plan.passes.len() as f32;
-                self.add_bias(h_col, width, b, rows, d, scale)?;
+                self.add_bias(h_col, width, false, b, rows, d, scale)?;
             }
             return Ok(());
         }
@@ -312,21 +363,23 @@ impl CudaBackend {
             },
         )?;
         for (i, p) in plan.passes.iter().enumerate() {
-            let inp = dev.twin(host, p.in_proj);
-            self.linear(rows, inp, xin.ptr, d, st.xz.ptr, self.act, 2 * di)?;
-            if let Some(b) = &inp.b {
-                self.add_bias(st.xz.ptr, 2 * di, b, rows, 2 * di, 1.0)?;
-            }
-            self.scan_pass(dev, p, st, false, true)?;
+            self.in_proj(dev.twin(host, p.in_proj), xin.ptr, d, st)?;
+            let job = self.prepare_pass(dev, p, 0, st)?;
+            self.scan(&[job], st)?;
             let out = dev.twin(host, p.out_proj);
             let (dst, ld) = if i == 0 {
                 (h_col, width)
             } else {
                 (other.ptr, d)
             };
-            self.linear(rows, out, st.y.ptr, di, dst, self.act, ld)?;
+            self.linear(
+                rows,
+                out,
+                self.cols_at(st.y.ptr, st.ld),
+                self.rows_at(dst, ld),
+            )?;
             if let Some(b) = &out.b {
-                self.add_bias(dst, ld, b, rows, d, 1.0)?;
+                self.add_bias(dst, ld, false, b, rows, d, 1.0)?;
             }
             if i > 0 {
                 g.launch_1d(
@@ -505,16 +558,17 @@ impl Backend for CudaBackend {
         let cfg = &self.cfg;
         let (width, d, di, ab) = (cfg.width(), cfg.d_model, cfg.d_inner(), self.ab());
         let general = !half_plan(cfg, &self.host.layers[0], 0).fused;
-        // The per-row buffers of `alloc_state`; the scan's chunk state and
-        // the `u` segment are small or bounded and covered by the reserve.
+        // The per-row buffers of `alloc_state`; the `u` segment is bounded
+        // and covered by the reserve.
+        let xdw = cfg.dt_rank + 2 * cfg.d_state;
         let bytes_per_token = width * ab
             + width * 4
             + 2 * di * ab
-            + (cfg.dt_rank + 2 * cfg.d_state) * 4
-            + di * ab
+            + 2 * xdw * ab
+            + 2 * di * ab
             + if general { 2 * d * ab } else { 0 };
         let free = self.gpu.free_bytes()?;
-        // Kept back for cuBLAS workspaces, the scan state and fragmentation.
+        // Kept back for cuBLAS workspaces, the `u` segment and fragmentation.
         const RESERVE: u64 = 512 << 20;
         Ok(crate::backend::Memory {
             bytes_per_token,
@@ -538,12 +592,8 @@ impl Backend for CudaBackend {
             head.inp,
             head.w.ptr,
             Dtype::F32,
-            x.ptr,
-            Dtype::F32,
-            head.inp,
-            y.ptr,
-            Dtype::F32,
-            head.out,
+            Mat::rows(x.ptr, Dtype::F32, head.inp),
+            Mat::rows(y.ptr, Dtype::F32, head.out),
         )?;
         // The head never has a bias (weights.rs builds it without one).
         debug_assert!(head.b.is_none());

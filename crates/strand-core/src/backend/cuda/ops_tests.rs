@@ -1,9 +1,10 @@
 //! Per-op GPU-vs-CPU checks (the shape of ggml's test-backend-ops): each
 //! fused kernel on random inputs against a float64 loop written from the
 //! spec, launched through the same `launch` functions as a forward pass,
-//! at sizes that hit tile edges (1, 31, 32, 33 steps), chunk edges (chunks
-//! of 32 and 64 steps and the production chunking), sequence boundaries
-//! inside a batch, channel counts that are not a multiple of a block, one
+//! at sizes that hit slice and tile edges (1, 31, 32, 33 steps; one step
+//! either side of a 512- and a 1,024-step tile; several whole tiles),
+//! sequence boundaries inside a batch, lengths with and without whole
+//! 16-byte vectors, channel counts that are not a multiple of a block, one
 //! and two directions, f32 and bf16. Outputs are poisoned with NaN first,
 //! so an element the kernel does not write fails. Needs a GPU: prints
 //! `SKIPPED` without one (`scripts/device-check.sh tests` runs them).
@@ -99,11 +100,14 @@ struct Dir {
     dt_b: Vec<f32>,
     a: Vec<f32>,
     d: Vec<f32>,
+    /// `x_proj` output `[rows, R+2N]` in walk order (row = seq·len + step),
+    /// as held on the GPU (rounded to the activation type).
     xd: Vec<f32>,
     reverse: bool,
 }
 
-/// The spec's scan of one direction in f64: `y [rows, di]`, not gated.
+/// The spec's scan of one direction in f64: `y [rows, di]` (row-major,
+/// rows = positions), not gated; `xz` is row-major `[rows, 2di]`.
 #[allow(clippy::too_many_arguments)]
 fn reference(c: &Case, di: usize, nseq: usize, len: usize, xz: &[f32], w: &Dir) -> Vec<f64> {
     let (n, r, k) = (c.n, c.r, c.k);
@@ -125,7 +129,8 @@ fn reference(c: &Case, di: usize, nseq: usize, len: usize, xz: &[f32], w: &Dir) 
                     }
                 }
                 let u = silu(acc);
-                let xd = &w.xd[row * xdw..(row + 1) * xdw];
+                let walk = s * len + step;
+                let xd = &w.xd[walk * xdw..(walk + 1) * xdw];
                 let mut dt = w.dt_b[ch] as f64;
                 for (q, &v) in xd[..r].iter().enumerate() {
                     dt += w.dt_w[ch * r + q] as f64 * v as f64;
@@ -145,6 +150,7 @@ fn reference(c: &Case, di: usize, nseq: usize, len: usize, xz: &[f32], w: &Dir) 
 }
 
 fn random_dir(rng: &mut StdRng, c: &Case, di: usize, rows: usize, reverse: bool) -> Dir {
+    let bf = c.bf16;
     let mut v = |len: usize, scale: f32| -> Vec<f32> {
         (0..len)
             .map(|_| rng.random_range(-1.0f32..1.0) * scale)
@@ -159,7 +165,10 @@ fn random_dir(rng: &mut StdRng, c: &Case, di: usize, rows: usize, reverse: bool)
         dt_b: v(di, 1.0),
         a,
         d: v(di, 1.0),
-        xd: v(rows * (r + 2 * n), 1.0),
+        xd: v(rows * (r + 2 * n), 1.0)
+            .into_iter()
+            .map(|x| act_round(bf, x))
+            .collect(),
         reverse,
     }
 }
@@ -200,16 +209,43 @@ fn cases() -> [Case; 4] {
     ]
 }
 
-/// (channels, sequences, steps): tile edges at 31/32/33, several sequences
-/// in a batch, channel counts that are not a multiple of a block.
-const SIZES: [(usize, usize, usize); 6] = [
+/// (channels, sequences, steps): slice edges at 31/32/33, tile edges at
+/// 511/513 and 1,023/1,025 (f32 and bf16 tiles on 228 KB GPUs), whole
+/// tiles with aligned rows (2,048), several sequences in a batch, channel
+/// counts that are not a multiple of a block.
+const SIZES: [(usize, usize, usize); 11] = [
     (64, 1, 1),
     (64, 1, 33),
     (48, 3, 32),
     (64, 2, 77),
     (40, 2, 31),
     (160, 1, 300),
+    (16, 1, 511),
+    (12, 2, 513),
+    (16, 1, 1023),
+    (8, 3, 1025),
+    (16, 2, 2048),
 ];
+
+/// Row-major `[rows, cols]` as channel-major `[cols][ld]`.
+fn channel_major(v: &[f32], cols: usize, ld: usize) -> Vec<f32> {
+    let rows = v.len() / cols;
+    let mut t = vec![0.0f32; cols * ld];
+    for (r, row) in v.chunks(cols).enumerate() {
+        for (c, &x) in row.iter().enumerate() {
+            t[c * ld + r] = x;
+        }
+    }
+    debug_assert!(rows <= ld);
+    t
+}
+
+/// The first `rows` steps of channel-major `[cols][ld]` as row-major.
+fn row_major(t: &[f32], cols: usize, ld: usize, rows: usize) -> Vec<f32> {
+    (0..rows)
+        .flat_map(|r| (0..cols).map(move |c| t[c * ld + r]))
+        .collect()
+}
 
 fn random_xz(rng: &mut StdRng, c: &Case, rows: usize, di: usize) -> Vec<f32> {
     (0..rows * 2 * di)
@@ -230,10 +266,9 @@ fn check(what: &str, c: &Case, got: &[f32], want: &[f64]) {
     );
 }
 
-/// The chunked scan, as the fused mixer runs it: the forward direction
-/// ungated, then the reverse direction accumulated onto it and gated; and
-/// one direction alone, gated. Every chunking: one chunk, 32 and 64 steps,
-/// and the production choice.
+/// The scan as the fused mixer runs it (both directions in one launch, each
+/// gated into its own output) and as the general path runs it (one
+/// direction alone).
 #[test]
 fn ops_scan_matches_the_spec() {
     let mut rng = StdRng::seed_from_u64(14);
@@ -242,25 +277,25 @@ fn ops_scan_matches_the_spec() {
         let Some(g) = open(c, "ops_scan_matches_the_spec") else {
             return;
         };
+        let xdw = c.r + 2 * c.n;
         for (di, nseq, len) in SIZES {
             let rows = nseq * len;
+            let ld = rows.next_multiple_of(8);
             let xz = random_xz(&mut rng, c, rows, di);
             let gate = gates(&xz, di);
             let dirs = [
                 random_dir(&mut rng, c, di, rows, false),
                 random_dir(&mut rng, c, di, rows, true),
             ];
-            let ys: Vec<Vec<f64>> = dirs
+            let want: Vec<Vec<f64>> = dirs
                 .iter()
-                .map(|w| reference(c, di, nseq, len, &xz, w))
+                .map(|w| {
+                    let y = reference(c, di, nseq, len, &xz, w);
+                    y.iter().zip(&gate).map(|(y, g)| y * g).collect()
+                })
                 .collect();
-            // In bf16 the first direction's output is stored (rounded)
-            // before the second adds to it.
-            let both: Vec<f64> = (0..rows * di)
-                .map(|i| (act_round(c.bf16, ys[0][i] as f32) as f64 + ys[1][i]) * gate[i])
-                .collect();
-            let alone: Vec<f64> = (0..rows * di).map(|i| ys[1][i] * gate[i]).collect();
-            let dxz = upload_act(&g, c.bf16, &xz);
+            let dxz = upload_act(&g, c.bf16, &channel_major(&xz, 2 * di, ld));
+            let ab = if c.bf16 { 2 } else { 4 };
             let up: Vec<_> = dirs
                 .iter()
                 .map(|w| {
@@ -272,67 +307,63 @@ fn ops_scan_matches_the_spec() {
                         g.upload(&w.dt_b).unwrap(),
                         g.upload(&at2).unwrap(),
                         g.upload(&w.d).unwrap(),
-                        g.upload(&w.xd).unwrap(),
+                        upload_act(&g, c.bf16, &channel_major(&w.xd, xdw, ld)),
                     )
                 })
                 .collect();
-            let mut chunkings = vec![(len, 1), (32, len.div_ceil(32)), (64, len.div_ceil(64))];
-            chunkings.push(launch::chunking(di, nseq, len));
-            for (chunk, nchunks) in chunkings {
-                let state = g.alloc(nseq * nchunks * c.n * di * 4).unwrap();
-                let dsum = g.alloc(nseq * nchunks * di * 4).unwrap();
-                let params = |i: usize, y: DevPtr, accumulate: bool, gate: bool| {
-                    let u = &up[i];
-                    ScanParams {
-                        xz: dxz.ptr,
-                        xd: u.6.ptr,
-                        y,
-                        conv_w: u.0.ptr,
-                        conv_b: u.1.as_ref().map_or(0, |b| b.ptr),
-                        dt_w: u.2.ptr,
-                        dt_b: u.3.ptr,
-                        at2: u.4.ptr,
-                        dskip: u.5.ptr,
-                        state: state.ptr,
-                        dsum: dsum.ptr,
-                        ld_xz: (2 * di) as i32,
-                        di: di as i32,
-                        nseq: nseq as i32,
-                        seqlen: len as i32,
-                        chunk: chunk as i32,
-                        nchunks: nchunks as i32,
-                        reverse: dirs[i].reverse as i32,
-                        accumulate: accumulate as i32,
-                        gate: gate as i32,
-                    }
-                };
-                let what = format!("scan di={di} nseq={nseq} len={len} chunk={chunk}");
-                let y = upload_act(&g, c.bf16, &vec![f32::NAN; rows * di]);
-                launch::scan(&g, &params(0, y.ptr, false, false), c.n).unwrap();
-                launch::scan(&g, &params(1, y.ptr, true, true), c.n).unwrap();
+            let job = |i: usize, y: DevPtr| {
+                let u = &up[i];
+                SsmJob {
+                    xd: u.6.ptr,
+                    y,
+                    conv_w: u.0.ptr,
+                    conv_b: u.1.as_ref().map_or(0, |b| b.ptr),
+                    dt_w: u.2.ptr,
+                    dt_b: u.3.ptr,
+                    at2: u.4.ptr,
+                    dskip: u.5.ptr,
+                    reverse: dirs[i].reverse as i32,
+                    _pad: 0,
+                }
+            };
+            let params = |job: [SsmJob; SSM_JOBS]| SsmParams {
+                job,
+                x: dxz.ptr,
+                z: dxz.ptr + (di * ld * ab) as u64,
+                ld: ld as i64,
+                di: di as i32,
+                nseq: nseq as i32,
+                seqlen: len as i32,
+                _pad: 0,
+            };
+            let what = format!("scan di={di} nseq={nseq} len={len}");
+            let got = |y: &super::device::Buf, slot: usize| {
+                let t = download_act(&g, c.bf16, y.at(slot * di * ld * ab), di * ld);
+                row_major(&t, di, ld, rows)
+            };
+            let y = upload_act(&g, c.bf16, &vec![f32::NAN; 2 * di * ld]);
+            let both = [job(0, y.ptr), job(1, y.at(di * ld * ab))];
+            launch::scan(&g, &params(both), 2).unwrap();
+            for (slot, dir) in ["forward", "reverse"].iter().enumerate() {
                 check(
-                    &format!("{what}, two directions"),
+                    &format!("{what}, two directions, {dir}"),
                     c,
-                    &download_act(&g, c.bf16, y.ptr, rows * di),
-                    &both,
+                    &got(&y, slot),
+                    &want[slot],
                 );
-                let y = upload_act(&g, c.bf16, &vec![f32::NAN; rows * di]);
-                launch::scan(&g, &params(1, y.ptr, false, true), c.n).unwrap();
-                check(
-                    &format!("{what}, one direction"),
-                    c,
-                    &download_act(&g, c.bf16, y.ptr, rows * di),
-                    &alone,
-                );
-                checked += 2;
             }
+            let y = upload_act(&g, c.bf16, &vec![f32::NAN; di * ld]);
+            launch::scan(&g, &params([job(1, y.ptr), SsmJob::default()]), 1).unwrap();
+            check(&format!("{what}, one direction"), c, &got(&y, 0), &want[1]);
+            checked += 3;
         }
     }
     println!("ops_scan_matches_the_spec: {checked} outputs checked");
 }
 
-/// The conv + SiLU that feeds `x_proj`, by segments of rows that start
-/// and end inside sequences (as `U_SEGMENT` cuts a long batch).
+/// The conv + SiLU that feeds `x_proj`, in walk order, by segments of
+/// rows that start and end inside sequences (as `U_SEGMENT` cuts a long
+/// batch).
 #[test]
 fn ops_conv_matches_the_spec() {
     let mut rng = StdRng::seed_from_u64(15);
@@ -343,25 +374,25 @@ fn ops_conv_matches_the_spec() {
         };
         for (di, nseq, len) in SIZES {
             let rows = nseq * len;
+            let ld = rows.next_multiple_of(8);
             let xz = random_xz(&mut rng, c, rows, di);
+            let dxz = upload_act(&g, c.bf16, &channel_major(&xz, 2 * di, ld));
             for reverse in [false, true] {
                 let w = random_dir(&mut rng, c, di, rows, reverse);
+                // Walk-ordered rows: step `st` of sequence `s`.
                 let want: Vec<f64> = (0..rows)
-                    .flat_map(|row| {
-                        let (s, l) = (row / len, row % len);
-                        let w = &w;
-                        let xz = &xz;
+                    .flat_map(|walk| {
+                        let (s, st) = (walk / len, walk % len);
+                        let (w, xz) = (&w, &xz);
                         (0..di).map(move |ch| {
                             let mut acc = w.conv_b.as_ref().map_or(0.0, |b| b[ch] as f64);
                             for j in 0..c.k {
                                 let back = (c.k - 1 - j) as isize;
-                                let src = if reverse {
-                                    l as isize + back
-                                } else {
-                                    l as isize - back
-                                };
-                                if (0..len as isize).contains(&src) {
-                                    let xr = s * len + src as usize;
+                                let src = st as isize - back;
+                                if src >= 0 {
+                                    let src = src as usize;
+                                    let pos = if reverse { len - 1 - src } else { src };
+                                    let xr = s * len + pos;
                                     acc +=
                                         w.conv_w[ch * c.k + j] as f64 * xz[xr * 2 * di + ch] as f64;
                                 }
@@ -370,30 +401,33 @@ fn ops_conv_matches_the_spec() {
                         })
                     })
                     .collect();
-                let dxz = upload_act(&g, c.bf16, &xz);
                 let cw = g.upload(&w.conv_w).unwrap();
                 let cb = w.conv_b.as_ref().map(|b| g.upload(b).unwrap());
                 // Whole, and in segments of 17 rows.
                 for seg in [rows, 17] {
-                    let u = upload_act(&g, c.bf16, &vec![f32::NAN; seg.min(rows) * di]);
+                    let useg = seg.min(rows);
+                    let u = upload_act(&g, c.bf16, &vec![f32::NAN; useg * di]);
                     let mut got = Vec::with_capacity(rows * di);
                     let mut row0 = 0;
                     while row0 < rows {
                         let n = seg.min(rows - row0);
                         let p = ConvParams {
-                            xz: dxz.ptr,
+                            x: dxz.ptr,
                             u: u.ptr,
                             w: cw.ptr,
                             b: cb.as_ref().map_or(0, |b| b.ptr),
-                            ld_xz: (2 * di) as i32,
+                            ld: ld as i64,
+                            row0: row0 as i64,
+                            ld_u: useg as i32,
                             di: di as i32,
                             seqlen: len as i32,
-                            row0: row0 as i32,
                             rows: n as i32,
                             reverse: reverse as i32,
+                            _pad: 0,
                         };
                         launch::conv(&g, p).unwrap();
-                        got.extend(download_act(&g, c.bf16, u.ptr, n * di));
+                        let t = download_act(&g, c.bf16, u.ptr, useg * di);
+                        got.extend(row_major(&t, di, useg, n));
                         row0 += n;
                     }
                     let what = format!(

@@ -41,6 +41,10 @@ pub struct DLayer {
     out_rev: Option<DLinear>,
     out_fwd_flip: Option<DLinear>,
     out_rev_flip: Option<DLinear>,
+    /// `[W | W]` (K = 2·d_inner) of `out_fwd` and `out_fwd_flip`: a fused
+    /// half's one `out_proj` over both directions' outputs side by side.
+    out_fwd_pair: DLinear,
+    out_fwd_flip_pair: Option<DLinear>,
     /// Forward weights, then reverse weights (plan.rs's `ssm_index`).
     pub ssm: Vec<DSsm>,
 }
@@ -63,6 +67,24 @@ impl DLayer {
             .find(|(h, _)| same(*h))
             .and_then(|(_, d)| d)
             .expect("plans only use the layer's own projections")
+    }
+
+    /// The `[W | W]` copy of the output projection `lin` (one of the
+    /// forward ones, as fused plans use).
+    pub fn pair(&self, host: &Layer, lin: &Linear) -> &DLinear {
+        if std::ptr::eq(lin, &host.out_fwd) {
+            &self.out_fwd_pair
+        } else {
+            assert!(
+                host.out_fwd_flip
+                    .as_ref()
+                    .is_some_and(|f| std::ptr::eq(f, lin)),
+                "fused plans use a forward output projection"
+            );
+            self.out_fwd_flip_pair
+                .as_ref()
+                .expect("uploaded with out_fwd_flip")
+        }
     }
 }
 
@@ -126,6 +148,20 @@ impl Uploader<'_> {
         })
     }
 
+    /// `[W | W]`: each row of `l` twice, the bias once.
+    fn pair(&self, l: &Linear) -> Result<DLinear> {
+        let w: Vec<f32> =
+            l.w.chunks(l.inp)
+                .flat_map(|row| row.iter().chain(row).copied())
+                .collect();
+        self.linear(&Linear {
+            w,
+            b: l.b.clone(),
+            out: l.out,
+            inp: 2 * l.inp,
+        })
+    }
+
     fn opt_linear(&self, l: Option<&Linear>) -> Result<Option<DLinear>> {
         l.map(|l| self.linear(l)).transpose()
     }
@@ -159,6 +195,8 @@ impl Uploader<'_> {
             out_rev: self.opt_linear(l.out_rev.as_ref())?,
             out_fwd_flip: self.opt_linear(l.out_fwd_flip.as_ref())?,
             out_rev_flip: self.opt_linear(l.out_rev_flip.as_ref())?,
+            out_fwd_pair: self.pair(&l.out_fwd)?,
+            out_fwd_flip_pair: l.out_fwd_flip.as_ref().map(|f| self.pair(f)).transpose()?,
             ssm: std::iter::once(&l.ssm_fwd)
                 .chain(l.ssm_rev.as_ref())
                 .map(|s| self.ssm(s))

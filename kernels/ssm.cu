@@ -1,0 +1,347 @@
+// Selective scan of Mamba directions (spec sections 5-6) in one pass over
+// the sequence: every state update is computed once. Fused with the
+// causal conv + SiLU, dt_proj, softplus, exp(delta*A), the D skip and the
+// SiLU(z) gate.
+//
+// Parallelism at batch 1 comes from time, inside a warp: a warp owns one
+// channel of one direction and walks its sequence in tiles of TILE steps;
+// lane l holds SLICE consecutive steps of the tile for all NSTATE states.
+// Per state, each lane runs its steps from a zero state, the 32 lanes'
+// (decay, end state) pairs are combined by a shuffle scan (with the state
+// carried from the previous tile folded into lane 0), and each lane reruns
+// its steps from its true entering state, now producing y. The decays
+// exp2(delta*at2) of the first run are kept in registers for the second,
+// so there is one exponential per update.
+//
+// A block is SSM_WARPS channels of one direction ("job") and sequence;
+// the tile of x_proj output (dt_low | B | C, the same for every channel)
+// is staged in shared memory once per block, double-buffered with
+// cp.async. Both directions of a mixer half are one launch (blockIdx.y =
+// job); each writes its own gated output, side by side for one out_proj.
+//
+// Layouts (channel-major, so a warp's reads and writes are contiguous):
+//   x, z     [di][ld]    act_t  in_proj output, rows = positions
+//   job.xd   [XDW][ld]   act_t  x_proj output, rows = WALK steps: a reverse
+//                               job's conv/x_proj ran in walk order
+//   job.y    [di][ld]    act_t  gated output, rows = positions
+// where a row is seq * seqlen + index and ld >= nseq * seqlen.
+//
+//   u     = silu(conv_b + sum_k conv_w[k] * x[walk s-(K-1)+k])
+//   delta = softplus(dt_b + dt_w . dt_low)
+//   h_n   = exp2(delta * at2_n) * h_n + delta * u * B_n
+//   y     = (D*u + sum_n C_n * h_n) * silu(z)
+
+// SLICE, the steps per lane (8, 16 or 32), is set by the host to fit the
+// GPU's shared memory (kernels.rs, Defines::fit_shared): longer slices
+// spread the per-state shuffle scan over more updates.
+#ifndef SLICE
+#define SLICE 16
+#endif
+#define TILE (32 * SLICE)
+#define SSM_WARPS 8
+#define XDW (DTRANK + 2 * NSTATE)
+// Elements of act_t per 16-byte chunk, chunks per lane slice.
+#define EPC (16 / (int)sizeof(act_t))
+#define CPS (SLICE / EPC)
+
+struct SsmJob {
+    const act_t *xd;
+    act_t *y;
+    const float *conv_w;
+    const float *conv_b;
+    const float *dt_w;
+    const float *dt_b;
+    const float *at2;
+    const float *dskip;
+    int reverse;
+    int _pad;
+};
+
+#define SSM_JOBS 2
+
+struct SsmParams {
+    SsmJob job[SSM_JOBS];
+    const act_t *x;
+    const act_t *z;
+    i64 ld;
+    int di;
+    int nseq;
+    int seqlen;
+    int _pad;
+};
+
+__device__ __forceinline__ u32 ssm_smem_addr(const void *p) {
+    u64 a;
+    asm("cvta.to.shared.u64 %0, %1;" : "=l"(a) : "l"(p));
+    return (u32)a;
+}
+
+// Shared-memory position of walk step j (0..TILE) of a staged column.
+// Lanes read their slice chunk by chunk; the chunks of a slice are stored
+// XOR-swizzled so that 8 consecutive lanes reading "their chunk k" hit 8
+// different bank groups (one wavefront per 128 bytes).
+__device__ __forceinline__ int ssm_swz(int slice) {
+    return (slice / (8 / CPS)) & (CPS - 1);
+}
+__device__ __forceinline__ int ssm_idx(int j) {
+    const int s = j / SLICE, w = j % SLICE;
+    return s * SLICE + (((w / EPC) ^ ssm_swz(s)) * EPC) + w % EPC;
+}
+
+// The lane's SLICE values of one staged column, as f32.
+__device__ __forceinline__ void ssm_slice(const act_t *col, int lane, float v[SLICE]) {
+    const act_t *base = col + lane * SLICE;
+    const int sw = ssm_swz(lane);
+#pragma unroll
+    for (int k = 0; k < CPS; k++) {
+        const uint4 q = *reinterpret_cast<const uint4 *>(base + ((k ^ sw) * EPC));
+        const u32 w[4] = {q.x, q.y, q.z, q.w};
+#if ACT_BF16
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            v[k * EPC + 2 * e] = __uint_as_float(w[e] << 16);
+            v[k * EPC + 2 * e + 1] = __uint_as_float(w[e] & 0xffff0000u);
+        }
+#else
+#pragma unroll
+        for (int e = 0; e < 4; e++) v[k * EPC + e] = __uint_as_float(w[e]);
+#endif
+    }
+}
+
+// Stages walk steps s0 .. s0+TILE of a job's xd into `buf` ([XDW][TILE],
+// swizzled), zero past the sequence end. Whole tiles at 16-byte aligned
+// rows go by cp.async (completed by the caller's wait); others by plain
+// loads.
+__device__ __forceinline__ void ssm_stage(const act_t *xd, i64 ld, i64 row0, int n, act_t *buf) {
+    const int tid = threadIdx.x, nt = blockDim.x;
+    if (n == TILE && row0 % EPC == 0 && ld % EPC == 0) {
+        const int per_col = TILE / EPC;
+        for (int q = tid; q < XDW * per_col; q += nt) {
+            const int col = q / per_col, kk = q % per_col;
+            const act_t *src = xd + col * ld + row0 + kk * EPC;
+            act_t *dst = buf + col * TILE + ssm_idx(kk * EPC);
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(ssm_smem_addr(dst)),
+                         "l"(src));
+        }
+    } else {
+        for (int q = tid; q < XDW * TILE; q += nt) {
+            const int col = q / TILE, j = q % TILE;
+            buf[col * TILE + ssm_idx(j)] = j < n ? xd[col * ld + row0 + j] : (act_t)0;
+        }
+    }
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+// Loads the lane's SLICE values of a channel row (x or z) at walk steps
+// w0 .. w0+SLICE, in walk order, zero past the sequence end.
+__device__ __forceinline__ void ssm_row(const act_t *row, int seqlen, int reverse, int w0,
+                                        bool vec, float v[SLICE]) {
+    if (vec && w0 + SLICE <= seqlen) {
+        // Positions first .. first+SLICE, ascending in memory.
+        const int first = reverse ? seqlen - w0 - SLICE : w0;
+        const uint4 *p = reinterpret_cast<const uint4 *>(row + first);
+        float m[SLICE];
+#pragma unroll
+        for (int k = 0; k < CPS; k++) {
+            const uint4 q = p[k];
+            const u32 w[4] = {q.x, q.y, q.z, q.w};
+#if ACT_BF16
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                m[k * EPC + 2 * e] = __uint_as_float(w[e] << 16);
+                m[k * EPC + 2 * e + 1] = __uint_as_float(w[e] & 0xffff0000u);
+            }
+#else
+#pragma unroll
+            for (int e = 0; e < 4; e++) m[k * EPC + e] = __uint_as_float(w[e]);
+#endif
+        }
+#pragma unroll
+        for (int i = 0; i < SLICE; i++) v[i] = reverse ? m[SLICE - 1 - i] : m[i];
+    } else {
+#pragma unroll
+        for (int i = 0; i < SLICE; i++) {
+            const int w = w0 + i;
+            v[i] = w < seqlen ? act_ld(row + (reverse ? seqlen - 1 - w : w)) : 0.0f;
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(SSM_WARPS * 32, 1) ssm_scan(SsmParams p) {
+    extern __shared__ __align__(16) unsigned char ssm_smem[];
+    act_t *bufs = reinterpret_cast<act_t *>(ssm_smem);
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    // Selected field by field: indexing the params array would copy it to
+    // local memory.
+    const SsmJob J = blockIdx.y ? p.job[1] : p.job[0];
+    const int seq = blockIdx.z, L = p.seqlen;
+    const int c = blockIdx.x * SSM_WARPS + warp;
+    const bool on = c < p.di;
+    const int cc = on ? c : 0;
+    const i64 seq_row = (i64)seq * L;
+    const int ntiles = (L + TILE - 1) / TILE;
+    // Channel rows of x, z, y are 16-byte aligned at every slice when the
+    // sequence starts and the leading dimension are.
+    const bool vec = seq_row % EPC == 0 && L % EPC == 0 && p.ld % EPC == 0;
+
+    float cw[KCONV];
+#pragma unroll
+    for (int k = 0; k < KCONV; k++) cw[k] = J.conv_w[cc * KCONV + k];
+    const float cb = J.conv_b ? J.conv_b[cc] : 0.0f;
+    const float db = J.dt_b[cc], dskip = J.dskip[cc];
+    // Per warp: A*log2(e) and the state carried between tiles (read and
+    // written by lane 0 only), in shared memory so that the state loop
+    // need not be unrolled to keep them in registers.
+    float *a2 = reinterpret_cast<float *>(bufs + 2 * XDW * TILE) + warp * 2 * NSTATE;
+    float *carry = a2 + NSTATE;
+    for (int n = lane; n < NSTATE; n += 32) {
+        a2[n] = J.at2[cc * NSTATE + n];
+        carry[n] = 0.0f;
+    }
+    __syncwarp();
+    // The last KCONV-1 inputs of the previous tile (walk order).
+    float xprev[KCONV - 1];
+#pragma unroll
+    for (int k = 0; k < KCONV - 1; k++) xprev[k] = 0.0f;
+
+    const act_t *xrow = p.x + cc * p.ld + seq_row;
+    const act_t *zrow = p.z + cc * p.ld + seq_row;
+    act_t *yrow = J.y + cc * p.ld + seq_row;
+
+    ssm_stage(J.xd, p.ld, seq_row, min(TILE, L), bufs);
+    for (int t = 0; t < ntiles; t++) {
+        const int s0 = t * TILE;
+        act_t *buf = bufs + (t & 1) * (XDW * TILE);
+        if (t + 1 < ntiles) {
+            const int s1 = s0 + TILE;
+            ssm_stage(J.xd, p.ld, seq_row + s1, min(TILE, L - s1), bufs + ((t + 1) & 1) * (XDW * TILE));
+            asm volatile("cp.async.wait_group 1;" ::: "memory");
+        } else {
+            asm volatile("cp.async.wait_group 0;" ::: "memory");
+        }
+        __syncthreads();
+        {
+            // Every warp computes (a channel past di computes channel 0 and
+            // stores nothing): the shuffles then need no divergence paths.
+            const int w0 = s0 + lane * SLICE;
+            // Conv window: win[k] is x at walk step w0 - (K-1) + k.
+            float win[SLICE + KCONV - 1];
+            ssm_row(xrow, L, J.reverse, w0, vec, win + KCONV - 1);
+#pragma unroll
+            for (int k = 0; k < KCONV - 1; k++) {
+                const float up = __shfl_up_sync(0xffffffffu, win[SLICE + k], 1);
+                win[k] = lane == 0 ? xprev[k] : up;
+            }
+#pragma unroll
+            for (int k = 0; k < KCONV - 1; k++)
+                xprev[k] = __shfl_sync(0xffffffffu, win[SLICE + k], 31);
+
+            float dt[SLICE];
+#pragma unroll
+            for (int i = 0; i < SLICE; i++) dt[i] = db;
+#pragma unroll
+            for (int r = 0; r < DTRANK; r++) {
+                float v[SLICE];
+                ssm_slice(buf + r * TILE, lane, v);
+                const float w = J.dt_w[cc * DTRANK + r];
+#pragma unroll
+                for (int i = 0; i < SLICE; i++) dt[i] = fmaf(w, v[i], dt[i]);
+            }
+            float delta[SLICE], du[SLICE], y[SLICE];
+            float dsum = 0.0f;
+#pragma unroll
+            for (int i = 0; i < SLICE; i++) {
+                float acc = cb;
+#pragma unroll
+                for (int k = 0; k < KCONV; k++) acc = fmaf(cw[k], win[i + k], acc);
+                const float u = silu(acc);
+                delta[i] = w0 + i < L ? softplus(dt[i]) : 0.0f;
+                du[i] = delta[i] * u;
+                y[i] = dskip * u;
+                dsum += delta[i];
+            }
+
+// Two states at a time: enough independent work to overlap one
+            // state's shuffle scan with the next one's exponentials.
+#pragma unroll 2
+            for (int n = 0; n < NSTATE; n++) {
+                float bv[SLICE], da[SLICE], b[SLICE];
+                const float an = a2[n];
+                ssm_slice(buf + (DTRANK + n) * TILE, lane, bv);
+                float hl = 0.0f;
+#pragma unroll
+                for (int i = 0; i < SLICE; i++) {
+                    // delta >= 0 and A < 0: the exponent is never positive.
+                    da[i] = ex2(delta[i] * an);
+                    b[i] = du[i] * bv[i];
+                    hl = fmaf(da[i], hl, b[i]);
+                }
+                // The slice's (decay, end state); lane 0's includes the
+                // state carried in from the previous tile.
+                float A = ex2(an * dsum);
+                float H = lane == 0 ? fmaf(A, carry[n], hl) : hl;
+#pragma unroll
+                for (int off = 1; off < 32; off <<= 1) {
+                    const float hp = __shfl_up_sync(0xffffffffu, H, off);
+                    const bool in = lane >= off;
+                    if (off < 16) {
+                        const float ap = __shfl_up_sync(0xffffffffu, A, off);
+                        H = in ? fmaf(A, hp, H) : H;
+                        A = in ? A * ap : A;
+                    } else {
+                        H = in ? fmaf(A, hp, H) : H;
+                    }
+                }
+                // H is now the true state after the lane's slice.
+                const float hprev = __shfl_up_sync(0xffffffffu, H, 1);
+                float h = lane == 0 ? carry[n] : hprev;
+                carry[n] = __shfl_sync(0xffffffffu, H, 31);
+                float cv[SLICE];
+                ssm_slice(buf + (DTRANK + NSTATE + n) * TILE, lane, cv);
+#pragma unroll
+                for (int i = 0; i < SLICE; i++) {
+                    h = fmaf(da[i], h, b[i]);
+                    y[i] = fmaf(cv[i], h, y[i]);
+                }
+            }
+
+            float z[SLICE];
+            ssm_row(zrow, L, J.reverse, w0, vec, z);
+#pragma unroll
+            for (int i = 0; i < SLICE; i++) y[i] *= silu(z[i]);
+            if (!on) {
+            } else if (vec && w0 + SLICE <= L) {
+                const int first = J.reverse ? L - w0 - SLICE : w0;
+                uint4 *q = reinterpret_cast<uint4 *>(yrow + first);
+#pragma unroll
+                for (int k = 0; k < CPS; k++) {
+                    u32 w[4];
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+#if ACT_BF16
+                        const int i0 = k * EPC + 2 * e;
+                        const float lo = J.reverse ? y[SLICE - 1 - i0] : y[i0];
+                        const float hi = J.reverse ? y[SLICE - 2 - i0] : y[i0 + 1];
+                        w[e] = (u32)to_act(lo) | ((u32)to_act(hi) << 16);
+#else
+                        const int i0 = k * EPC + e;
+                        w[e] = __float_as_uint(J.reverse ? y[SLICE - 1 - i0] : y[i0]);
+#endif
+                    }
+                    uint4 o;
+                    o.x = w[0], o.y = w[1], o.z = w[2], o.w = w[3];
+                    q[k] = o;
+                }
+            } else {
+#pragma unroll
+                for (int i = 0; i < SLICE; i++) {
+                    const int w = w0 + i;
+                    if (w < L) yrow[J.reverse ? L - 1 - w : w] = to_act(y[i]);
+                }
+            }
+        }
+        __syncthreads();  // the buffer is restaged two tiles on
+    }
+}
