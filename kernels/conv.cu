@@ -12,9 +12,10 @@
 //
 //   u[c, row] = silu(b[c] + sum_k w[c, k] * x[c, pos(s - (K-1) + k)])
 //
-// with taps before the walk's start zero. One thread per (walk row,
-// channel); consecutive threads take consecutive rows of one channel, so
-// loads and stores are contiguous (the K taps overlap and hit in L1).
+// with taps before the walk's start zero. A thread computes CONV_ROWS
+// consecutive walk rows of one channel (one 64-bit division for all of
+// them, each input loaded once); consecutive threads take consecutive runs
+// of one channel, so loads and stores are contiguous.
 
 struct ConvParams {
     const act_t *x;
@@ -32,21 +33,65 @@ struct ConvParams {
 };
 
 #define CONV_THREADS 256
+#define CONV_ROWS 8
 
 extern "C" __global__ void conv_walk(ConvParams p) {
-    const int j = blockIdx.x * CONV_THREADS + threadIdx.x;
+    const int j0 = (blockIdx.x * CONV_THREADS + threadIdx.x) * CONV_ROWS;
     const int c = blockIdx.y;
-    if (j >= p.rows) return;
-    const i64 row = p.row0 + j;
-    const i64 seq = row / p.seqlen;
-    const int s = (int)(row - seq * p.seqlen);
-    const act_t *x = p.x + c * p.ld + seq * p.seqlen;
-    float acc = p.b ? p.b[c] : 0.0f;
+    if (j0 >= p.rows) return;
+    float w[KCONV];
 #pragma unroll
-    for (int k = 0; k < KCONV; k++) {
-        const int sk = s - (KCONV - 1) + k;
-        const float v = sk >= 0 ? act_ld(x + (p.reverse ? p.seqlen - 1 - sk : sk)) : 0.0f;
-        acc = fmaf(p.w[c * KCONV + k], v, acc);
+    for (int k = 0; k < KCONV; k++) w[k] = p.w[c * KCONV + k];
+    const float bias = p.b ? p.b[c] : 0.0f;
+    const act_t *xc = p.x + c * p.ld;
+    act_t *u = p.u + (i64)c * p.ld_u + j0;
+    const i64 row = p.row0 + j0;
+    const i64 seq = row / p.seqlen;
+    const int s0 = (int)(row - seq * p.seqlen);
+    const int L = p.seqlen;
+    if (s0 + CONV_ROWS <= L && j0 + CONV_ROWS <= p.rows) {
+        // v[k] is x at walk step s0 - (K-1) + k.
+        const act_t *x = xc + seq * L;
+        float v[CONV_ROWS + KCONV - 1];
+#pragma unroll
+        for (int k = 0; k < CONV_ROWS + KCONV - 1; k++) {
+            const int sk = s0 - (KCONV - 1) + k;
+            v[k] = sk >= 0 ? act_ld(x + (p.reverse ? L - 1 - sk : sk)) : 0.0f;
+        }
+        // Whole 16-byte stores where the rows allow (every segment but a
+        // last, odd-length one).
+        __align__(16) act_t out[CONV_ROWS];
+#pragma unroll
+        for (int t = 0; t < CONV_ROWS; t++) {
+            float acc = bias;
+#pragma unroll
+            for (int k = 0; k < KCONV; k++) acc = fmaf(w[k], v[t + k], acc);
+            out[t] = to_act(silu(acc));
+        }
+        const int per = 16 / (int)sizeof(act_t);
+        if (p.ld_u % per == 0) {
+#pragma unroll
+            for (int q = 0; q < CONV_ROWS / per; q++)
+                reinterpret_cast<uint4 *>(u)[q] = reinterpret_cast<const uint4 *>(out)[q];
+        } else {
+#pragma unroll
+            for (int t = 0; t < CONV_ROWS; t++) u[t] = out[t];
+        }
+        return;
     }
-    p.u[(i64)c * p.ld_u + j] = to_act(silu(acc));
+    // A run that crosses a sequence end or ends the segment: row by row.
+    for (int t = 0; t < CONV_ROWS && j0 + t < p.rows; t++) {
+        const i64 r = row + t;
+        const i64 sq = r / L;
+        const int s = (int)(r - sq * L);
+        const act_t *x = xc + sq * L;
+        float acc = bias;
+#pragma unroll
+        for (int k = 0; k < KCONV; k++) {
+            const int sk = s - (KCONV - 1) + k;
+            const float xv = sk >= 0 ? act_ld(x + (p.reverse ? L - 1 - sk : sk)) : 0.0f;
+            acc = fmaf(w[k], xv, acc);
+        }
+        u[t] = to_act(silu(acc));
+    }
 }

@@ -240,6 +240,11 @@ fn op_work(args: &Args, kind: Kind, prec: Precision) -> Vec<(&'static str, f64, 
     let halves = if kind == Kind::Ps { 2.0 } else { 1.0 };
     let passes = 2.0 * halves * layers; // scan passes per token
     let width = d * halves;
+    let k_out = if prec == Precision::Bf16 {
+        2.0 * di
+    } else {
+        di
+    };
     vec![
         ("embed", width * ab, 0.0, 0.0),
         ("norm", layers * width * (2.0 * ab + 8.0), 0.0, 0.0),
@@ -264,11 +269,13 @@ fn op_work(args: &Args, kind: Kind, prec: Precision) -> Vec<(&'static str, f64, 
             0.0,
             passes * di * (n + 6.0),
         ),
-        // Both directions' outputs side by side: K = 2·d_inner.
+        // bf16: both directions' outputs side by side, K = 2·d_inner; f32:
+        // the outputs are summed first ("combine"), K = d_inner.
+        ("combine", halves * layers * 3.0 * di * ab, 0.0, 0.0),
         (
             "out_proj",
-            halves * layers * (2.0 * di + d) * ab,
-            halves * layers * 2.0 * 2.0 * di * d,
+            halves * layers * (k_out + d) * ab,
+            halves * layers * 2.0 * k_out * d,
             0.0,
         ),
     ]

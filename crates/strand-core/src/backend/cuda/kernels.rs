@@ -46,8 +46,10 @@ pub const ENTRY_POINTS: &[&str] = &[
 
 /// Warps (channels) per block of the scan (`SSM_WARPS` in ssm.cu).
 pub const SSM_WARPS: u32 = 8;
-/// Threads per block of the conv (`CONV_THREADS` in conv.cu).
+/// Threads per block of the conv and walk rows per thread (`CONV_THREADS`
+/// and `CONV_ROWS` in conv.cu).
 pub const CONV_THREADS: u32 = 256;
+pub const CONV_ROWS: u32 = 8;
 
 /// What a compiled program is specialised for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,13 +67,19 @@ impl Defines {
     /// The fastest slice measured (docs/benchmarks.md, 2026-12-04: 32 steps
     /// for bf16, 16 for f32 whose tiles are twice the size); see
     /// [`Defines::fit_shared`] for GPUs with less shared memory.
+    /// `STRAND_SCAN_SLICE` (8, 16 or 32) overrides the slice for tuning.
     pub fn new(bf16: bool, d_state: usize, dt_rank: usize, d_conv: usize) -> Defines {
+        let slice = std::env::var("STRAND_SCAN_SLICE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|s| [8, 16, 32].contains(s))
+            .unwrap_or(if bf16 { 32 } else { 16 });
         Defines {
             bf16,
             d_state,
             dt_rank,
             d_conv,
-            slice: if bf16 { 32 } else { 16 },
+            slice,
         }
     }
 

@@ -3,7 +3,7 @@
 //! exactly what a forward pass launches.
 
 use super::device::Gpu;
-use super::kernels::{ConvParams, SsmParams, CONV_THREADS, SSM_WARPS};
+use super::kernels::{ConvParams, SsmParams, CONV_ROWS, CONV_THREADS, SSM_WARPS};
 use crate::error::Result;
 
 /// Both directions of `p` (or the first `jobs`) in one launch
@@ -21,6 +21,10 @@ pub(super) fn scan(g: &Gpu, p: &SsmParams, jobs: usize) -> Result<()> {
 
 /// Causal conv + SiLU of `p.rows` walk rows (kernels/conv.cu).
 pub(super) fn conv(g: &Gpu, p: ConvParams) -> Result<()> {
-    let grid = ((p.rows as u32).div_ceil(CONV_THREADS), p.di as u32, 1);
+    let grid = (
+        (p.rows as u32).div_ceil(CONV_THREADS * CONV_ROWS),
+        p.di as u32,
+        1,
+    );
     g.launch(&g.f.conv_walk, grid, CONV_THREADS, p)
 }

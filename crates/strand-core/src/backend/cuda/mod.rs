@@ -80,9 +80,11 @@ pub struct CudaState {
     xd: Buf,
     /// `[2di][ld]`: the gated output of each direction.
     y: Buf,
-    /// `[di][useg]`: conv output of one segment of walk rows.
+    /// `[di][ld_u]`: conv output of one segment of at most `useg` walk
+    /// rows.
     u: Buf,
     useg: usize,
+    ld_u: usize,
     /// General (untied or multiply) path only: a copy of the half's norm
     /// output and the second direction's projection.
     xin: Option<Buf>,
@@ -153,8 +155,9 @@ impl CudaBackend {
             xz: g.alloc(2 * di * ld * ab)?,
             xd: g.alloc(2 * xdw * ld * ab)?,
             y: g.alloc(2 * di * ld * ab)?,
-            u: g.alloc(di * useg * ab)?,
+            u: g.alloc(di * useg.next_multiple_of(8) * ab)?,
             useg,
+            ld_u: useg.next_multiple_of(8),
             xin: general.then(|| g.alloc(rows * d * ab)).transpose()?,
             other: general.then(|| g.alloc(rows * d * ab)).transpose()?,
         })
@@ -249,7 +252,7 @@ impl CudaBackend {
                 b: s.conv_b.as_ref().map_or(0, |b| b.ptr),
                 ld: st.ld as i64,
                 row0: row0 as i64,
-                ld_u: st.useg as i32,
+                ld_u: st.ld_u as i32,
                 di: di as i32,
                 seqlen: st.seqlen as i32,
                 rows: seg as i32,
@@ -258,7 +261,7 @@ impl CudaBackend {
             };
             g.timed("conv", || launch::conv(g, conv))?;
             g.timed("x_proj", || {
-                let x = self.cols_at(st.u.ptr, st.useg);
+                let x = self.cols_at(st.u.ptr, st.ld_u);
                 self.linear(
                     seg,
                     &s.x_proj,
@@ -321,12 +324,28 @@ impl CudaBackend {
                 .map(|(slot, p)| self.prepare_pass(dev, p, slot, st))
                 .collect::<Result<Vec<_>>>()?;
             self.scan(&jobs, st)?;
-            // Both directions' gated outputs side by side: one GEMM over
-            // [W | W] sums them.
+            // Both directions' gated outputs side by side. With bf16 one
+            // tensor-core GEMM over [W | W] (K = 2·d_inner) sums them; an
+            // f32 GEMM is FMA-bound, so there the outputs are added first
+            // (a pass over memory costs less than doubling K).
             let host_out = plan.passes[0].out_proj;
-            let out = match plan.passes.len() {
-                1 => dev.twin(host, host_out),
-                _ => dev.pair(host, host_out),
+            let out = if plan.passes.len() == 1 {
+                dev.twin(host, host_out)
+            } else if self.act == Dtype::Bf16 {
+                dev.pair(host, host_out)
+            } else {
+                let di = cfg.d_inner();
+                let sum = RowsParams {
+                    dst: st.y.ptr,
+                    src: st.y.at(di * st.ld * ab),
+                    ld_dst: st.ld as i32,
+                    ld_src: st.ld as i32,
+                    rows: di as i32,
+                    n: rows as i32,
+                    ..Default::default()
+                };
+                g.timed("combine", || g.launch_1d(&g.f.combine, di * rows, sum))?;
+                dev.twin(host, host_out)
             };
             g.timed("out_proj", || {
                 self.linear(
