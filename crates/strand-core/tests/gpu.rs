@@ -150,7 +150,7 @@ fn gpu_bf16_on_fixtures_within_bound() {
 }
 
 /// The GPU engine keeps the PS model's reverse-complement equivariance:
-/// hidden(revcomp x) = flipLC(hidden(x)), at a length with many chunks.
+/// hidden(revcomp x) = flipLC(hidden(x)), at a length of several scan tiles.
 #[test]
 fn gpu_ps_is_rc_equivariant() {
     let dir = synthetic(true);

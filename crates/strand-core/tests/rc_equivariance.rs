@@ -19,7 +19,7 @@ use strand_core::Model;
 mod common;
 
 /// Sequence lengths probed: degenerate (1, 2), shorter than a conv window
-/// plus one (7), and long enough to cross any chunking of the scan.
+/// plus one (7), and long enough to cross several of the GPU scan's tiles.
 const LENGTHS: [usize; 6] = [1, 2, 7, 100, 1000, 5000];
 
 /// Allowed `max |difference| / max |values|` for a PS model.
