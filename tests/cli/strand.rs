@@ -58,7 +58,8 @@ fn cuda_without_a_gpu_is_a_clear_error() {
 }
 
 /// Several GPUs: `cuda:all` without a GPU is one clear line; commands that
-/// run on one device refuse a GPU list with the reason.
+/// run on one device (`strand-classify train` and `eval`) refuse a GPU
+/// list with the reason.
 #[test]
 fn several_gpus_are_for_strand_embed() {
     let dir = tempdir();
@@ -79,13 +80,13 @@ fn several_gpus_are_for_strand_embed() {
     }
     let res = Cmd::new(env!("CARGO_BIN_EXE_strand-classify"))
         .args([
-            "predict",
+            "eval",
             "--device",
             "cuda:0,1",
             "-m",
             &test_data("models/ps-tiny-cls"),
         ])
-        .args([test_data("sequences.fa")])
+        .args(["--data", &test_data("sequences.fa")])
         .run()
         .exits(1);
     assert!(res.stderr.contains("runs on one device"), "{}", res.stderr);

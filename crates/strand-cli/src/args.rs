@@ -16,8 +16,8 @@ pub struct ModelArgs {
     pub model: String,
 
     /// Where to run: auto (a GPU when usable, else the CPU), cpu, cuda,
-    /// cuda:N; strand-embed and strand-score --vcf also take cuda:all or
-    /// cuda:0,2,3 (one worker per GPU)
+    /// cuda:N; strand-embed, strand-score and strand-classify predict also
+    /// take cuda:all or cuda:0,2,3 (one worker per GPU)
     #[arg(
         long,
         default_value = "auto",
@@ -76,7 +76,7 @@ impl ModelArgs {
         let Devices::One(device) = self.device else {
             bail!(
                 "{prog} runs on one device: give --device cuda:N (several GPUs: strand-embed, \
-                 strand-score --vcf)"
+                 strand-score, strand-classify predict)"
             );
         };
         self.load_on(prog, quiet, device)

@@ -17,6 +17,7 @@
 pub mod backend;
 pub mod error;
 pub mod model;
+pub mod runner;
 pub mod tokenizer;
 mod util;
 

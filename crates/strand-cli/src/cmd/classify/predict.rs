@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
+use strand_core::runner::{self, Batcher};
 use strand_io::AtomicFile;
 
-use super::records::{head_logits, Batcher, Embedder};
+use super::records::{batch_logits, Embedder};
 use super::{class_labels, describe, prediction_cells, FeedArgs, PROG};
 use crate::args::{ModelArgs, RunArgs};
 use crate::input::InputArgs;
@@ -79,46 +80,65 @@ pub fn run(args: Args) -> Result<()> {
         None => None,
     };
     let mut out = AtomicFile::create(&args.output)?;
-    let model = args.model.load(PROG, args.run.quiet)?;
-    let labels = class_labels(&model)?;
+    let models = args.model.load_all(PROG, args.run.quiet)?;
+    let labels = class_labels(&models[0])?;
     if args.run.verbose {
-        eprintln!("{PROG}: model {}", describe(&model));
+        eprintln!("{PROG}: model {}", describe(&models[0]));
     }
-    let emb = Embedder {
-        model: &model,
-        special_tokens: args.feed.special_tokens,
-        conjoin: args.feed.conjoin,
-    };
+    let embedders: Vec<Embedder> = models
+        .iter()
+        .map(|model| Embedder {
+            model,
+            special_tokens: args.feed.special_tokens,
+            conjoin: args.feed.conjoin,
+        })
+        .collect();
     if args.shard.is_none_or(|s| s.is_first()) {
         writeln!(out, "name\tlength\t{}\tpred", labels.join("\t"))
             .map_err(|e| out.write_error(e))?;
     }
     let bar = crate::progress::bases(args.run.quiet);
-    let mut write_batch = |batch: Vec<(u64, strand_io::Record)>| -> Result<()> {
-        for ((_, rec), views) in batch.iter().zip(emb.views_batch(&file, &batch)?) {
-            let logits = head_logits(&model, &views)?;
-            let cells = prediction_cells(&logits, &labels, args.logits);
-            writeln!(out, "{}\t{}\t{cells}", rec.id, rec.seq.len())
-                .map_err(|e| out.write_error(e))?;
-            bar.inc(rec.seq.len() as u64);
-        }
-        Ok(())
-    };
+    // Batches of equal-length records, in input order; with several GPUs
+    // each takes the next batch when free, and the rows are written in
+    // input order (the batches do not depend on the number of GPUs).
     let mut batcher = Batcher::new(args.batch_tokens);
     let mut n = 0u64;
-    while let Some(next) = input.next_record() {
-        let (_, rec) = next?;
+    let batches = std::iter::from_fn(|| loop {
+        let Some(next) = input.next_record() else {
+            return std::mem::replace(&mut batcher, Batcher::new(1))
+                .finish()
+                .map(Ok);
+        };
+        let rec = match next {
+            Ok((_, rec)) => rec,
+            Err(e) => return Some(Err(e)),
+        };
         n += 1;
         if selected.as_ref().is_some_and(|sel| !sel[n as usize - 1]) {
             continue;
         }
-        if let Some(batch) = batcher.push(n, rec) {
-            write_batch(batch)?;
+        let len = rec.seq.len();
+        if let Some(batch) = batcher.push((n, rec), len) {
+            return Some(Ok(batch));
         }
-    }
-    if let Some(batch) = batcher.finish() {
-        write_batch(batch)?;
-    }
+    });
+    runner::map_ordered(
+        &embedders,
+        batches,
+        |emb, batch: Vec<(u64, strand_io::Record)>| {
+            let logits = batch_logits(emb, &file, &batch)?;
+            Ok((batch, logits))
+        },
+        |(batch, logits)| {
+            for ((_, rec), logits) in batch.iter().zip(logits) {
+                let cells = prediction_cells(&logits, &labels, args.logits);
+                writeln!(out, "{}\t{}\t{cells}", rec.id, rec.seq.len())
+                    .map_err(|e| out.write_error(e))?;
+                bar.inc(rec.seq.len() as u64);
+            }
+            Ok(())
+        },
+    )?;
     bar.finish_and_clear();
     out.commit()?;
     Ok(())

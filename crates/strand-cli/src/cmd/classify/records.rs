@@ -100,37 +100,6 @@ impl Embedder<'_> {
     }
 }
 
-/// Groups consecutive records of equal length for batched passes: a batch
-/// ends when the length changes or it holds `max_tokens` tokens.
-pub struct Batcher {
-    max_tokens: usize,
-    pending: Vec<(u64, Record)>,
-}
-
-impl Batcher {
-    pub fn new(max_tokens: usize) -> Batcher {
-        Batcher {
-            max_tokens: max_tokens.max(1),
-            pending: Vec::new(),
-        }
-    }
-
-    /// Adds a record; returns the batch it completes, if any, before it.
-    pub fn push(&mut self, n: u64, rec: Record) -> Option<Vec<(u64, Record)>> {
-        let full = self.pending.first().is_some_and(|(_, r)| {
-            r.seq.len() != rec.seq.len() || (self.pending.len() + 1) * r.seq.len() > self.max_tokens
-        });
-        let done = full.then(|| std::mem::take(&mut self.pending));
-        self.pending.push((n, rec));
-        done
-    }
-
-    /// The last, incomplete batch.
-    pub fn finish(self) -> Option<Vec<(u64, Record)>> {
-        (!self.pending.is_empty()).then_some(self.pending)
-    }
-}
-
 /// A labelled record, run through the model.
 pub struct Sample {
     /// 1-based record number in its file (for messages).
@@ -197,6 +166,15 @@ pub fn head_logits(head: &Model, views: &Views) -> Result<Vec<f32>> {
     })
 }
 
+/// The head's logits for each of a batch of equal-length records of
+/// `file` (`(number, record)` pairs), from one batched pass per strand.
+pub fn batch_logits(emb: &Embedder, file: &str, batch: &[(u64, Record)]) -> Result<Vec<Vec<f32>>> {
+    emb.views_batch(file, batch)?
+        .iter()
+        .map(|v| head_logits(emb.model, v))
+        .collect()
+}
+
 /// The strand-symmetric pooled embedding the head is trained on: the mean
 /// of the views, in f64. A bias-free head `W` gives exactly
 /// `W mean(views) = mean(W view)`, which is what [`head_logits`] computes.
@@ -214,31 +192,63 @@ pub fn feature(views: &Views) -> Vec<f64> {
 mod tests {
     use super::*;
 
+    /// `predict` on two engines (two CPU models standing in for two GPUs)
+    /// writes what one engine writes, in input order.
     #[test]
-    fn batcher_groups_equal_lengths_up_to_the_token_budget() {
-        let rec = |id: &str, len: usize| Record {
-            id: id.into(),
-            description: None,
-            seq: vec![b'A'; len],
+    fn batches_spread_over_engines_come_back_in_order() {
+        use strand_core::runner::{map_ordered, runs};
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../test-data/models/ps-tiny-cls"
+        );
+        let place = strand_core::Placement {
+            device: strand_core::DeviceSpec::Cpu,
+            precision: None,
         };
-        let mut b = Batcher::new(10);
-        let ids = |v: Option<Vec<(u64, Record)>>| -> Vec<String> {
-            v.unwrap_or_default()
-                .into_iter()
-                .map(|(_, r)| r.id)
-                .collect()
+        let models = [
+            Model::load(dir, place).unwrap(),
+            Model::load(dir, place).unwrap(),
+        ];
+        let emb = |model| Embedder {
+            model,
+            special_tokens: true,
+            conjoin: false,
         };
-        assert!(b.push(1, rec("a", 3)).is_none());
-        assert!(b.push(2, rec("b", 3)).is_none());
-        assert!(b.push(3, rec("c", 3)).is_none());
-        // A fourth 3-base record would make 12 tokens > 10.
-        assert_eq!(ids(b.push(4, rec("d", 3))), ["a", "b", "c"]);
-        // A length change ends the batch.
-        assert_eq!(ids(b.push(5, rec("e", 4))), ["d"]);
-        // A record longer than the budget goes alone.
-        assert_eq!(ids(b.push(6, rec("f", 50))), ["e"]);
-        assert_eq!(ids(b.push(7, rec("g", 50))), ["f"]);
-        assert_eq!(ids(b.finish()), ["g"]);
+        let recs: Vec<(u64, Record)> = (0..9u64)
+            .map(|k| {
+                let len = 20 + 10 * (k as usize / 3);
+                let seq = (0..len)
+                    .map(|i| b"ACGT"[(i * i + k as usize) % 4])
+                    .collect();
+                let rec = Record {
+                    id: format!("r{k}"),
+                    description: None,
+                    seq,
+                };
+                (k + 1, rec)
+            })
+            .collect();
+        let lens: Vec<usize> = recs.iter().map(|(_, r)| r.seq.len()).collect();
+        let run = |engines: &[Embedder]| {
+            let mut out = Vec::new();
+            let units = runs(&lens, 60).into_iter().map(Ok);
+            map_ordered(
+                engines,
+                units,
+                |e, unit| batch_logits(e, "test.fa", &recs[unit]),
+                |l| {
+                    out.extend(l);
+                    anyhow::Ok(())
+                },
+            )
+            .unwrap();
+            out
+        };
+        let one = run(&[emb(&models[0])]);
+        let two = run(&[emb(&models[0]), emb(&models[1])]);
+        assert_eq!(one.len(), 9);
+        assert_eq!(one, two);
+        assert_ne!(one[0], one[1]);
     }
 
     #[test]

@@ -12,10 +12,41 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use strand_core::tokenizer::{self, id};
-use strand_core::{HostBuffer, Model};
+use strand_core::{runner, HostBuffer, Model};
 
-use super::dispatch::WindowWork;
 use super::variant::{Kind, Score};
+
+/// A reference window and the alleles to score in it.
+pub struct WindowWork {
+    /// Names the window in errors, e.g. `window chr1:1-131072`.
+    pub label: String,
+    pub bases: Vec<u8>,
+    /// Reference bases after the window, to refill it after a deletion
+    /// (see [`alternate_window`]).
+    pub after: Vec<u8>,
+    pub jobs: Vec<Job>,
+}
+
+/// Scores `work` with one engine per device ([`runner::map_ordered`]).
+/// The units are runs of equal-length windows whose reference passes fit
+/// one batch ([`Engine::units`]; the scores are those of one pass per
+/// window), and each device takes the next unit as soon as it is free. Units depend only on the windows and
+/// `--batch-tokens`, so the scores are the same with one GPU or eight.
+/// Fails with the first failing unit, in window order.
+pub fn score_windows(engines: &[Engine], work: &[WindowWork]) -> Result<Vec<Vec<Values>>> {
+    let units = engines[0].units(work);
+    let mut out = Vec::with_capacity(work.len());
+    runner::map_ordered(
+        engines,
+        units.into_iter().map(Ok),
+        |e, unit| e.same_length(&work[unit]),
+        |values| {
+            out.extend(values);
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
 
 /// One allele to score in a window.
 #[derive(Debug, Clone)]
@@ -90,36 +121,12 @@ impl<'a> Engine<'a> {
 }
 
 impl Engine<'_> {
-    /// Scores a run of windows (`after` in each holds the reference bases
-    /// following it, to refill the window after a deletion). Their
-    /// reference passes run batched: runs of equal-length windows, up to
-    /// `batch_tokens` tokens per pass (the scores are those of one pass
-    /// per window).
-    pub fn windows(&self, work: &[WindowWork]) -> Result<Vec<Vec<Values>>> {
-        let mut out = Vec::with_capacity(work.len());
-        for unit in self.units(work) {
-            out.extend(self.same_length(&work[unit])?);
-        }
-        Ok(out)
-    }
-
     /// Runs of equal-length windows, each at most `batch_tokens` tokens (or
-    /// one window): the batches of reference passes `windows` runs, and
-    /// the units `score_windows` hands to devices.
+    /// one window): the batches of reference passes, and the units
+    /// `score_windows` hands to devices.
     pub fn units(&self, work: &[WindowWork]) -> Vec<std::ops::Range<usize>> {
-        let mut units = Vec::new();
-        let mut i = 0;
-        while i < work.len() {
-            let len = work[i].bases.len();
-            let per_pass = (self.batch_tokens / len.max(1)).max(1);
-            let mut j = i + 1;
-            while j < work.len() && j - i < per_pass && work[j].bases.len() == len {
-                j += 1;
-            }
-            units.push(i..j);
-            i = j;
-        }
-        units
+        let lens: Vec<usize> = work.iter().map(|w| w.bases.len()).collect();
+        runner::runs(&lens, self.batch_tokens)
     }
 
     /// `windows` for windows of one length, whose reference passes fit one
@@ -460,39 +467,4 @@ pub(super) fn job(offset: usize, r: &str, a: &str, kind: Kind) -> Job {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn alternate_windows_keep_start_and_length() {
-        let w = b"AAAACCCCGG";
-        assert_eq!(
-            alternate_window(w, b"TT", &job(4, "C", "G", Kind::Snv)),
-            b"AAAAGCCCGG"
-        );
-        // Insertion: the end drops out.
-        assert_eq!(
-            alternate_window(w, b"TT", &job(4, "C", "CTT", Kind::Indel)),
-            b"AAAACTTCCC"
-        );
-        // Deletion: following reference bases come in.
-        assert_eq!(
-            alternate_window(w, b"TT", &job(4, "CCC", "C", Kind::Indel)),
-            b"AAAACCGGTT"
-        );
-        // ... as many as there are.
-        assert_eq!(
-            alternate_window(w, b"T", &job(4, "CCC", "C", Kind::Indel)),
-            b"AAAACCGGT"
-        );
-    }
-
-    #[test]
-    fn distances() {
-        assert!((cosine_distance(&[1.0, 0.0], &[0.0, 2.0]) - 1.0).abs() < 1e-7);
-        assert!(cosine_distance(&[1.0, 1.0], &[2.0, 2.0]).abs() < 1e-7);
-        assert_eq!(l2(&[0.0, 3.0], &[4.0, 0.0]), 5.0);
-        assert_eq!(complement(id::A as usize), id::T as usize);
-        assert_eq!(complement(id::N as usize), id::N as usize);
-    }
-}
+mod tests;

@@ -12,8 +12,7 @@ use strand_io::faidx::IndexedFasta;
 use strand_io::region::Region;
 use strand_io::AtomicFile;
 
-use super::dispatch::WindowWork;
-use super::engine::{Engine, Job};
+use super::engine::{score_windows, Engine, Job, WindowWork};
 use super::tracks::{bedgraph, bigwig, Track};
 use super::variant::{classify, Kind, Placement, Score, Window};
 use super::{Common, PROG};
@@ -60,7 +59,9 @@ pub struct Args {
 
 const BASES: [u8; 4] = *b"ACGT";
 
-/// Windows handed to the engine at once (their reference passes batch).
+/// Windows handed to the engines at once (their reference passes batch,
+/// and with several GPUs the runs of equal-length windows spread over
+/// them); only bounds memory.
 const ISM_RUN: usize = 256;
 
 /// Labels of the tracks: one per base, then the mean and the minimum.
@@ -105,14 +106,17 @@ pub fn run(args: Args) -> Result<()> {
             span.label()
         );
     }
-    let model = c.model.load(PROG, c.run.quiet)?;
+    let models = c.model.load_all(PROG, c.run.quiet)?;
     let score = if args.masked {
         Score::LlrMasked
     } else {
         Score::Llr
     };
-    super::check_memory(std::slice::from_ref(&model), c)?;
-    let engine = Engine::new(&model, vec![score], c.rc_average, c.batch_tokens);
+    super::check_memory(&models, c)?;
+    let engines: Vec<Engine> = models
+        .iter()
+        .map(|m| Engine::new(m, vec![score], c.rc_average, c.batch_tokens))
+        .collect();
     let placement = Placement {
         window: c.window(),
         centred: c.centred,
@@ -164,7 +168,8 @@ pub fn run(args: Args) -> Result<()> {
                 jobs,
             });
         }
-        for (((w, positions), work), values) in run.iter().zip(&work).zip(engine.windows(&work)?) {
+        let values = score_windows(&engines, &work)?;
+        for (((w, positions), work), values) in run.iter().zip(&work).zip(values) {
             for (job, v) in work.jobs.iter().zip(values) {
                 let p = w.start + job.offset as u64;
                 let k = BASES.iter().position(|&b| b == job.alt[0]).expect("ACGT");

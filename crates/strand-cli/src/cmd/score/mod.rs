@@ -9,7 +9,6 @@
 //!   bigWig.
 
 mod annotate;
-mod dispatch;
 mod engine;
 mod ism;
 mod tracks;

@@ -13,8 +13,7 @@ use strand_io::vcf::{Format, Reader, Record, Writer};
 use strand_io::AtomicFile;
 
 use super::annotate::{annotate, header_lines, tsv_header, write_tsv, Item, Summary};
-use super::dispatch::{score_windows, WindowWork};
-use super::engine::{Engine, Job, Values};
+use super::engine::{score_windows, Engine, Job, Values, WindowWork};
 use super::variant::{classify, Kind, Placement, Score, Window};
 use super::{VcfArgs, PROG};
 use crate::progress::Progress;

@@ -422,18 +422,10 @@ impl Gpu {
     }
 
     /// `y[rows, out] = x[rows, inp] · Wᵀ` with f32 accumulation; `w` is
-    /// `[out, inp]` row-major of type `wt`; `x` and `y` are row-major or
-    /// stored transposed (channel-major), see [`Mat`].
-    pub fn gemm(
-        &self,
-        rows: usize,
-        out: usize,
-        inp: usize,
-        w: DevPtr,
-        wt: Dtype,
-        x: Mat,
-        y: Mat,
-    ) -> Result<()> {
+    /// `[out, inp]` row-major (its `ld` is `inp`); `x` and `y` are
+    /// row-major or stored transposed (channel-major), see [`Mat`].
+    pub fn gemm(&self, rows: usize, out: usize, inp: usize, w: Mat, x: Mat, y: Mat) -> Result<()> {
+        debug_assert!(!w.transposed && w.ld == inp);
         use blas_sys::cublasOperation_t::{CUBLAS_OP_N as N, CUBLAS_OP_T as T};
         let (alpha, beta) = (1.0f32, 0.0f32);
         let int = |v: usize| {
@@ -445,10 +437,28 @@ impl Gpu {
         // transposed y: y[rows, out] = x · Wᵀ.
         let (m, n, a, a_op, lda, b, b_op, ldb) = if y.transposed {
             let x_op = if x.transposed { N } else { T };
-            (rows, out, (x.ptr, x.dtype), x_op, x.ld, (w, wt), N, inp)
+            (
+                rows,
+                out,
+                (x.ptr, x.dtype),
+                x_op,
+                x.ld,
+                (w.ptr, w.dtype),
+                N,
+                inp,
+            )
         } else {
             let x_op = if x.transposed { T } else { N };
-            (out, rows, (w, wt), T, inp, (x.ptr, x.dtype), x_op, x.ld)
+            (
+                out,
+                rows,
+                (w.ptr, w.dtype),
+                T,
+                inp,
+                (x.ptr, x.dtype),
+                x_op,
+                x.ld,
+            )
         };
         // SAFETY: pointers are live device buffers of the sizes the caller
         // describes; alpha/beta are host f32 as COMPUTE_32F expects.

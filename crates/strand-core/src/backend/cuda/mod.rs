@@ -165,8 +165,8 @@ impl CudaBackend {
 
     /// `y = x · Wᵀ` for `rows` rows, both in the activation type.
     fn linear(&self, rows: usize, lin: &DLinear, x: Mat, y: Mat) -> Result<()> {
-        self.gpu
-            .gemm(rows, lin.out, lin.inp, lin.w.ptr, self.act, x, y)
+        let w = Mat::rows(lin.w.ptr, self.act, lin.inp);
+        self.gpu.gemm(rows, lin.out, lin.inp, w, x, y)
     }
 
     fn rows_at(&self, ptr: u64, ld: usize) -> Mat {
@@ -609,8 +609,7 @@ impl Backend for CudaBackend {
             len,
             head.out,
             head.inp,
-            head.w.ptr,
-            Dtype::F32,
+            Mat::rows(head.w.ptr, Dtype::F32, head.inp),
             Mat::rows(x.ptr, Dtype::F32, head.inp),
             Mat::rows(y.ptr, Dtype::F32, head.out),
         )?;

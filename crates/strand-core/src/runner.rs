@@ -1,0 +1,291 @@
+//! Running many sequences on one or several models (one per device).
+//!
+//! Two pieces every command needs, written once:
+//!
+//! - [`Batcher`] and [`runs`] group consecutive items of equal length into
+//!   batches of at most a token budget (a batched pass wants equal
+//!   lengths; at least one item per batch, however long);
+//! - [`map_ordered`] streams units of work (a batch, a run of windows)
+//!   through the models: each model's thread takes the next unit as soon
+//!   as it is free, and the results come back strictly in input order.
+//!
+//! The units are formed from the input alone, never from the number of
+//! devices, and a unit runs on any device exactly as on another; so the
+//! output is the same with one GPU or eight.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, sync_channel};
+use std::sync::Mutex;
+
+/// Groups consecutive items of equal length: a batch ends when the length
+/// changes or when one more item would pass `max_tokens` tokens.
+pub struct Batcher<T> {
+    max_tokens: usize,
+    len: usize,
+    pending: Vec<T>,
+}
+
+impl<T> Batcher<T> {
+    pub fn new(max_tokens: usize) -> Batcher<T> {
+        Batcher {
+            max_tokens: max_tokens.max(1),
+            len: 0,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Adds an item of `len` tokens; returns the batch it completes, if
+    /// any (the items before it).
+    pub fn push(&mut self, item: T, len: usize) -> Option<Vec<T>> {
+        let full = !self.pending.is_empty()
+            && (len != self.len || (self.pending.len() + 1) * len > self.max_tokens);
+        let done = full.then(|| std::mem::take(&mut self.pending));
+        self.len = len;
+        self.pending.push(item);
+        done
+    }
+
+    /// The last, incomplete batch.
+    pub fn finish(self) -> Option<Vec<T>> {
+        (!self.pending.is_empty()).then_some(self.pending)
+    }
+}
+
+/// The batches [`Batcher`] forms from items of lengths `lens`, as index
+/// ranges.
+pub fn runs(lens: &[usize], max_tokens: usize) -> Vec<Range<usize>> {
+    let mut b = Batcher::new(max_tokens);
+    let mut out: Vec<Range<usize>> = Vec::new();
+    let mut push = |batch: Vec<usize>| out.push(batch[0]..batch[batch.len() - 1] + 1);
+    for (i, &len) in lens.iter().enumerate() {
+        if let Some(batch) = b.push(i, len) {
+            push(batch);
+        }
+    }
+    if let Some(batch) = b.finish() {
+        push(batch);
+    }
+    out
+}
+
+/// Streams `units` through `devices` (models, or whatever holds one model
+/// per device): `work(device, unit)` runs on that device's thread, and
+/// `sink` receives each result in the order the units came. `units` and `sink` run on the calling thread
+/// (neither needs to be `Send`), interleaved with the devices' work; at
+/// most two units per device are in flight, so memory stays bounded
+/// whatever the input's size.
+///
+/// Fails with the first error in input order, whether it comes from
+/// reading a unit, from its work, or from the sink; no unit after it is
+/// started. With one model everything runs in order on that model.
+pub fn map_ordered<D, U, R, E>(
+    devices: &[D],
+    units: impl IntoIterator<Item = Result<U, E>>,
+    work: impl Fn(&D, U) -> Result<R, E> + Sync,
+    mut sink: impl FnMut(R) -> Result<(), E>,
+) -> Result<(), E>
+where
+    D: Sync,
+    U: Send,
+    R: Send,
+    E: Send,
+{
+    assert!(!devices.is_empty(), "at least one device");
+    let cap = 2 * devices.len();
+    let (to_work, from_source) = sync_channel::<(usize, U)>(cap);
+    let from_source = Mutex::new(from_source);
+    let (to_sink, results) = channel::<(usize, Result<R, E>)>();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let (work, from_source, stop) = (&work, &from_source, &stop);
+        for device in devices {
+            let to_sink = to_sink.clone();
+            s.spawn(move || loop {
+                // The lock is held only to take a unit, not while it runs.
+                let next = from_source.lock().map(|rx| rx.recv());
+                let Ok(Ok((i, unit))) = next else { return };
+                if stop.load(Ordering::SeqCst) {
+                    continue; // drain: units after an error are not run
+                }
+                let r = work(device, unit);
+                if to_sink.send((i, r)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(to_sink);
+        let mut to_work = Some(to_work);
+        let mut source = units.into_iter();
+        // Results that came back before their turn, by index.
+        let mut early: BTreeMap<usize, Result<R, E>> = BTreeMap::new();
+        let (mut sent, mut next) = (0usize, 0usize);
+        let mut failure: Option<E> = None;
+        let mut source_error: Option<E> = None;
+        loop {
+            // Feed the devices while there is room.
+            while failure.is_none() && sent - next < cap {
+                let Some(tx) = &to_work else { break };
+                match source.next() {
+                    Some(Ok(unit)) => {
+                        tx.send((sent, unit))
+                            .expect("workers run until the channel closes");
+                        sent += 1;
+                    }
+                    Some(Err(e)) => {
+                        // Units already sent come before it: finish them.
+                        source_error = Some(e);
+                        to_work = None;
+                    }
+                    None => to_work = None,
+                }
+            }
+            if next == sent {
+                break;
+            }
+            // Hand on every result whose turn it is.
+            while let Some(r) = early.remove(&next) {
+                next += 1;
+                match r.and_then(&mut sink) {
+                    Ok(()) => {}
+                    Err(e) if failure.is_none() => {
+                        failure = Some(e);
+                        stop.store(true, Ordering::SeqCst);
+                        to_work = None;
+                    }
+                    Err(_) => {}
+                }
+            }
+            // After a failure nothing more reaches the sink; units still
+            // running finish (the scope joins their threads), the rest are
+            // skipped.
+            if failure.is_some() {
+                break;
+            }
+            if next == sent {
+                continue;
+            }
+            let (i, r) = results.recv().expect("a unit in flight has a worker");
+            early.insert(i, r);
+        }
+        drop(to_work);
+        match (failure, source_error) {
+            (Some(e), _) | (None, Some(e)) => Err(e),
+            (None, None) => Ok(()),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DeviceSpec, Model, Placement};
+
+    fn models(n: usize) -> Vec<Model> {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../test-data/models/ps-tiny"
+        );
+        let place = Placement {
+            device: DeviceSpec::Cpu,
+            precision: None,
+        };
+        (0..n).map(|_| Model::load(dir, place).unwrap()).collect()
+    }
+
+    #[test]
+    fn batches_end_at_a_length_change_or_the_budget() {
+        assert_eq!(
+            runs(&[4, 4, 4, 2, 2, 9, 4], 8),
+            vec![0..2, 2..3, 3..5, 5..6, 6..7]
+        );
+        assert_eq!(runs(&[], 8), Vec::<Range<usize>>::new());
+        // An item above the budget is a batch of its own.
+        assert_eq!(runs(&[20, 20], 8), vec![0..1, 1..2]);
+    }
+
+    /// Two models (standing in for two GPUs) give every unit what one
+    /// model gives, in input order, whatever order they finish in.
+    #[test]
+    fn results_come_back_in_input_order() {
+        let (one, two) = (models(1), models(2));
+        let seqs: Vec<Vec<u32>> = (0..9u32)
+            .map(|k| (0..5 + 3 * (k % 4)).map(|i| 7 + (i * i + k) % 4).collect())
+            .collect();
+        let run = |models: &[Model]| {
+            let mut out = Vec::new();
+            map_ordered(
+                models,
+                seqs.iter().map(Ok::<_, crate::Error>),
+                |m, ids| {
+                    // Uneven work: later units may finish first.
+                    std::thread::sleep(std::time::Duration::from_millis(ids.len() as u64 % 3));
+                    m.forward(ids)
+                },
+                |h| {
+                    out.push(h);
+                    Ok(())
+                },
+            )
+            .unwrap();
+            out
+        };
+        let (a, b) = (run(&one), run(&two));
+        assert_eq!(a.len(), 9);
+        assert_eq!(a, b);
+        for (h, ids) in a.iter().zip(&seqs) {
+            assert_eq!(h.len(), ids.len() * one[0].width());
+        }
+    }
+
+    /// The first error in input order is returned, from the work, the
+    /// source or the sink, and nothing after it reaches the sink.
+    #[test]
+    fn the_first_error_in_input_order_wins() {
+        let two = models(2);
+        let mut seen = Vec::new();
+        let r = map_ordered(
+            &two,
+            (0..20).map(Ok),
+            |_, i: usize| if i == 5 || i == 9 { Err(i) } else { Ok(i) },
+            |i| {
+                seen.push(i);
+                Ok(())
+            },
+        );
+        assert_eq!(r, Err(5));
+        assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+
+        let mut seen = Vec::new();
+        let source = (0..20).map(|i| if i == 7 { Err(100) } else { Ok(i) });
+        let r = map_ordered(
+            &two,
+            source,
+            |_, i: usize| Ok(i),
+            |i| {
+                seen.push(i);
+                Ok(())
+            },
+        );
+        assert_eq!(r, Err(100));
+        assert_eq!(seen, (0..7).collect::<Vec<_>>());
+
+        let mut seen = Vec::new();
+        let r = map_ordered(
+            &two,
+            (0..20).map(Ok),
+            |_, i: usize| Ok(i),
+            |i| {
+                seen.push(i);
+                if i == 3 {
+                    Err(i)
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert_eq!(r, Err(3));
+        assert_eq!(seen, vec![0, 1, 2, 3]);
+    }
+}
