@@ -4,7 +4,8 @@
 //!
 //! - [`Batcher`] and [`runs`] group consecutive items of equal length into
 //!   batches of at most a token budget (a batched pass wants equal
-//!   lengths; at least one item per batch, however long);
+//!   lengths; at least one item per batch, however long), and
+//!   [`by_length`] groups equal lengths wherever they are in a set;
 //! - [`map_ordered`] streams units of work (a batch, a run of windows)
 //!   through the models: each model's thread takes the next unit as soon
 //!   as it is free, and the results come back strictly in input order.
@@ -66,6 +67,25 @@ pub fn runs(lens: &[usize], max_tokens: usize) -> Vec<Range<usize>> {
     }
     if let Some(batch) = b.finish() {
         push(batch);
+    }
+    out
+}
+
+/// Batches of items of equal length, wherever they are in `lens`: the
+/// indices of each length in order, cut into batches of at most
+/// `max_tokens` tokens and `max_items` items (at least one item); shorter
+/// lengths first. For work
+/// held in memory whose order does not matter to the passes (a round of
+/// windows, the masked copies of one window).
+pub fn by_length(lens: &[usize], max_tokens: usize, max_items: usize) -> Vec<Vec<usize>> {
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, &len) in lens.iter().enumerate() {
+        groups.entry(len).or_default().push(i);
+    }
+    let mut out = Vec::new();
+    for (len, idx) in groups {
+        let per = (max_tokens / len.max(1)).min(max_items).max(1);
+        out.extend(idx.chunks(per).map(<[usize]>::to_vec));
     }
     out
 }
@@ -203,6 +223,19 @@ mod tests {
         assert_eq!(runs(&[], 8), Vec::<Range<usize>>::new());
         // An item above the budget is a batch of its own.
         assert_eq!(runs(&[20, 20], 8), vec![0..1, 1..2]);
+    }
+
+    #[test]
+    fn equal_lengths_batch_wherever_they_are() {
+        assert_eq!(
+            by_length(&[4, 2, 4, 4, 2, 9], 8, usize::MAX),
+            vec![vec![1, 4], vec![0, 2], vec![3], vec![5]]
+        );
+        assert_eq!(
+            by_length(&[4, 2, 4, 4, 2], usize::MAX, 2),
+            vec![vec![1, 4], vec![0, 2], vec![3]]
+        );
+        assert!(by_length(&[], 8, 8).is_empty());
     }
 
     /// Two models (standing in for two GPUs) give every unit what one

@@ -281,9 +281,10 @@ impl Engine<'_> {
             .rev()
             .map(|&t| complement(t as usize) as u32)
             .collect();
-        let per_batch = (self.batch_tokens / n.max(1)).max(1);
         let per_seq = n * self.model.width();
-        for chunk in offsets.chunks(per_batch) {
+        let lens = vec![n; offsets.len()];
+        for batch in runner::by_length(&lens, self.batch_tokens, usize::MAX) {
+            let chunk: Vec<usize> = batch.iter().map(|&k| offsets[k]).collect();
             let masked: Vec<Vec<u32>> = chunk
                 .iter()
                 .map(|&i| {
@@ -346,32 +347,26 @@ impl Engine<'_> {
         let ref_rows = self.symmetric(ref_hidden)?;
         let d = ref_rows.len() / bases.len();
         let ref_mean = mean_rows(&ref_rows, d);
-        // Alternate windows, grouped by length (a deletion at a contig's
+        // Alternate windows, batched by length (a deletion at a contig's
         // end leaves a shorter window).
-        let mut by_len: BTreeMap<usize, Vec<(usize, Vec<u32>)>> = BTreeMap::new();
-        for (k, job) in jobs.iter().enumerate() {
-            let seq = alternate_window(bases, after, job);
-            by_len
-                .entry(seq.len())
-                .or_default()
-                .push((k, tokenizer::encode_bases(&seq)));
-        }
-        for (len, group) in by_len {
-            let per_batch = (self.batch_tokens / len.max(1)).max(1);
-            for chunk in group.chunks(per_batch) {
-                let refs: Vec<&[u32]> = chunk.iter().map(|(_, t)| t.as_slice()).collect();
-                self.model.forward_batch_into(&refs, scratch)?;
-                let per_seq = len * self.model.width();
-                for ((k, _), h) in chunk.iter().zip(scratch.chunks_exact(per_seq)) {
-                    let alt_rows = self.symmetric(h)?;
-                    let alt_mean = mean_rows(&alt_rows, d);
-                    let i = jobs[*k].offset;
-                    out[*k].embed_dist = Some(cosine_distance(&ref_mean, &alt_mean));
-                    out[*k].embed_dist_l2 = Some(l2(
-                        &ref_rows[i * d..(i + 1) * d],
-                        &alt_rows[i * d..(i + 1) * d],
-                    ));
-                }
+        let alts: Vec<Vec<u32>> = jobs
+            .iter()
+            .map(|job| tokenizer::encode_bases(&alternate_window(bases, after, job)))
+            .collect();
+        let lens: Vec<usize> = alts.iter().map(Vec::len).collect();
+        for batch in runner::by_length(&lens, self.batch_tokens, usize::MAX) {
+            let refs: Vec<&[u32]> = batch.iter().map(|&k| alts[k].as_slice()).collect();
+            self.model.forward_batch_into(&refs, scratch)?;
+            let per_seq = refs[0].len() * self.model.width();
+            for (&k, h) in batch.iter().zip(scratch.chunks_exact(per_seq)) {
+                let alt_rows = self.symmetric(h)?;
+                let alt_mean = mean_rows(&alt_rows, d);
+                let i = jobs[k].offset;
+                out[k].embed_dist = Some(cosine_distance(&ref_mean, &alt_mean));
+                out[k].embed_dist_l2 = Some(l2(
+                    &ref_rows[i * d..(i + 1) * d],
+                    &alt_rows[i * d..(i + 1) * d],
+                ));
             }
         }
         Ok(())
