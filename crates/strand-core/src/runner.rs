@@ -6,6 +6,8 @@
 //!   batches of at most a token budget (a batched pass wants equal
 //!   lengths; at least one item per batch, however long), and
 //!   [`by_length`] groups equal lengths wherever they are in a set;
+//! - [`check_pass`] and [`max_pass`] ask every device, before any work,
+//!   whether a pass fits its free memory;
 //! - [`map_ordered`] streams units of work (a batch, a run of windows)
 //!   through the models: each model's thread takes the next unit as soon
 //!   as it is free, and the results come back strictly in input order.
@@ -19,6 +21,8 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, sync_channel};
 use std::sync::Mutex;
+
+use crate::{Model, Result};
 
 /// Groups consecutive items of equal length: a batch ends when the length
 /// changes or when one more item would pass `max_tokens` tokens.
@@ -90,6 +94,40 @@ pub fn by_length(lens: &[usize], max_tokens: usize, max_items: usize) -> Vec<Vec
     out
 }
 
+/// A GPU that cannot hold a pass: its description and the most tokens one
+/// pass may have on it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Misfit {
+    pub device: String,
+    pub fits: usize,
+}
+
+/// Checks, before any work, that every GPU among `models` has the free
+/// memory for a pass of `tokens` tokens (the CPU's passes are not
+/// limited here); `Ok(Err(misfit))` names the first that has not.
+pub fn check_pass(models: &[Model], tokens: usize) -> Result<Result<(), Misfit>> {
+    for m in models.iter().filter(|m| m.on_gpu()) {
+        let fits = m.max_window()?;
+        if tokens > fits {
+            return Ok(Err(Misfit {
+                device: m.describe_device(),
+                fits,
+            }));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// The longest pass every model's device can hold now (tokens, a
+/// multiple of 1,024).
+pub fn max_pass(models: &[Model]) -> Result<usize> {
+    let mut w = usize::MAX;
+    for m in models {
+        w = w.min(m.max_window()?);
+    }
+    Ok(w)
+}
+
 /// Streams `units` through `devices` (models, or whatever holds one model
 /// per device): `work(device, unit)` runs on that device's thread, and
 /// `sink` receives each result in the order the units came. `units` and `sink` run on the calling thread
@@ -102,10 +140,10 @@ pub fn by_length(lens: &[usize], max_tokens: usize, max_items: usize) -> Vec<Vec
 /// started. With one model everything runs in order on that model.
 pub fn map_ordered<D, U, R, E>(
     devices: &[D],
-    units: impl IntoIterator<Item = Result<U, E>>,
-    work: impl Fn(&D, U) -> Result<R, E> + Sync,
-    mut sink: impl FnMut(R) -> Result<(), E>,
-) -> Result<(), E>
+    units: impl IntoIterator<Item = std::result::Result<U, E>>,
+    work: impl Fn(&D, U) -> std::result::Result<R, E> + Sync,
+    mut sink: impl FnMut(R) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E>
 where
     D: Sync,
     U: Send,
@@ -116,7 +154,7 @@ where
     let cap = 2 * devices.len();
     let (to_work, from_source) = sync_channel::<(usize, U)>(cap);
     let from_source = Mutex::new(from_source);
-    let (to_sink, results) = channel::<(usize, Result<R, E>)>();
+    let (to_sink, results) = channel::<(usize, std::result::Result<R, E>)>();
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let (work, from_source, stop) = (&work, &from_source, &stop);
@@ -139,7 +177,7 @@ where
         let mut to_work = Some(to_work);
         let mut source = units.into_iter();
         // Results that came back before their turn, by index.
-        let mut early: BTreeMap<usize, Result<R, E>> = BTreeMap::new();
+        let mut early: BTreeMap<usize, std::result::Result<R, E>> = BTreeMap::new();
         let (mut sent, mut next) = (0usize, 0usize);
         let mut failure: Option<E> = None;
         let mut source_error: Option<E> = None;
@@ -200,7 +238,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DeviceSpec, Model, Placement};
+    use crate::{DeviceSpec, Placement};
 
     fn models(n: usize) -> Vec<Model> {
         let dir = concat!(

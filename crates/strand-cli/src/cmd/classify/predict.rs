@@ -81,6 +81,15 @@ pub fn run(args: Args) -> Result<()> {
     };
     let mut out = AtomicFile::create(&args.output)?;
     let models = args.model.load_all(PROG, args.run.quiet)?;
+    if let Err(m) = runner::check_pass(&models, args.batch_tokens)? {
+        anyhow::bail!(
+            "a {}-token pass (--batch-tokens) does not fit the free memory of {} (at most {} \
+             tokens); use a smaller --batch-tokens",
+            args.batch_tokens,
+            m.device,
+            m.fits
+        );
+    }
     let labels = class_labels(&models[0])?;
     if args.run.verbose {
         eprintln!("{PROG}: model {}", describe(&models[0]));

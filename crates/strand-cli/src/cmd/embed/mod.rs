@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use strand_core::runner;
 use strand_io::windows::Tiling;
 use strand_io::Dtype;
 
@@ -278,28 +279,26 @@ fn host_round_cap(models: &[strand_core::Model]) -> usize {
 
 /// `--window max`: the longest pass every device (and the host) can hold.
 fn max_window(models: &[strand_core::Model]) -> Result<usize> {
-    let mut w = host_round_cap(models);
-    for m in models {
-        w = w.min(m.max_window()?);
-    }
+    let w = host_round_cap(models).min(runner::max_pass(models)?);
     Ok(w / 1024 * 1024)
 }
 
 fn budget(models: &[strand_core::Model], batch_size: Option<u64>, window: u64) -> Result<Budget> {
     let window = window as usize;
     let host = host_round_cap(models);
-    let mut limit = usize::MAX;
-    for m in models.iter().filter(|m| m.on_gpu()) {
-        let fits = m.max_window()?;
-        if window > fits {
-            bail!(
-                "--window {window} does not fit the free memory of {} (at most {fits} tokens \
-                 in one pass); use a smaller --window or --window max",
-                m.describe_device()
-            );
-        }
-        limit = limit.min(fits);
+    if let Err(m) = runner::check_pass(models, window)? {
+        bail!(
+            "--window {window} does not fit the free memory of {} (at most {} tokens in one \
+             pass); use a smaller --window or --window max",
+            m.device,
+            m.fits
+        );
     }
+    let limit = if models[0].on_gpu() {
+        runner::max_pass(models)?
+    } else {
+        usize::MAX
+    };
     if window > host {
         bail!(
             "--window {window} needs more host memory than is free ({} rounds of hidden states \

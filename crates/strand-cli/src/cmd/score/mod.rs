@@ -160,16 +160,14 @@ impl Common {
 fn check_memory(models: &[strand_core::Model], c: &Common) -> Result<()> {
     let window = usize::try_from(c.window()).unwrap_or(usize::MAX);
     let need = window.max(c.batch_tokens / window.max(1) * window);
-    for m in models.iter().filter(|m| m.on_gpu()) {
-        let fits = m.max_window()?;
-        if need > fits {
-            anyhow::bail!(
-                "a {need}-token pass (--window {window}, --batch-tokens {}) does not fit the free \
-                 memory of {} (at most {fits} tokens); use a smaller --batch-tokens or --window",
-                c.batch_tokens,
-                m.describe_device(),
-            );
-        }
+    if let Err(m) = strand_core::runner::check_pass(models, need)? {
+        anyhow::bail!(
+            "a {need}-token pass (--window {window}, --batch-tokens {}) does not fit the free \
+             memory of {} (at most {} tokens); use a smaller --batch-tokens or --window",
+            c.batch_tokens,
+            m.device,
+            m.fits
+        );
     }
     Ok(())
 }
