@@ -88,3 +88,17 @@ fn ism_matches_vcf_llr_and_tracks_read_back() {
         }
     }
 }
+
+/// `ism` is a real subcommand: `--help` lists it, and it does not mix with
+/// the VCF mode's options.
+#[test]
+fn ism_is_a_subcommand() {
+    let res = score().args(["--help"]).run().ok();
+    let help = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        help.lines().any(|l| l.trim_start().starts_with("ism ")),
+        "{help}"
+    );
+    let res = score().args(["--vcf", "x.vcf", "ism"]).run().exits(2);
+    assert!(res.stderr.contains("cannot be used with"), "{}", res.stderr);
+}

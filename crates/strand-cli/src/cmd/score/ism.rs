@@ -18,15 +18,9 @@ use super::variant::{classify, Kind, Placement, Score, Window};
 use super::{Common, PROG};
 use crate::progress::Progress;
 
-/// Score every SNV of a region.
-///
-/// Writes PREFIX.tsv (chrom pos ref alt llr, 1-based), and for each of
-/// A, C, G, T a track of the llr of mutating each position to that base
-/// (PREFIX.A.bedGraph and PREFIX.A.bw, ...; positions whose reference is
-/// that base are left out), plus PREFIX.mean and PREFIX.min tracks: the
-/// mean and the minimum llr over a position's three alternatives.
-#[derive(clap::Parser, Debug)]
-#[command(name = "strand-score ism", version, max_term_width = 100)]
+/// The options of `strand-score ism` (its help text is the doc comment of
+/// `score::Command::Ism`).
+#[derive(clap::Args, Debug)]
 pub struct Args {
     /// The region, chr:beg-end (1-based, inclusive)
     #[arg(

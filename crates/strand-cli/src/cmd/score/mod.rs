@@ -18,7 +18,7 @@ mod vcf;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 use self::variant::Score;
 use crate::args::{parse_count, ModelArgs, RegionArgs, RunArgs, VcfOutArgs};
@@ -29,6 +29,42 @@ pub(crate) const PROG: &str = "strand-score";
 /// Default window: the published models' training length.
 const DEFAULT_WINDOW: u64 = 131_072;
 
+/// Score variants with a Caduceus model.
+///
+/// Adds the scores of every ALT allele of a VCF as INFO fields (and with
+/// --tsv as a table). `strand-score ism -r chr:beg-end ...` scores every
+/// possible SNV of a region instead (see `strand-score ism --help`). The
+/// scores are documented in docs/score.md; a positive llr means the model
+/// finds ALT more likely than REF.
+#[derive(Parser, Debug)]
+#[command(
+    name = "strand-score",
+    version,
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    #[command(flatten)]
+    vcf: VcfArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Saturation mutagenesis: score every SNV of a region
+    ///
+    /// Writes PREFIX.tsv (chrom pos ref alt llr, 1-based), and for each of
+    /// A, C, G, T a track of the llr of mutating each position to that base
+    /// (PREFIX.A.bedGraph and PREFIX.A.bw, ...; positions whose reference
+    /// is that base are left out), plus PREFIX.mean and PREFIX.min tracks:
+    /// the mean and the minimum llr over a position's three alternatives.
+    #[command(max_term_width = 100)]
+    Ism(ism::Args),
+}
+
 /// The command line: `strand-score ism ...` or `strand-score ...` (VCF).
 #[derive(Debug)]
 pub enum Args {
@@ -38,29 +74,20 @@ pub enum Args {
 
 impl Args {
     /// Parses the process's arguments (clap exits on `--help` or a usage
-    /// error). `ism` as the first argument selects saturation mutagenesis;
-    /// anything else is the VCF mode, whose options need no subcommand.
+    /// error). `ism` is a subcommand; without one the VCF mode's options
+    /// apply (and are required).
     pub fn from_env() -> Args {
-        let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-        if argv.get(1).is_some_and(|a| a == "ism") {
-            argv.remove(1);
-            argv[0] = "strand-score ism".into();
-            Args::Ism(ism::Args::parse_from(argv))
-        } else {
-            Args::Vcf(VcfArgs::parse_from(argv))
-        }
+        let matches = Cli::command().get_matches();
+        let parsed = match matches.subcommand() {
+            Some(("ism", sub)) => ism::Args::from_arg_matches(sub).map(Args::Ism),
+            _ => VcfArgs::from_arg_matches(&matches).map(Args::Vcf),
+        };
+        parsed.unwrap_or_else(|e| e.format(&mut Cli::command()).exit())
     }
 }
 
-/// Score variants with a Caduceus model.
-///
-/// Adds the scores of every ALT allele of a VCF as INFO fields (and with
-/// --tsv as a table). `strand-score ism -r chr:beg-end ...` scores every
-/// possible SNV of a region instead (see `strand-score ism --help`). The
-/// scores are documented in docs/score.md; a positive llr means the model
-/// finds ALT more likely than REF.
-#[derive(Parser, Debug)]
-#[command(name = "strand-score", version, max_term_width = 100)]
+/// The VCF mode's options: the default, without a subcommand.
+#[derive(clap::Args, Debug)]
 pub struct VcfArgs {
     /// Variants: VCF (plain, gzip or BGZF) or BCF; - for stdin
     #[arg(long, value_name = "VCF", help_heading = "Input")]
