@@ -300,6 +300,44 @@ impl VcfOutArgs {
     }
 }
 
+/// The published models' training length: every command's default
+/// window.
+pub const DEFAULT_WINDOW: u64 = 131_072;
+
+/// A `--window`: a number of bases (`131072`, `128k`), or `max`, the
+/// longest pass that fits the devices' free memory (strand-embed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowSpec {
+    Bases(u64),
+    Max,
+}
+
+impl std::str::FromStr for WindowSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<WindowSpec, String> {
+        if s.eq_ignore_ascii_case("max") {
+            return Ok(WindowSpec::Max);
+        }
+        parse_count(s)
+            .map(WindowSpec::Bases)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// `--window` for commands whose windows are a number of bases (no
+/// `max`): the same syntax and error as [`WindowSpec`].
+pub fn window_bases(s: &str) -> std::result::Result<u64, String> {
+    match s.parse::<WindowSpec>()? {
+        WindowSpec::Bases(n) => Ok(n),
+        WindowSpec::Max => Err(
+            "max is strand-embed's only (the longest pass that fits); give a \
+                                number of bases"
+                .into(),
+        ),
+    }
+}
+
 /// `131072`, `131,072` or `128k`, at most [`MAX_BASES`].
 pub fn parse_count(s: &str) -> Result<u64> {
     let t = s.replace(',', "").to_ascii_lowercase();
@@ -332,6 +370,11 @@ mod tests {
         assert!(parse_count("18446744073709551615m").is_err());
         assert!(parse_count("4097m").is_err());
         assert_eq!(parse_count("4096m").expect("ok"), MAX_BASES);
+        assert_eq!("max".parse(), Ok(WindowSpec::Max));
+        assert_eq!("128k".parse(), Ok(WindowSpec::Bases(131_072)));
+        assert!("0".parse::<WindowSpec>().is_err());
+        assert_eq!(window_bases("1,000"), Ok(1000));
+        assert!(window_bases("max").unwrap_err().contains("strand-embed"));
     }
 }
 

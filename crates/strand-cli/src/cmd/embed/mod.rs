@@ -25,13 +25,10 @@ use strand_io::Dtype;
 use self::batch::{Budget, Job};
 use self::output::{Format, Opts};
 use self::pool::Pool;
-use crate::args::{parse_count, ModelArgs, RunArgs};
+use crate::args::{ModelArgs, RunArgs, WindowSpec, DEFAULT_WINDOW};
 use crate::input::InputArgs;
 use crate::progress::Progress;
 use crate::shard::Shard;
-
-/// The published models' training length: the default window.
-const DEFAULT_WINDOW: u64 = 131_072;
 
 /// Tokens per round of batched passes when --batch-size is not given.
 const GPU_ROUND_TOKENS: usize = 1 << 20;
@@ -57,7 +54,7 @@ pub struct Args {
     /// Longest single pass in bases, or max for the longest that fits the
     /// device's free memory; longer sequences are tiled [default: 131072]
     #[arg(long, value_name = "INT|max", help_heading = "Windows")]
-    pub window: Option<String>,
+    pub window: Option<WindowSpec>,
 
     /// Bases shared by consecutive windows [default: window / 8]
     #[arg(long, value_name = "INT", value_parser = clap::value_parser!(u64).range(0..=crate::args::MAX_BASES), help_heading = "Windows")]
@@ -177,10 +174,10 @@ pub fn run(args: Args) -> Result<()> {
     if args.rc_average && !model.config.rcps {
         bail!("--rc-average needs a PS (rcps) model; {} is PH", model.id);
     }
-    let window = match args.window.as_deref() {
+    let window = match args.window {
         None => DEFAULT_WINDOW,
-        Some("max") => max_window(&models)? as u64,
-        Some(w) => parse_count(w).with_context(|| format!("--window {w:?}"))?,
+        Some(WindowSpec::Max) => max_window(&models)? as u64,
+        Some(WindowSpec::Bases(w)) => w,
     };
     let overlap = args.overlap.unwrap_or(window / 8);
     let tiling = Tiling::new(window, overlap).context("--window/--overlap")?;

@@ -14,7 +14,7 @@ use strand_io::AtomicFile;
 
 use super::engine::{score_windows, Engine, Job, WindowWork};
 use super::tracks::{bedgraph, bigwig, Track};
-use super::variant::{classify, Kind, Placement, Score, Window};
+use super::variant::{classify, Kind, Score, Window, WindowGrid};
 use super::{Common, PROG};
 use crate::progress::Progress;
 
@@ -111,7 +111,7 @@ pub fn run(args: Args) -> Result<()> {
         .iter()
         .map(|m| Engine::new(m, vec![score], c.rc_average, c.batch_tokens))
         .collect();
-    let placement = Placement {
+    let grid = WindowGrid {
         window: c.window(),
         centred: c.centred,
     };
@@ -126,10 +126,7 @@ pub fn run(args: Args) -> Result<()> {
         let b = reference[(p - span.start) as usize].to_ascii_uppercase();
         let alt = if b == b'A' { "C" } else { "A" };
         match classify(&(b as char).to_string(), alt) {
-            Ok(_) => groups
-                .entry(placement.window_of(len, p, 1))
-                .or_default()
-                .push(p),
+            Ok(_) => groups.entry(grid.window_of(len, p, 1)).or_default().push(p),
             Err(why) => *skipped.entry(why).or_default() += 1,
         }
     }

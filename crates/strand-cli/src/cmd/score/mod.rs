@@ -21,13 +21,10 @@ use anyhow::Result;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
 use self::variant::Score;
-use crate::args::{parse_count, ModelArgs, RegionArgs, RunArgs, VcfOutArgs};
+use crate::args::{ModelArgs, RegionArgs, RunArgs, VcfOutArgs, DEFAULT_WINDOW};
 use crate::shard::Shard;
 
 pub(crate) const PROG: &str = "strand-score";
-
-/// Default window: the published models' training length.
-const DEFAULT_WINDOW: u64 = 131_072;
 
 /// Score variants with a Caduceus model.
 ///
@@ -149,7 +146,7 @@ pub struct Common {
     pub reference: PathBuf,
 
     /// Window in bases (128k and 1M are accepted) [default: 131072]
-    #[arg(long, value_name = "INT", value_parser = |s: &str| parse_count(s).map_err(|e| e.to_string()), help_heading = "Scores")]
+    #[arg(long, value_name = "INT", value_parser = crate::args::window_bases, help_heading = "Scores")]
     pub window: Option<u64>,
 
     /// Give every variant its own window centred on it, instead of sharing

@@ -129,15 +129,17 @@ pub struct Window {
     pub end: u64,
 }
 
-/// How variants are placed in windows.
+/// How variants are placed in windows: a fixed grid of half-overlapping
+/// `window`-base windows, or one window centred on each variant (see
+/// [`WindowGrid::window_of`]).
 #[derive(Debug, Clone, Copy)]
-pub struct Placement {
+pub struct WindowGrid {
     pub window: u64,
     /// Every variant in its own window, centred on it.
     pub centred: bool,
 }
 
-impl Placement {
+impl WindowGrid {
     /// The window scoring a variant whose REF covers `[pos, pos + ref_len)`
     /// on a contig of `len` bases.
     ///
@@ -204,7 +206,7 @@ mod tests {
 
     #[test]
     fn grid_windows_keep_variants_central() {
-        let p = Placement {
+        let p = WindowGrid {
             window: 1000,
             centred: false,
         };
@@ -223,7 +225,7 @@ mod tests {
 
     #[test]
     fn centred_windows_move_inwards_at_contig_ends() {
-        let p = Placement {
+        let p = WindowGrid {
             window: 100,
             centred: true,
         };

@@ -14,7 +14,7 @@ use strand_io::AtomicFile;
 
 use super::annotate::{annotate, header_lines, tsv_header, write_tsv, Item, Summary};
 use super::engine::{score_windows, Engine, Job, Values, WindowWork};
-use super::variant::{classify, Kind, Placement, Score, Window};
+use super::variant::{classify, Kind, Score, Window, WindowGrid};
 use super::{VcfArgs, PROG};
 use crate::progress::Progress;
 
@@ -81,7 +81,7 @@ pub fn run(args: VcfArgs) -> Result<()> {
     }
     let window = c.window();
     super::check_memory(&models, c)?;
-    let placement = Placement {
+    let grid = WindowGrid {
         window,
         centred: c.centred,
     };
@@ -159,7 +159,7 @@ pub fn run(args: VcfArgs) -> Result<()> {
             chunk,
             &file,
             &mut fasta,
-            &placement,
+            &grid,
             &engines,
             &args.scores,
             args.skip_missing_contigs,
@@ -201,7 +201,7 @@ fn score_chunk(
     chunk: Vec<Record>,
     file: &str,
     fasta: &mut IndexedFasta,
-    placement: &Placement,
+    grid: &WindowGrid,
     engines: &[Engine],
     scores: &[Score],
     skip_missing: bool,
@@ -262,7 +262,7 @@ fn score_chunk(
             match classify(&r, alt) {
                 Ok(kind) if kind != Kind::Snv && snv_only => alleles.push(Err("not_snv")),
                 Ok(kind) => {
-                    let w = placement.window_of(len, pos, r.len() as u64);
+                    let w = grid.window_of(len, pos, r.len() as u64);
                     groups
                         .entry((rec.chrom().to_owned(), w))
                         .or_default()
