@@ -351,7 +351,7 @@ pub fn parse_count(s: &str) -> Result<u64> {
     match num.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)) {
         Some(n) if n > 0 && n <= MAX_BASES => Ok(n),
         Some(n) if n > MAX_BASES => bail!("{n} is more than the most bases allowed ({MAX_BASES})"),
-        _ => bail!("expected a positive number of bases (e.g. 131072 or 128k) or max"),
+        _ => bail!("expected a positive number of bases (e.g. 131072 or 128k)"),
     }
 }
 
