@@ -321,21 +321,20 @@ impl std::str::FromStr for WindowSpec {
         }
         parse_count(s)
             .map(WindowSpec::Bases)
-            .map_err(|e| e.to_string())
+            .map_err(|e| format!("{e}, or max"))
     }
 }
 
 /// `--window` for commands whose windows are a number of bases (no
-/// `max`): the same syntax and error as [`WindowSpec`].
+/// `max`).
 pub fn window_bases(s: &str) -> std::result::Result<u64, String> {
-    match s.parse::<WindowSpec>()? {
-        WindowSpec::Bases(n) => Ok(n),
-        WindowSpec::Max => Err(
-            "max is strand-embed's only (the longest pass that fits); give a \
-                                number of bases"
+    if s.eq_ignore_ascii_case("max") {
+        return Err(
+            "max is strand-embed's only (the longest pass that fits); give a number of bases"
                 .into(),
-        ),
+        );
     }
+    parse_count(s).map_err(|e| e.to_string())
 }
 
 /// `131072`, `131,072` or `128k`, at most [`MAX_BASES`].
