@@ -15,6 +15,7 @@
 //! ```
 
 pub mod backend;
+pub mod engine;
 pub mod error;
 pub mod model;
 pub mod runner;
@@ -22,5 +23,6 @@ pub mod tokenizer;
 mod util;
 
 pub use backend::{DeviceSpec, HostBuffer, Placement, Precision};
+pub use engine::Model;
 pub use error::{Error, Result};
-pub use model::{Config, Model};
+pub use model::Config;

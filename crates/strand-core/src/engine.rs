@@ -1,0 +1,390 @@
+//! A loaded Caduceus model ready to run, and the outputs later commands
+//! build on: hidden states, masked-LM logits and classification logits.
+//! It reads checkpoints through [`crate::model`] and runs them on a
+//! [`crate::backend`].
+
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::backend::cpu::CpuBackend;
+use crate::backend::cuda::CudaBackend;
+use crate::backend::{Backend, DeviceSpec, HostBuffer, Placement, Precision, Stream};
+use crate::error::{Error, Result};
+use crate::model::weights::Weights;
+use crate::model::{checkpoint, hub, Config};
+
+enum Engine {
+    Cpu(CpuBackend),
+    // Boxed: the GPU backend carries its device weights and handles.
+    Cuda(Box<CudaBackend>),
+}
+
+/// One dispatch per call; backends never see each other.
+macro_rules! on_engine {
+    ($self:expr, $b:ident => $e:expr) => {
+        match &$self.engine {
+            Engine::Cpu($b) => $e,
+            Engine::Cuda(c) => {
+                let $b = &**c;
+                $e
+            }
+        }
+    };
+}
+
+/// A model ready to run.
+pub struct Model {
+    pub config: Config,
+    /// Directory the checkpoint was read from.
+    pub dir: PathBuf,
+    /// What the user passed to `--model` (a hub id or a path).
+    pub id: String,
+    weights: Arc<Weights>,
+    engine: Engine,
+    /// Why `--device auto` did not pick the GPU, when it did not.
+    pub gpu_unused: Option<String>,
+}
+
+impl Model {
+    /// Resolves `model` (directory or hub id), checks and loads it.
+    pub fn load(model: &str, place: impl Into<Placement>) -> Result<Model> {
+        let dir = hub::resolve(model)?;
+        Model::load_dir(&dir, model, place)
+    }
+
+    /// Loads from a directory holding `config.json` and the weights.
+    pub fn load_dir(dir: &Path, id: &str, place: impl Into<Placement>) -> Result<Model> {
+        let config = Config::from_file(&dir.join("config.json"))?;
+        let ckpt = checkpoint::Checkpoint::open(dir)?;
+        let weights = Arc::new(Weights::load(&ckpt, &config)?);
+        Model::from_parts(config, weights, dir, id, place)
+    }
+
+    /// The same model on another device, sharing the host weights (no
+    /// reload): one per GPU for multi-GPU runs.
+    pub fn replicate(&self, place: impl Into<Placement>) -> Result<Model> {
+        Model::from_parts(
+            self.config.clone(),
+            self.weights.clone(),
+            &self.dir,
+            &self.id,
+            place,
+        )
+    }
+
+    /// Builds a model from weights made elsewhere (benchmarks, tests).
+    pub fn from_parts(
+        config: Config,
+        weights: Arc<Weights>,
+        dir: &Path,
+        id: &str,
+        place: impl Into<Placement>,
+    ) -> Result<Model> {
+        let Placement { device, precision } = place.into();
+        let cpu = |config: &Config| -> Result<Engine> {
+            match precision {
+                Some(Precision::Bf16) => Err(Error::Unsupported(
+                    "bf16 runs on a GPU only; use --precision fp32 on the CPU".into(),
+                )),
+                _ => Ok(Engine::Cpu(CpuBackend::new(config, weights.clone()))),
+            }
+        };
+        let gpu = |n| {
+            let prec = precision.unwrap_or(Precision::Bf16);
+            CudaBackend::new(n, &config, weights.clone(), prec).map(|b| Engine::Cuda(Box::new(b)))
+        };
+        let mut gpu_unused = None;
+        let engine = match device {
+            DeviceSpec::Cpu => cpu(&config)?,
+            DeviceSpec::Cuda(n) => gpu(n)?,
+            DeviceSpec::Auto => match gpu(0) {
+                Ok(e) => e,
+                // An explicit bf16 request needs the GPU: say why it failed.
+                Err(e) if precision == Some(Precision::Bf16) => return Err(e),
+                Err(e) => {
+                    gpu_unused = Some(e.to_string());
+                    cpu(&config)?
+                }
+            },
+        };
+        Ok(Model {
+            config,
+            dir: dir.to_path_buf(),
+            id: id.to_string(),
+            weights,
+            engine,
+            gpu_unused,
+        })
+    }
+
+    /// Whether the model runs on a GPU.
+    pub fn on_gpu(&self) -> bool {
+        matches!(self.engine, Engine::Cuda(_))
+    }
+
+    /// Highest GPU memory in use seen during forward passes (whole
+    /// device, as `nvidia-smi` counts it); `None` on the CPU.
+    pub fn peak_gpu_bytes(&self) -> Option<usize> {
+        match &self.engine {
+            Engine::Cpu(_) => None,
+            Engine::Cuda(c) => Some(c.peak_bytes()),
+        }
+    }
+
+    /// Width of hidden states (`2 * d_model` for PS).
+    pub fn width(&self) -> usize {
+        self.config.width()
+    }
+
+    /// The longest sequence one forward pass can take in the memory free
+    /// now (device memory on a GPU, and host memory for the result),
+    /// rounded down to a multiple of 1,024 tokens.
+    pub fn max_window(&self) -> Result<usize> {
+        let m = on_engine!(self, b => b.memory())?;
+        let mut tokens = m.free_bytes / m.bytes_per_token as u64;
+        if self.on_gpu() {
+            // The hidden states come back to the host as f32.
+            if let Some(host) = crate::backend::host_available_bytes() {
+                tokens = tokens.min(host / 2 / (4 * self.width() as u64));
+            }
+        }
+        let tokens = usize::try_from(tokens).unwrap_or(usize::MAX);
+        if tokens < 1024 {
+            return Err(Error::Input(format!(
+                "not enough free memory for a 1,024-token pass ({} MiB free)",
+                m.free_bytes >> 20
+            )));
+        }
+        Ok(tokens / 1024 * 1024)
+    }
+
+    pub fn describe_device(&self) -> String {
+        on_engine!(self, b => b.describe())
+    }
+
+    /// Final hidden states `[len, width]` of token ids `[len]`.
+    pub fn forward(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        self.check_ids(ids)?;
+        on_engine!(self, b => b.final_norm(self.blocks(b, b.embed(ids)?)?))
+    }
+
+    /// Final hidden states of several sequences of equal length, each
+    /// `[len, width]`: one batched pass on a GPU, one pass per sequence on
+    /// the CPU. The result is the same as [`Model::forward`] on each.
+    pub fn forward_batch(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        let len = seqs.first().map_or(0, |s| s.len()) * self.width();
+        let flat = self.forward_batch_flat(seqs)?;
+        Ok(flat.chunks_exact(len.max(1)).map(<[f32]>::to_vec).collect())
+    }
+
+    /// As [`Model::forward_batch`], the sequences' hidden states one after
+    /// the other in one buffer `[nseq * len, width]` (no copy per
+    /// sequence: what long windows want).
+    pub fn forward_batch_flat(&self, seqs: &[&[u32]]) -> Result<HostBuffer> {
+        let mut out = HostBuffer::transient();
+        self.run_batch(seqs, Some(&mut out))?;
+        Ok(out)
+    }
+
+    /// As [`Model::forward_batch_flat`], into `out` (resized to fit):
+    /// reusing one buffer across passes avoids allocating and faulting in
+    /// hundreds of megabytes per pass, and lets a GPU keep it page-locked.
+    pub fn forward_batch_into(&self, seqs: &[&[u32]], out: &mut HostBuffer) -> Result<()> {
+        self.run_batch(seqs, Some(out))
+    }
+
+    /// As [`Model::forward_batch`], leaving the result on the device (for
+    /// benchmarks).
+    pub fn forward_batch_discard(&self, seqs: &[&[u32]]) -> Result<()> {
+        self.run_batch(seqs, None)
+    }
+
+    /// One pass over equal-length `seqs`; the hidden states go to `out`, or
+    /// stay on the device when `out` is `None` (benchmarks).
+    fn run_batch(&self, seqs: &[&[u32]], out: Option<&mut HostBuffer>) -> Result<()> {
+        let Some(len) = seqs.first().map(|s| s.len()) else {
+            if let Some(o) = out {
+                o.resize(0);
+            }
+            return Ok(());
+        };
+        for s in seqs {
+            if s.len() != len {
+                return Err(Error::Input(format!(
+                    "a batch needs sequences of equal length ({len} and {})",
+                    s.len()
+                )));
+            }
+            self.check_ids(s)?;
+        }
+        on_engine!(self, b => {
+            let st = if seqs.len() == 1 {
+                Some(b.embed(seqs[0])?)
+            } else {
+                b.embed_batch(&seqs.concat(), seqs.len())?
+            };
+            match (st, out) {
+                (Some(st), Some(o)) => b.final_norm_into(self.blocks(b, st)?, o),
+                (Some(st), None) => b.final_norm_discard(self.blocks(b, st)?),
+                // A backend that runs one sequence at a time.
+                (None, Some(o)) => {
+                    let n = len * self.width();
+                    o.resize(0);
+                    o.resize(seqs.len() * n);
+                    for (s, rows) in seqs.iter().zip(o.chunks_exact_mut(n.max(1))) {
+                        rows.copy_from_slice(&self.forward(s)?);
+                    }
+                    Ok(())
+                }
+                (None, None) => seqs.iter().try_for_each(|s| self.forward_discard(s)),
+            }
+        })
+    }
+
+    /// Runs a whole forward pass and waits for it, leaving the hidden
+    /// states on the device (for benchmarks: no copy to the host).
+    pub fn forward_discard(&self, ids: &[u32]) -> Result<()> {
+        self.check_ids(ids)?;
+        on_engine!(self, b => b.final_norm_discard(self.blocks(b, b.embed(ids)?)?))
+    }
+
+    /// Milliseconds per GPU op of one forward pass over `ids`, timed with
+    /// CUDA events (each op is bracketed, so the total slightly exceeds an
+    /// untimed pass); `None` on the CPU.
+    pub fn profile_forward(&self, ids: &[u32]) -> Result<Option<Vec<(&'static str, f64)>>> {
+        match &self.engine {
+            Engine::Cpu(_) => Ok(None),
+            Engine::Cuda(c) => {
+                c.profile_start();
+                let run = self.forward_discard(ids);
+                let times = c.profile_take()?;
+                run.map(|_| Some(times))
+            }
+        }
+    }
+
+    /// As [`Model::forward`], calling `after_block(i, stream)` after each
+    /// block with a host copy of the stream (for conformance tests and
+    /// debugging; copying is costly on a GPU).
+    pub fn forward_traced(
+        &self,
+        ids: &[u32],
+        mut after_block: impl FnMut(usize, &Stream),
+    ) -> Result<Vec<f32>> {
+        self.check_ids(ids)?;
+        on_engine!(self, b => {
+            let mut st = b.embed(ids)?;
+            for i in 0..self.config.n_layer {
+                b.block(i, &mut st)?;
+                after_block(i, &b.stream(&st)?);
+            }
+            b.final_norm(st)
+        })
+    }
+
+    /// Runs every block on `st`.
+    fn blocks<B: Backend>(&self, b: &B, mut st: B::State) -> Result<B::State> {
+        for i in 0..self.config.n_layer {
+            b.block(i, &mut st)?;
+        }
+        Ok(st)
+    }
+
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        if ids.is_empty() {
+            return Err(Error::Input("empty sequence: nothing to embed".into()));
+        }
+        if let Some(&bad) = ids.iter().find(|&&t| t as usize >= self.config.vocab_size) {
+            return Err(Error::Input(format!(
+                "token id {bad} is outside the model vocabulary of {}",
+                self.config.vocab_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// The embedding layer's output `[len, width]`.
+    pub fn embed(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        self.check_ids(ids)?;
+        on_engine!(self, b => Ok(b.stream(&b.embed(ids)?)?.hidden))
+    }
+
+    /// Masked-LM logits `[len, vocab]` from final hidden states.
+    pub fn lm_logits(&self, hidden: &[f32]) -> Result<Vec<f32>> {
+        let len = hidden.len() / self.width();
+        on_engine!(self, b => b.lm_logits(hidden, len))
+    }
+
+    /// Mean-pooled hidden states as the classification head sees them:
+    /// one `d_model` vector per strand view (two for PS, one for PH).
+    pub fn pooled_views(&self, hidden: &[f32]) -> Vec<Vec<f32>> {
+        let (d, w) = (self.config.d_model, self.width());
+        let len = hidden.len() / w;
+        let mut sums = vec![vec![0.0f64; d]; w / d];
+        for row in hidden.chunks_exact(w) {
+            for (view, sum) in sums.iter_mut().enumerate() {
+                let part = &row[view * d..(view + 1) * d];
+                if view == 0 {
+                    sum.iter_mut().zip(part).for_each(|(s, &x)| *s += x as f64);
+                } else {
+                    // flipLC(outB): position order is irrelevant to a mean,
+                    // the channel reversal is not.
+                    sum.iter_mut()
+                        .zip(part.iter().rev())
+                        .for_each(|(s, &x)| *s += x as f64);
+                }
+            }
+        }
+        sums.into_iter()
+            .map(|s| s.into_iter().map(|x| (x / len as f64) as f32).collect())
+            .collect()
+    }
+
+    /// Sequence-classification logits `[num_labels]` from final hidden
+    /// states, as `CaduceusForSequenceClassification` computes them with
+    /// mean pooling: for PS the average of the head over both strands.
+    pub fn class_logits(&self, hidden: &[f32]) -> Result<Vec<f32>> {
+        let score = self.weights.score.as_ref().ok_or_else(|| {
+            Error::Unsupported(format!(
+                "{}: not a sequence-classification checkpoint (no score.weight)",
+                self.id
+            ))
+        })?;
+        let d = self.config.d_model;
+        let views = self.pooled_views(hidden);
+        let nl = self.config.num_labels();
+        let mut logits = vec![0.0f32; nl];
+        for v in &views {
+            for (k, out) in logits.iter_mut().enumerate() {
+                let row = &score[k * d..(k + 1) * d];
+                *out += row.iter().zip(v).map(|(a, b)| a * b).sum::<f32>();
+            }
+        }
+        let n = views.len() as f32;
+        logits.iter_mut().for_each(|x| *x /= n);
+        Ok(logits)
+    }
+
+    /// Strand-symmetric per-base embedding of a PS model, `[len, d_model]`:
+    /// `(outA[l] + revC(outB[l])) / 2` (spec section 10).
+    pub fn rc_average(&self, hidden: &[f32]) -> Result<Vec<f32>> {
+        if !self.config.rcps {
+            return Err(Error::Unsupported(
+                "reverse-complement averaging needs a PS (rcps) model".into(),
+            ));
+        }
+        let d = self.config.d_model;
+        let mut out = vec![0.0f32; hidden.len() / 2];
+        // Rows are independent; long windows are worth the threads.
+        out.par_chunks_mut(d)
+            .zip(hidden.par_chunks_exact(2 * d))
+            .for_each(|(o, row)| {
+                let (a, b) = row.split_at(d);
+                for ((o, x), y) in o.iter_mut().zip(a).zip(b.iter().rev()) {
+                    *o = (x + y) / 2.0;
+                }
+            });
+        Ok(out)
+    }
+}
