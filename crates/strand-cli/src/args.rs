@@ -88,7 +88,7 @@ impl ModelArgs {
         let gpus = match &self.device {
             Devices::One(d) => return Ok(vec![self.load_on(prog, quiet, *d)?]),
             Devices::Gpus(g) => g.clone(),
-            Devices::AllGpus => (0..strand_core::backend::cuda::gpu_count()?).collect(),
+            Devices::AllGpus => (0..strand_core::diag::gpu_count()?).collect(),
         };
         let place = |g: usize| Placement {
             device: DeviceSpec::Cuda(g),

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod backend;
+pub mod diag;
 pub mod engine;
 pub mod error;
 pub mod model;

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
-use strand_core::backend::cpu::gemm;
+use strand_core::diag;
 use strand_core::model::synthetic::{published_config, write_checkpoint, Rng};
 use strand_core::{DeviceSpec, HostBuffer, Model, Placement, Precision};
 
@@ -99,7 +99,7 @@ pub fn run(args: Args) -> Result<()> {
         return run_gpu(&args);
     }
     let threads = rayon::current_num_threads();
-    let peak = gemm_peak(threads);
+    let peak = diag::gemm_peak_gflops(threads);
     println!("# threads {threads}; machine f32 GEMM peak (2048^3, best of 3): {peak:.1} GFLOP/s");
     println!(
         "model\ttokens\tseconds\ttokens_per_s\tpeak_rss_mib\tproj_gflop_per_s\tproj_share_of_peak"
@@ -115,14 +115,14 @@ pub fn run(args: Args) -> Result<()> {
             let mut proj = (0, 0);
             reset_peak_rss();
             for _ in 0..args.repeat.max(1) {
-                gemm::reset_stats();
+                diag::reset_gemm_stats();
                 let t = Instant::now();
                 let hidden = model.forward(&ids)?;
                 let secs = t.elapsed().as_secs_f64();
                 drop(hidden);
                 if secs < best {
                     best = secs;
-                    proj = gemm::stats();
+                    proj = diag::gemm_stats();
                 }
             }
             let proj_gflops = proj.0 as f64 / proj.1.max(1) as f64;
@@ -343,26 +343,6 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
 fn random_ids(len: usize, seed: u64) -> Vec<u32> {
     let mut rng = Rng::new(seed);
     (0..len).map(|_| 7 + (rng.next_u64() % 4) as u32).collect()
-}
-
-/// The best of three 2048^3 products through the same GEMM library.
-fn gemm_peak(threads: usize) -> f64 {
-    let n = 2048;
-    let a = vec![1.0f32; n * n];
-    let w = strand_core::model::weights::Linear {
-        w: vec![0.5f32; n * n],
-        b: None,
-        out: n,
-        inp: n,
-    };
-    let mut c = vec![0.0f32; n * n];
-    (0..3)
-        .map(|_| {
-            let t = Instant::now();
-            gemm::linear(n, &a, n, &w, &mut c, n, false, threads);
-            2.0 * (n * n * n) as f64 / t.elapsed().as_secs_f64() / 1e9
-        })
-        .fold(0.0, f64::max)
 }
 
 /// Resets the kernel's high-water mark of this process (Linux).

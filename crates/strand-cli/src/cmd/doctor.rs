@@ -1,7 +1,7 @@
 //! `strand doctor`: what this machine offers strand.
 
 use anyhow::Result;
-use strand_core::backend::cpu::scan::Isa;
+use strand_core::diag;
 
 pub fn run() -> Result<()> {
     println!("strand {}", env!("CARGO_PKG_VERSION"));
@@ -16,8 +16,8 @@ pub fn run() -> Result<()> {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     println!("cpu\t{cpu}");
     println!("threads\t{}", rayon::current_num_threads());
-    println!("cpu kernels\t{:?}", Isa::detect());
-    for (item, finding) in strand_core::backend::cuda::probe::report() {
+    println!("cpu kernels\t{}", diag::cpu_kernels());
+    for (item, finding) in diag::gpu_report() {
         println!("{item}\t{finding}");
     }
     match strand_core::model::hub::cache_dir() {

@@ -6,10 +6,10 @@
 //! per half one `xz [L, 2di]`, one `y [L, di]` and one `xd [L, R+2N]`,
 //! reused across blocks.
 
-pub mod gemm;
-pub mod norm;
-pub mod scan;
-pub mod simd;
+pub(crate) mod gemm;
+pub(crate) mod norm;
+pub(crate) mod scan;
+pub(crate) mod simd;
 
 use std::sync::Arc;
 

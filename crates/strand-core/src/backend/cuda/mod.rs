@@ -24,11 +24,11 @@
 
 mod cache;
 mod device;
-pub mod kernels;
+pub(crate) mod kernels;
 mod launch;
 #[cfg(test)]
 mod ops_tests;
-pub mod probe;
+pub(crate) mod probe;
 mod weights;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
