@@ -33,6 +33,22 @@ macro_rules! on_engine {
     };
 }
 
+/// Where a pass's final hidden states go.
+pub enum Out<'a> {
+    /// Into a host buffer, resized to `[nseq * len, width]` (the sequences'
+    /// rows one after the other). Reusing one buffer across passes avoids
+    /// allocating and faulting in hundreds of megabytes per pass, and lets
+    /// a GPU keep it page-locked.
+    Host(&'a mut HostBuffer),
+    /// Left on the device (benchmarks): the pass is run and waited for.
+    Discard,
+    /// Into a host buffer as [`Out::Host`], calling `after_block(i,
+    /// stream)` after each block with a host copy of the stream (one
+    /// sequence; for conformance tests and debugging: copying is costly on
+    /// a GPU).
+    Traced(&'a mut HostBuffer, &'a mut dyn FnMut(usize, &Stream)),
+}
+
 /// A model ready to run.
 pub struct Model {
     pub config: Config,
@@ -169,42 +185,13 @@ impl Model {
         on_engine!(self, b => b.final_norm(self.blocks(b, b.embed(ids)?)?))
     }
 
-    /// Final hidden states of several sequences of equal length, each
-    /// `[len, width]`: one batched pass on a GPU, one pass per sequence on
-    /// the CPU. The result is the same as [`Model::forward`] on each.
-    pub fn forward_batch(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
-        let len = seqs.first().map_or(0, |s| s.len()) * self.width();
-        let flat = self.forward_batch_flat(seqs)?;
-        Ok(flat.chunks_exact(len.max(1)).map(<[f32]>::to_vec).collect())
-    }
-
-    /// As [`Model::forward_batch`], the sequences' hidden states one after
-    /// the other in one buffer `[nseq * len, width]` (no copy per
-    /// sequence: what long windows want).
-    pub fn forward_batch_flat(&self, seqs: &[&[u32]]) -> Result<HostBuffer> {
-        let mut out = HostBuffer::transient();
-        self.run_batch(seqs, Some(&mut out))?;
-        Ok(out)
-    }
-
-    /// As [`Model::forward_batch_flat`], into `out` (resized to fit):
-    /// reusing one buffer across passes avoids allocating and faulting in
-    /// hundreds of megabytes per pass, and lets a GPU keep it page-locked.
-    pub fn forward_batch_into(&self, seqs: &[&[u32]], out: &mut HostBuffer) -> Result<()> {
-        self.run_batch(seqs, Some(out))
-    }
-
-    /// As [`Model::forward_batch`], leaving the result on the device (for
-    /// benchmarks).
-    pub fn forward_batch_discard(&self, seqs: &[&[u32]]) -> Result<()> {
-        self.run_batch(seqs, None)
-    }
-
-    /// One pass over equal-length `seqs`; the hidden states go to `out`, or
-    /// stay on the device when `out` is `None` (benchmarks).
-    fn run_batch(&self, seqs: &[&[u32]], out: Option<&mut HostBuffer>) -> Result<()> {
+    /// One forward pass over sequences of equal length (one batched pass
+    /// on a GPU, one pass per sequence on the CPU: the same numbers as
+    /// [`Model::forward`] on each, within float tolerance); the final
+    /// hidden states go where `out` says.
+    pub fn run(&self, seqs: &[&[u32]], out: Out<'_>) -> Result<()> {
         let Some(len) = seqs.first().map(|s| s.len()) else {
-            if let Some(o) = out {
+            if let Out::Host(o) | Out::Traced(o, _) = out {
                 o.resize(0);
             }
             return Ok(());
@@ -218,6 +205,19 @@ impl Model {
             }
             self.check_ids(s)?;
         }
+        if let Out::Traced(o, after_block) = out {
+            let [ids] = seqs else {
+                return Err(Error::Input("a traced pass takes one sequence".into()));
+            };
+            return on_engine!(self, b => {
+                let mut st = b.embed(ids)?;
+                for i in 0..self.config.n_layer {
+                    b.block(i, &mut st)?;
+                    after_block(i, &b.stream(&st)?);
+                }
+                b.final_norm_into(st, o)
+            });
+        }
         on_engine!(self, b => {
             let st = if seqs.len() == 1 {
                 Some(b.embed(seqs[0])?)
@@ -225,10 +225,10 @@ impl Model {
                 b.embed_batch(&seqs.concat(), seqs.len())?
             };
             match (st, out) {
-                (Some(st), Some(o)) => b.final_norm_into(self.blocks(b, st)?, o),
-                (Some(st), None) => b.final_norm_discard(self.blocks(b, st)?),
+                (Some(st), Out::Host(o)) => b.final_norm_into(self.blocks(b, st)?, o),
+                (Some(st), _) => b.final_norm_discard(self.blocks(b, st)?),
                 // A backend that runs one sequence at a time.
-                (None, Some(o)) => {
+                (None, Out::Host(o)) => {
                     let n = len * self.width();
                     o.resize(0);
                     o.resize(seqs.len() * n);
@@ -237,16 +237,9 @@ impl Model {
                     }
                     Ok(())
                 }
-                (None, None) => seqs.iter().try_for_each(|s| self.forward_discard(s)),
+                (None, _) => seqs.iter().try_for_each(|s| self.run(&[s], Out::Discard)),
             }
         })
-    }
-
-    /// Runs a whole forward pass and waits for it, leaving the hidden
-    /// states on the device (for benchmarks: no copy to the host).
-    pub fn forward_discard(&self, ids: &[u32]) -> Result<()> {
-        self.check_ids(ids)?;
-        on_engine!(self, b => b.final_norm_discard(self.blocks(b, b.embed(ids)?)?))
     }
 
     /// Milliseconds per GPU op of one forward pass over `ids`, timed with
@@ -257,30 +250,11 @@ impl Model {
             Engine::Cpu(_) => Ok(None),
             Engine::Cuda(c) => {
                 c.profile_start();
-                let run = self.forward_discard(ids);
+                let run = self.run(&[ids], Out::Discard);
                 let times = c.profile_take()?;
                 run.map(|_| Some(times))
             }
         }
-    }
-
-    /// As [`Model::forward`], calling `after_block(i, stream)` after each
-    /// block with a host copy of the stream (for conformance tests and
-    /// debugging; copying is costly on a GPU).
-    pub fn forward_traced(
-        &self,
-        ids: &[u32],
-        mut after_block: impl FnMut(usize, &Stream),
-    ) -> Result<Vec<f32>> {
-        self.check_ids(ids)?;
-        on_engine!(self, b => {
-            let mut st = b.embed(ids)?;
-            for i in 0..self.config.n_layer {
-                b.block(i, &mut st)?;
-                after_block(i, &b.stream(&st)?);
-            }
-            b.final_norm(st)
-        })
     }
 
     /// Runs every block on `st`.

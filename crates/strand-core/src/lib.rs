@@ -24,6 +24,6 @@ pub mod tokenizer;
 mod util;
 
 pub use backend::{DeviceSpec, HostBuffer, Placement, Precision};
-pub use engine::Model;
+pub use engine::{Model, Out};
 pub use error::{Error, Result};
 pub use model::Config;

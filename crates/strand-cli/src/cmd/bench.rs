@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
 use strand_core::diag;
 use strand_core::model::synthetic::{published_config, write_checkpoint, Rng};
-use strand_core::{DeviceSpec, HostBuffer, Model, Placement, Precision};
+use strand_core::{DeviceSpec, HostBuffer, Model, Out, Placement, Precision};
 
 /// Measure tokens/s and peak memory of the forward pass.
 ///
@@ -190,9 +190,9 @@ fn run_gpu(args: &Args) -> Result<()> {
             let mut host = HostBuffer::new();
             let mut pass = |seqs: &[&[u32]]| -> Result<()> {
                 if args.to_host {
-                    Ok(model.forward_batch_into(seqs, &mut host)?)
+                    Ok(model.run(seqs, Out::Host(&mut host))?)
                 } else {
-                    Ok(model.forward_batch_discard(seqs)?)
+                    Ok(model.run(seqs, Out::Discard)?)
                 }
             };
             for &len in &args.lengths {

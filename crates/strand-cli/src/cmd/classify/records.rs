@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use indicatif::ProgressBar;
-use strand_core::{tokenizer, Model};
+use strand_core::{tokenizer, Model, Out};
 use strand_io::{Error as IoError, IdSet, Reader, Record};
 
 use super::labels::Labels;
@@ -83,8 +83,13 @@ impl Embedder<'_> {
         let run = |seqs: Vec<Vec<u8>>| -> Result<Vec<Views>> {
             let ids: Vec<Vec<u32>> = seqs.iter().map(|s| self.tokens(s)).collect();
             let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
-            let hidden = m.forward_batch(&refs).with_context(at)?;
-            Ok(hidden.iter().map(|h| m.pooled_views(h)).collect())
+            let mut hidden = strand_core::HostBuffer::transient();
+            m.run(&refs, Out::Host(&mut hidden)).with_context(at)?;
+            let per_seq = refs[0].len() * m.width();
+            Ok(hidden
+                .chunks_exact(per_seq)
+                .map(|h| m.pooled_views(h))
+                .collect())
         };
         let mut views = run(recs.iter().map(|(_, r)| r.seq.clone()).collect())?;
         if self.conjoin && !m.config.rcps {

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use strand_core::{runner, tokenizer, HostBuffer, Model};
+use strand_core::{runner, tokenizer, HostBuffer, Model, Out};
 use strand_io::windows::{Tile, Tiling};
 
 use super::output::{Done, Meta, Sink};
@@ -374,16 +374,14 @@ impl Job<'_> {
                 .expect("no thread panics holding the lock")
                 .pop()
                 .unwrap_or_default();
-            model
-                .forward_batch_into(&seqs, &mut hidden)
-                .with_context(|| {
-                    let (_, tile, what) = tiles[group[0]];
-                    if group.len() == 1 {
-                        format!("{what}: bases {}-{}", tile.start + 1, tile.end)
-                    } else {
-                        format!("{what} and {} more windows", group.len() - 1)
-                    }
-                })?;
+            model.run(&seqs, Out::Host(&mut hidden)).with_context(|| {
+                let (_, tile, what) = tiles[group[0]];
+                if group.len() == 1 {
+                    format!("{what}: bases {}-{}", tile.start + 1, tile.end)
+                } else {
+                    format!("{what} and {} more windows", group.len() - 1)
+                }
+            })?;
             for (k, &i) in group.iter().enumerate() {
                 at[i] = (groups.len(), k * seqs[0].len() * w);
             }

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use strand_core::tokenizer::{self, id};
-use strand_core::{runner, HostBuffer, Model};
+use strand_core::{runner, HostBuffer, Model, Out};
 
 use super::variant::{Kind, Score};
 
@@ -176,7 +176,7 @@ impl Engine<'_> {
                 .collect();
             if !refs.is_empty() {
                 self.model
-                    .forward_batch_into(&refs, out)
+                    .run(&refs, Out::Host(out))
                     .with_context(batch_label)?;
             }
             anyhow::Ok(slot)
@@ -294,7 +294,7 @@ impl Engine<'_> {
                 })
                 .collect();
             let refs: Vec<&[u32]> = masked.iter().map(Vec::as_slice).collect();
-            self.model.forward_batch_into(&refs, scratch)?;
+            self.model.run(&refs, Out::Host(scratch))?;
             for (&i, h) in chunk.iter().zip(scratch.chunks_exact(per_seq)) {
                 rows.insert(i, self.row_logits(h, i)?);
             }
@@ -308,7 +308,7 @@ impl Engine<'_> {
                     })
                     .collect();
                 let refs: Vec<&[u32]> = masked.iter().map(Vec::as_slice).collect();
-                self.model.forward_batch_into(&refs, scratch)?;
+                self.model.run(&refs, Out::Host(scratch))?;
                 for (&i, h) in chunk.iter().zip(scratch.chunks_exact(per_seq)) {
                     rc_rows.insert(i, self.row_logits(h, n - 1 - i)?);
                 }
@@ -356,7 +356,7 @@ impl Engine<'_> {
         let lens: Vec<usize> = alts.iter().map(Vec::len).collect();
         for batch in runner::by_length(&lens, self.batch_tokens, usize::MAX) {
             let refs: Vec<&[u32]> = batch.iter().map(|&k| alts[k].as_slice()).collect();
-            self.model.forward_batch_into(&refs, scratch)?;
+            self.model.run(&refs, Out::Host(scratch))?;
             let per_seq = refs[0].len() * self.model.width();
             for (&k, h) in batch.iter().zip(scratch.chunks_exact(per_seq)) {
                 let alt_rows = self.symmetric(h)?;
