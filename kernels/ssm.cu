@@ -88,25 +88,27 @@ __device__ __forceinline__ int ssm_idx(int j) {
     return s * SLICE + (((w / EPC) ^ ssm_swz(s)) * EPC) + w % EPC;
 }
 
+// The EPC values of a 16-byte chunk of act_t, as f32.
+__device__ __forceinline__ void ssm_unpack(const uint4 q, float *v) {
+    const u32 w[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+#if ACT_BF16
+        v[2 * e] = __uint_as_float(w[e] << 16);
+        v[2 * e + 1] = __uint_as_float(w[e] & 0xffff0000u);
+#else
+        v[e] = __uint_as_float(w[e]);
+#endif
+    }
+}
+
 // The lane's SLICE values of one staged column, as f32.
 __device__ __forceinline__ void ssm_slice(const act_t *col, int lane, float v[SLICE]) {
     const act_t *base = col + lane * SLICE;
     const int sw = ssm_swz(lane);
 #pragma unroll
-    for (int k = 0; k < CPS; k++) {
-        const uint4 q = *reinterpret_cast<const uint4 *>(base + ((k ^ sw) * EPC));
-        const u32 w[4] = {q.x, q.y, q.z, q.w};
-#if ACT_BF16
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            v[k * EPC + 2 * e] = __uint_as_float(w[e] << 16);
-            v[k * EPC + 2 * e + 1] = __uint_as_float(w[e] & 0xffff0000u);
-        }
-#else
-#pragma unroll
-        for (int e = 0; e < 4; e++) v[k * EPC + e] = __uint_as_float(w[e]);
-#endif
-    }
+    for (int k = 0; k < CPS; k++)
+        ssm_unpack(*reinterpret_cast<const uint4 *>(base + ((k ^ sw) * EPC)), v + k * EPC);
 }
 
 // Stages walk steps s0 .. s0+TILE of a job's xd into `buf` ([XDW][TILE],
@@ -143,20 +145,7 @@ __device__ __forceinline__ void ssm_row(const act_t *row, int seqlen, int revers
         const uint4 *p = reinterpret_cast<const uint4 *>(row + first);
         float m[SLICE];
 #pragma unroll
-        for (int k = 0; k < CPS; k++) {
-            const uint4 q = p[k];
-            const u32 w[4] = {q.x, q.y, q.z, q.w};
-#if ACT_BF16
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                m[k * EPC + 2 * e] = __uint_as_float(w[e] << 16);
-                m[k * EPC + 2 * e + 1] = __uint_as_float(w[e] & 0xffff0000u);
-            }
-#else
-#pragma unroll
-            for (int e = 0; e < 4; e++) m[k * EPC + e] = __uint_as_float(w[e]);
-#endif
-        }
+        for (int k = 0; k < CPS; k++) ssm_unpack(p[k], m + k * EPC);
 #pragma unroll
         for (int i = 0; i < SLICE; i++) v[i] = reverse ? m[SLICE - 1 - i] : m[i];
     } else {

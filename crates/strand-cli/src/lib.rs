@@ -8,3 +8,5 @@ pub mod exit;
 pub mod input;
 pub mod progress;
 pub mod shard;
+#[cfg(test)]
+mod test_models;

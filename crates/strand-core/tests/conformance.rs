@@ -126,7 +126,7 @@ fn check_family(family: &str) {
             "{rec}: embed is exact"
         );
         let mut first = None;
-        let hidden = traced(&lm, &ids, |i, st| {
+        let hidden = common::traced(&lm, &ids, |i, st| {
             if i == 0 {
                 first = Some(st.clone())
             }
@@ -204,16 +204,4 @@ fn ps_tiny_matches_reference() {
 #[test]
 fn ph_tiny_matches_reference() {
     check_family("ph-tiny");
-}
-
-/// A forward pass calling `after_block` after each block (the hidden
-/// states of the whole pass are returned).
-fn traced(
-    model: &Model,
-    ids: &[u32],
-    mut after_block: impl FnMut(usize, &strand_core::backend::Stream),
-) -> strand_core::Result<Vec<f32>> {
-    let mut out = strand_core::HostBuffer::transient();
-    model.run(&[ids], strand_core::Out::Traced(&mut out, &mut after_block))?;
-    Ok(out.to_vec())
 }

@@ -923,7 +923,7 @@ fn compare(dir: &Path, ids: &[u32], what: &str) -> (f64, f64) {
     );
     // Per-block streams localise a failure to the block that introduced it.
     let mut e_trace = 0.0f64;
-    let hidden = traced(&model, ids, |i, st| {
+    let hidden = common::traced(&model, ids, |i, st| {
         let (rh, rr) = &r_trace[i];
         let eh = rel_err(&st.hidden, rh);
         let er = st
@@ -1032,16 +1032,4 @@ fn concat_strategy_is_refused() {
             Ok(Err(e)) => println!("rcps={rcps}: refused: {e}"),
         }
     }
-}
-
-/// A forward pass calling `after_block` after each block (the hidden
-/// states of the whole pass are returned).
-fn traced(
-    model: &Model,
-    ids: &[u32],
-    mut after_block: impl FnMut(usize, &strand_core::backend::Stream),
-) -> strand_core::Result<Vec<f32>> {
-    let mut out = strand_core::HostBuffer::transient();
-    model.run(&[ids], strand_core::Out::Traced(&mut out, &mut after_block))?;
-    Ok(out.to_vec())
 }

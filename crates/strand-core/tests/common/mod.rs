@@ -1,6 +1,7 @@
 //! Shared by the integration tests.
 
-use strand_core::{DeviceSpec, Placement};
+use strand_core::backend::Stream;
+use strand_core::{DeviceSpec, HostBuffer, Model, Out, Placement};
 
 /// Where the model tests run: the CPU, unless `STRAND_TEST_DEVICE` (e.g.
 /// `cuda`) and `STRAND_TEST_PRECISION` (`fp32`, `bf16`) say otherwise.
@@ -18,4 +19,17 @@ pub fn place() -> Placement {
                 .unwrap_or_else(|e| panic!("STRAND_TEST_PRECISION: {e}"))
         }),
     }
+}
+
+/// A forward pass calling `after_block` after each block with a host copy
+/// of the stream; returns the pass's hidden states.
+#[allow(dead_code)] // not every test file traces
+pub fn traced(
+    model: &Model,
+    ids: &[u32],
+    mut after_block: impl FnMut(usize, &Stream),
+) -> strand_core::Result<Vec<f32>> {
+    let mut out = HostBuffer::transient();
+    model.run(&[ids], Out::Traced(&mut out, &mut after_block))?;
+    Ok(out.to_vec())
 }

@@ -202,18 +202,7 @@ mod tests {
     #[test]
     fn batches_spread_over_engines_come_back_in_order() {
         use strand_core::runner::{map_ordered, runs};
-        let dir = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../test-data/models/ps-tiny-cls"
-        );
-        let place = strand_core::Placement {
-            device: strand_core::DeviceSpec::Cpu,
-            precision: None,
-        };
-        let models = [
-            Model::load(dir, place).unwrap(),
-            Model::load(dir, place).unwrap(),
-        ];
+        let models = crate::test_models::cpu_models("ps-tiny-cls", 2);
         let emb = |model| Embedder {
             model,
             special_tokens: true,

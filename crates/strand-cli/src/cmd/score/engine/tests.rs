@@ -37,25 +37,13 @@ fn distances() {
 }
 
 use crate::cmd::score::variant::{Kind, Score};
-use strand_core::Model;
 
 /// Several engines (here two CPU models standing in for two GPUs),
 /// with batched reference passes, give each window the scores one
 /// engine gives one pass at a time, in window order.
 #[test]
 fn windows_spread_over_engines_come_back_in_order() {
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../test-data/models/ps-tiny"
-    );
-    let place = strand_core::Placement {
-        device: strand_core::DeviceSpec::Cpu,
-        precision: None,
-    };
-    let models = [
-        Model::load(dir, place).unwrap(),
-        Model::load(dir, place).unwrap(),
-    ];
+    let models = crate::test_models::cpu_models("ps-tiny", 2);
     // Two windows per batched reference pass on the two engines; one
     // window per pass on the single one.
     let engine =
