@@ -14,6 +14,7 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 
 use super::kernels::{self, Defines, DevPtr};
+pub use super::mat::Mat;
 use crate::error::{Error, Result};
 
 pub(crate) fn cuda_err(what: &str) -> impl Fn(cudarc::driver::DriverError) -> Error + '_ {
@@ -135,38 +136,6 @@ impl Drop for PinnedHost {
         if self.ctx.bind_to_thread().is_ok() {
             // SAFETY: `ptr` was registered by `pin_host` and not since.
             let _ = unsafe { drv::cuMemHostUnregister(self.ptr as *mut std::ffi::c_void) };
-        }
-    }
-}
-
-/// A matrix operand of [`Gpu::gemm`] with `rows` rows and `cols` columns
-/// (set by the call): row-major with `ld` elements between rows, or
-/// `transposed` (channel-major: `[cols][ld]`, `ld` elements between
-/// columns).
-#[derive(Clone, Copy, Debug)]
-pub struct Mat {
-    pub ptr: DevPtr,
-    pub dtype: Dtype,
-    pub ld: usize,
-    pub transposed: bool,
-}
-
-impl Mat {
-    pub fn rows(ptr: DevPtr, dtype: Dtype, ld: usize) -> Mat {
-        Mat {
-            ptr,
-            dtype,
-            ld,
-            transposed: false,
-        }
-    }
-
-    pub fn cols(ptr: DevPtr, dtype: Dtype, ld: usize) -> Mat {
-        Mat {
-            ptr,
-            dtype,
-            ld,
-            transposed: true,
         }
     }
 }

@@ -1,0 +1,276 @@
+//! The mixer of one channel half on the GPU: `in_proj`, per direction the
+//! conv + `x_proj` in walk order, one scan launch for both directions, and
+//! `out_proj` (module docs of `cuda` for the layout).
+
+use super::device::{Buf, Dtype, Mat};
+use super::kernels::*;
+use super::weights::{DLayer, DLinear};
+use super::{launch, CudaBackend, CudaState};
+use crate::error::Result;
+use crate::model::config::BiStrategy;
+use crate::model::plan::{HalfPlan, ScanPass};
+
+impl CudaBackend {
+    /// `y = x · Wᵀ` for `rows` rows, both in the activation type.
+    fn linear(&self, rows: usize, lin: &DLinear, x: Mat, y: Mat) -> Result<()> {
+        let w = Mat::rows(lin.w.ptr, self.act, lin.inp);
+        self.gpu.gemm(rows, lin.out, lin.inp, w, x, y)
+    }
+
+    fn rows_at(&self, ptr: u64, ld: usize) -> Mat {
+        Mat::rows(ptr, self.act, ld)
+    }
+
+    fn cols_at(&self, ptr: u64, ld: usize) -> Mat {
+        Mat::cols(ptr, self.act, ld)
+    }
+
+    /// `out[r, :n] += scale · b` for `rows` rows of stride `ld`
+    /// (activations), or with `transposed` for `n` channel rows of
+    /// `rows` steps, `ld` apart.
+    #[allow(clippy::too_many_arguments)]
+    fn add_bias(
+        &self,
+        out: u64,
+        ld: usize,
+        transposed: bool,
+        b: &Buf,
+        rows: usize,
+        n: usize,
+        scale: f32,
+    ) -> Result<()> {
+        self.gpu.launch_1d(
+            &self.gpu.f.add_bias,
+            rows * n,
+            RowsParams {
+                dst: out,
+                b: b.ptr,
+                ld_dst: ld as i32,
+                rows: rows as i32,
+                n: n as i32,
+                scale,
+                transposed: transposed as i32,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// `in_proj` of columns `col..col+d` of `hidden` (or of `x`, row stride
+    /// `ldx`) into the channel-major `xz`.
+    fn in_proj(&self, lin: &DLinear, x: u64, ldx: usize, st: &CudaState) -> Result<()> {
+        let rows = st.rows();
+        self.gpu.timed("in_proj", || {
+            self.linear(
+                rows,
+                lin,
+                self.rows_at(x, ldx),
+                self.cols_at(st.xz.ptr, st.ld),
+            )
+        })?;
+        if let Some(b) = &lin.b {
+            self.add_bias(st.xz.ptr, st.ld, true, b, rows, lin.out, 1.0)?;
+        }
+        Ok(())
+    }
+
+    /// Conv + `x_proj` of one direction, by segments of walk rows, into
+    /// `xd` slot `slot`; returns that direction's scan job, writing its
+    /// gated output to `y` slot `slot`.
+    fn prepare_pass(
+        &self,
+        layer: &DLayer,
+        p: &ScanPass,
+        slot: usize,
+        st: &CudaState,
+    ) -> Result<SsmJob> {
+        let cfg = &self.cfg;
+        let (di, xdw) = (cfg.d_inner(), cfg.dt_rank + 2 * cfg.d_state);
+        let ab = self.ab();
+        let rows = st.rows();
+        let s = &layer.ssm[p.ssm_index];
+        let g = &self.gpu;
+        let xd = st.xd.at(slot * xdw * st.ld * ab);
+        let mut row0 = 0;
+        while row0 < rows {
+            let seg = (rows - row0).min(st.useg);
+            let conv = ConvParams {
+                x: st.xz.ptr,
+                u: st.u.ptr,
+                w: s.conv_w.ptr,
+                b: s.conv_b.as_ref().map_or(0, |b| b.ptr),
+                ld: st.ld as i64,
+                row0: row0 as i64,
+                ld_u: st.ld_u as i32,
+                di: di as i32,
+                seqlen: st.seqlen as i32,
+                rows: seg as i32,
+                reverse: p.reverse as i32,
+                _pad: 0,
+            };
+            g.timed("conv", || launch::conv(g, conv))?;
+            g.timed("x_proj", || {
+                let x = self.cols_at(st.u.ptr, st.ld_u);
+                self.linear(
+                    seg,
+                    &s.x_proj,
+                    x,
+                    self.cols_at(xd + (row0 * ab) as u64, st.ld),
+                )
+            })?;
+            row0 += seg;
+        }
+        Ok(SsmJob {
+            xd,
+            y: st.y.at(slot * di * st.ld * ab),
+            conv_w: s.conv_w.ptr,
+            conv_b: s.conv_b.as_ref().map_or(0, |b| b.ptr),
+            dt_w: s.dt_w.ptr,
+            dt_b: s.dt_b.ptr,
+            at2: s.at2.ptr,
+            dskip: s.d.ptr,
+            reverse: p.reverse as i32,
+            _pad: 0,
+        })
+    }
+
+    /// The scan of up to two prepared directions, one launch.
+    fn scan(&self, jobs: &[SsmJob], st: &CudaState) -> Result<()> {
+        let mut job = [SsmJob::default(); SSM_JOBS];
+        job[..jobs.len()].copy_from_slice(jobs);
+        let di = self.cfg.d_inner();
+        let params = SsmParams {
+            job,
+            x: st.xz.ptr,
+            z: st.xz.at(di * st.ld * self.ab()),
+            ld: st.ld as i64,
+            di: di as i32,
+            nseq: st.nseq as i32,
+            seqlen: st.seqlen as i32,
+            _pad: 0,
+        };
+        let g = &self.gpu;
+        g.timed("scan", || launch::scan(g, &params, jobs.len()))
+    }
+
+    /// One channel half's mixer: input is columns `col..col+d` of
+    /// `hidden` (the norm output), output overwrites the same columns.
+    pub(super) fn mixer_half(
+        &self,
+        li: usize,
+        plan: &HalfPlan,
+        col: usize,
+        st: &CudaState,
+    ) -> Result<()> {
+        let cfg = &self.cfg;
+        let (d, width) = (cfg.d_model, cfg.width());
+        let rows = st.rows();
+        let (host, dev) = (&self.host.layers[li], &self.w.layers[li]);
+        let ab = self.ab();
+        let h_col = st.hidden.at(col * ab);
+        let g = &self.gpu;
+
+        if plan.fused {
+            self.in_proj(dev.twin(host, plan.passes[0].in_proj), h_col, width, st)?;
+            let jobs = plan
+                .passes
+                .iter()
+                .enumerate()
+                .map(|(slot, p)| self.prepare_pass(dev, p, slot, st))
+                .collect::<Result<Vec<_>>>()?;
+            self.scan(&jobs, st)?;
+            // Both directions' gated outputs side by side. With bf16 one
+            // tensor-core GEMM over [W | W] (K = 2·d_inner) sums them; an
+            // f32 GEMM is FMA-bound, so there the outputs are added first
+            // (a pass over memory costs less than doubling K).
+            let host_out = plan.passes[0].out_proj;
+            let out = if plan.passes.len() == 1 {
+                dev.twin(host, host_out)
+            } else if self.act == Dtype::Bf16 {
+                dev.pair(host, host_out)
+            } else {
+                let di = cfg.d_inner();
+                let sum = RowsParams {
+                    dst: st.y.ptr,
+                    src: st.y.at(di * st.ld * ab),
+                    ld_dst: st.ld as i32,
+                    ld_src: st.ld as i32,
+                    rows: di as i32,
+                    n: rows as i32,
+                    ..Default::default()
+                };
+                g.timed("combine", || g.launch_1d(&g.f.combine, di * rows, sum))?;
+                dev.twin(host, host_out)
+            };
+            g.timed("out_proj", || {
+                self.linear(
+                    rows,
+                    out,
+                    self.cols_at(st.y.ptr, st.ld),
+                    self.rows_at(h_col, width),
+                )
+            })?;
+            if let Some(b) = &out.b {
+                let scale = plan.passes.len() as f32;
+                self.add_bias(h_col, width, false, b, rows, d, scale)?;
+            }
+            return Ok(());
+        }
+
+        // General path: each direction has its own projections; outputs
+        // are combined by `combine` afterwards.
+        let (xin, other) = (
+            st.xin.as_ref().expect("allocated for the general path"),
+            st.other.as_ref().expect("allocated for the general path"),
+        );
+        g.launch_1d(
+            &g.f.copy_cols,
+            rows * d,
+            RowsParams {
+                dst: xin.ptr,
+                src: h_col,
+                ld_dst: d as i32,
+                ld_src: width as i32,
+                rows: rows as i32,
+                n: d as i32,
+                ..Default::default()
+            },
+        )?;
+        for (i, p) in plan.passes.iter().enumerate() {
+            self.in_proj(dev.twin(host, p.in_proj), xin.ptr, d, st)?;
+            let job = self.prepare_pass(dev, p, 0, st)?;
+            self.scan(&[job], st)?;
+            let out = dev.twin(host, p.out_proj);
+            let (dst, ld) = if i == 0 {
+                (h_col, width)
+            } else {
+                (other.ptr, d)
+            };
+            self.linear(
+                rows,
+                out,
+                self.cols_at(st.y.ptr, st.ld),
+                self.rows_at(dst, ld),
+            )?;
+            if let Some(b) = &out.b {
+                self.add_bias(dst, ld, false, b, rows, d, 1.0)?;
+            }
+            if i > 0 {
+                g.launch_1d(
+                    &g.f.combine,
+                    rows * d,
+                    RowsParams {
+                        dst: h_col,
+                        src: other.ptr,
+                        ld_dst: width as i32,
+                        ld_src: d as i32,
+                        rows: rows as i32,
+                        n: d as i32,
+                        mul: (plan.strategy == BiStrategy::Multiply) as i32,
+                        ..Default::default()
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
