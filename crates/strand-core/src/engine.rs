@@ -3,7 +3,6 @@
 //! It reads checkpoints through [`crate::model`] and runs them on a
 //! [`crate::backend`].
 
-use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,6 +10,7 @@ use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::CudaBackend;
 use crate::backend::{Backend, DeviceSpec, HostBuffer, Placement, Precision, Stream};
 use crate::error::{Error, Result};
+use crate::heads;
 use crate::model::weights::Weights;
 use crate::model::{checkpoint, hub, Config};
 
@@ -290,75 +290,26 @@ impl Model {
         on_engine!(self, b => b.lm_logits(hidden, len))
     }
 
-    /// Mean-pooled hidden states as the classification head sees them:
-    /// one `d_model` vector per strand view (two for PS, one for PH).
-    pub fn pooled_views(&self, hidden: &[f32]) -> Vec<Vec<f32>> {
-        let (d, w) = (self.config.d_model, self.width());
-        let len = hidden.len() / w;
-        let mut sums = vec![vec![0.0f64; d]; w / d];
-        for row in hidden.chunks_exact(w) {
-            for (view, sum) in sums.iter_mut().enumerate() {
-                let part = &row[view * d..(view + 1) * d];
-                if view == 0 {
-                    sum.iter_mut().zip(part).for_each(|(s, &x)| *s += x as f64);
-                } else {
-                    // flipLC(outB): position order is irrelevant to a mean,
-                    // the channel reversal is not.
-                    sum.iter_mut()
-                        .zip(part.iter().rev())
-                        .for_each(|(s, &x)| *s += x as f64);
-                }
-            }
-        }
-        sums.into_iter()
-            .map(|s| s.into_iter().map(|x| (x / len as f64) as f32).collect())
-            .collect()
+    /// The sequence-classification head's weights `[num_labels, d_model]`
+    /// (see [`crate::heads::class_logits`]).
+    pub fn class_head(&self) -> Result<&[f32]> {
+        self.weights.score.as_deref().ok_or_else(|| {
+            Error::Unsupported(format!(
+                "{}: not a sequence-classification checkpoint (no score.weight)",
+                self.id
+            ))
+        })
     }
 
     /// Sequence-classification logits `[num_labels]` from final hidden
     /// states, as `CaduceusForSequenceClassification` computes them with
     /// mean pooling: for PS the average of the head over both strands.
     pub fn class_logits(&self, hidden: &[f32]) -> Result<Vec<f32>> {
-        let score = self.weights.score.as_ref().ok_or_else(|| {
-            Error::Unsupported(format!(
-                "{}: not a sequence-classification checkpoint (no score.weight)",
-                self.id
-            ))
-        })?;
-        let d = self.config.d_model;
-        let views = self.pooled_views(hidden);
-        let nl = self.config.num_labels();
-        let mut logits = vec![0.0f32; nl];
-        for v in &views {
-            for (k, out) in logits.iter_mut().enumerate() {
-                let row = &score[k * d..(k + 1) * d];
-                *out += row.iter().zip(v).map(|(a, b)| a * b).sum::<f32>();
-            }
-        }
-        let n = views.len() as f32;
-        logits.iter_mut().for_each(|x| *x /= n);
-        Ok(logits)
-    }
-
-    /// Strand-symmetric per-base embedding of a PS model, `[len, d_model]`:
-    /// `(outA[l] + revC(outB[l])) / 2` (spec section 10).
-    pub fn rc_average(&self, hidden: &[f32]) -> Result<Vec<f32>> {
-        if !self.config.rcps {
-            return Err(Error::Unsupported(
-                "reverse-complement averaging needs a PS (rcps) model".into(),
-            ));
-        }
-        let d = self.config.d_model;
-        let mut out = vec![0.0f32; hidden.len() / 2];
-        // Rows are independent; long windows are worth the threads.
-        out.par_chunks_mut(d)
-            .zip(hidden.par_chunks_exact(2 * d))
-            .for_each(|(o, row)| {
-                let (a, b) = row.split_at(d);
-                for ((o, x), y) in o.iter_mut().zip(a).zip(b.iter().rev()) {
-                    *o = (x + y) / 2.0;
-                }
-            });
-        Ok(out)
+        let views = heads::pooled_views(&self.config, hidden);
+        Ok(heads::class_logits(
+            &self.config,
+            self.class_head()?,
+            &views,
+        ))
     }
 }

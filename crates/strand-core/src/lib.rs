@@ -18,6 +18,7 @@ pub mod backend;
 pub mod diag;
 pub mod engine;
 pub mod error;
+pub mod heads;
 pub mod model;
 pub mod runner;
 pub mod tokenizer;

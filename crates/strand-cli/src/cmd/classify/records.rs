@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use indicatif::ProgressBar;
-use strand_core::{tokenizer, Model, Out};
+use strand_core::{heads, tokenizer, Model, Out};
 use strand_io::{Error as IoError, IdSet, Reader, Record};
 
 use super::labels::Labels;
@@ -24,7 +24,7 @@ pub fn each_record(reader: Reader, mut f: impl FnMut(u64, Record) -> Result<()>)
 }
 
 /// What the head sees of one record: mean-pooled `d_model`-wide views
-/// (`Model::pooled_views`). A PS model gives two (forward strand and
+/// (`strand_core::heads::pooled_views`). A PS model gives two (forward strand and
 /// channel-reversed reverse-complement strand); a PH model one, or with
 /// `--conjoin` two (the record and its reverse complement, each run
 /// through the model).
@@ -53,12 +53,18 @@ impl Embedder<'_> {
     pub fn views(&self, file: &str, n: u64, rec: &Record) -> Result<Views> {
         let at = || format!("{file}: record {n} ({})", strand_io::error::Name(&rec.id));
         let m = self.model;
-        let mut views = m.pooled_views(&m.forward(&self.tokens(&rec.seq)).with_context(at)?);
+        let mut views = heads::pooled_views(
+            &m.config,
+            &m.forward(&self.tokens(&rec.seq)).with_context(at)?,
+        );
         if self.conjoin && !m.config.rcps {
             // As the reference dataloader: reverse-complement the string
             // (case and other letters kept), then tokenize it.
             let rc = tokenizer::reverse_complement(&rec.seq);
-            views.extend(m.pooled_views(&m.forward(&self.tokens(&rc)).with_context(at)?));
+            views.extend(heads::pooled_views(
+                &m.config,
+                &m.forward(&self.tokens(&rc)).with_context(at)?,
+            ));
         }
         Ok(views)
     }
@@ -88,7 +94,7 @@ impl Embedder<'_> {
             let per_seq = refs[0].len() * m.width();
             Ok(hidden
                 .chunks_exact(per_seq)
-                .map(|h| m.pooled_views(h))
+                .map(|h| heads::pooled_views(&m.config, h))
                 .collect())
         };
         let mut views = run(recs.iter().map(|(_, r)| r.seq.clone()).collect())?;
@@ -143,32 +149,13 @@ pub fn embed_labelled(
     Ok(out)
 }
 
-/// The logits `head` gives for `views`: bit for bit what
-/// `Model::class_logits` gives on the record's hidden states (for PH
-/// `--conjoin`, the mean of the forward and reverse-complement logits, as
-/// the reference's conjoin mode computes them).
-///
-/// `class_logits` only looks at the pooled views, and the mean of a single
-/// row is that row exactly; so a one-row "hidden state" built from the
-/// views goes through the very code `predict` runs.
+/// The logits `head` gives for `views`: the classification head on each
+/// view, averaged (PS strands, or for PH `--conjoin` the record and its
+/// reverse complement, as the reference's conjoin mode computes them);
+/// bit for bit what `Model::class_logits` gives on the record's hidden
+/// states.
 pub fn head_logits(head: &Model, views: &Views) -> Result<Vec<f32>> {
-    if head.config.rcps {
-        let [a, b] = &views[..] else {
-            unreachable!("a PS model pools two views");
-        };
-        // pooled_views reverses the channels of the second half back.
-        let row: Vec<f32> = a.iter().chain(b.iter().rev()).copied().collect();
-        return Ok(head.class_logits(&row)?);
-    }
-    let per_view = views
-        .iter()
-        .map(|v| head.class_logits(v))
-        .collect::<strand_core::Result<Vec<_>>>()?;
-    Ok(match &per_view[..] {
-        [one] => one.clone(),
-        [fwd, rc] => fwd.iter().zip(rc).map(|(a, b)| (a + b) / 2.0).collect(),
-        _ => unreachable!("one or two views"),
-    })
+    Ok(heads::class_logits(&head.config, head.class_head()?, views))
 }
 
 /// The head's logits for each of a batch of equal-length records of

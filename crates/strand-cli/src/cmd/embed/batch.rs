@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use strand_core::{runner, tokenizer, HostBuffer, Model, Out};
+use strand_core::{heads, runner, tokenizer, HostBuffer, Model, Out};
 use strand_io::windows::{Tile, Tiling};
 
 use super::output::{Done, Meta, Sink};
@@ -438,7 +438,7 @@ impl Job<'_> {
                     };
                     let kept = &hidden[from * w..to * w];
                     if self.rc_average {
-                        pooler.push(&self.model().rc_average(kept)?);
+                        pooler.push(&heads::rc_average(&self.model().config, kept)?);
                     } else {
                         pooler.push(kept);
                     }

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use strand_core::tokenizer::{self, id};
-use strand_core::{runner, HostBuffer, Model, Out};
+use strand_core::{heads, runner, HostBuffer, Model, Out};
 
 use super::variant::{Kind, Score};
 
@@ -375,7 +375,7 @@ impl Engine<'_> {
     /// Rows as compared: strand-symmetric for PS models.
     fn symmetric(&self, hidden: &[f32]) -> Result<Vec<f32>> {
         if self.model.config.rcps {
-            Ok(self.model.rc_average(hidden)?)
+            Ok(heads::rc_average(&self.model.config, hidden)?)
         } else {
             Ok(hidden.to_vec())
         }
