@@ -113,7 +113,7 @@ impl ModelArgs {
         };
         let model = strand_core::Model::load(&self.model, place)?;
         if device == DeviceSpec::Auto && !quiet {
-            match &model.gpu_unused {
+            match model.gpu_fallback() {
                 Some(why) => {
                     // The reason as `--device cuda` would print it, minus
                     // the advice to use the CPU, which auto just took.

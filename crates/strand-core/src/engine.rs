@@ -58,8 +58,8 @@ pub struct Model {
     pub id: String,
     weights: Arc<Weights>,
     engine: Engine,
-    /// Why `--device auto` did not pick the GPU, when it did not.
-    pub gpu_unused: Option<String>,
+    /// Why `DeviceSpec::Auto` fell back to the CPU, when it did.
+    gpu_unused: Option<String>,
 }
 
 impl Model {
@@ -132,6 +132,12 @@ impl Model {
             engine,
             gpu_unused,
         })
+    }
+
+    /// Why `DeviceSpec::Auto` fell back to the CPU (the GPU backend's
+    /// error), or `None` when it did not (or another device was asked for).
+    pub fn gpu_fallback(&self) -> Option<&str> {
+        self.gpu_unused.as_deref()
     }
 
     /// Whether the model runs on a GPU.
