@@ -338,4 +338,12 @@ fn embed_batching_does_not_change_results() {
         &["--bam", &bam, "--batch-size", "1"],
     );
     assert_same_tensors(&batched, &single, "default batching vs --batch-size 1");
+    // Rounds of a few hundred tokens: many rounds, the same tensors.
+    let small = run(
+        dir.path(),
+        "t.safetensors",
+        "ps-tiny",
+        &["--bam", &bam, "--batch-tokens", "300"],
+    );
+    assert_same_tensors(&batched, &small, "default batching vs --batch-tokens 300");
 }

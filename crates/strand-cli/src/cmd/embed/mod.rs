@@ -30,7 +30,8 @@ use crate::input::InputArgs;
 use crate::progress::Progress;
 use crate::shard::Shard;
 
-/// Tokens per round of batched passes when --batch-size is not given.
+/// Tokens per round of batched passes when neither --batch-tokens nor
+/// --batch-size is given.
 const GPU_ROUND_TOKENS: usize = 1 << 20;
 const CPU_ROUND_TOKENS: usize = 1 << 16;
 
@@ -60,8 +61,14 @@ pub struct Args {
     #[arg(long, value_name = "INT", value_parser = clap::value_parser!(u64).range(0..=crate::args::MAX_BASES), help_heading = "Windows")]
     pub overlap: Option<u64>,
 
-    /// Sequences (windows or records) per batched pass [default: as many
-    /// as fill 1,048,576 tokens on a GPU, 65,536 on the CPU]
+    /// Tokens per round of batched passes, as strand-score and
+    /// strand-classify count them [default: 1,048,576 on a GPU, 65,536 on
+    /// the CPU; at least one window]
+    #[arg(long, value_name = "INT", value_parser = crate::args::tokens(), conflicts_with = "batch_size", help_heading = "Windows")]
+    pub batch_tokens: Option<usize>,
+
+    /// Sequences (windows or records) per batched pass, instead of
+    /// --batch-tokens
     #[arg(long, value_name = "INT", value_parser = crate::args::bases(), help_heading = "Windows")]
     pub batch_size: Option<u64>,
 
@@ -181,7 +188,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let overlap = args.overlap.unwrap_or(window / 8);
     let tiling = Tiling::new(window, overlap).context("--window/--overlap")?;
-    let budget = budget(&models, args.batch_size, window)?;
+    let budget = budget(&models, args.batch_size, args.batch_tokens, window)?;
     if args.run.verbose {
         eprintln!(
             "strand-embed: model {} ({} x {}, {}), device {}, window {window}, \
@@ -280,7 +287,12 @@ fn max_window(models: &[strand_core::Model]) -> Result<usize> {
     Ok(w / 1024 * 1024)
 }
 
-fn budget(models: &[strand_core::Model], batch_size: Option<u64>, window: u64) -> Result<Budget> {
+fn budget(
+    models: &[strand_core::Model],
+    batch_size: Option<u64>,
+    batch_tokens: Option<usize>,
+    window: u64,
+) -> Result<Budget> {
     let window = window as usize;
     let host = host_round_cap(models);
     if let Err(m) = runner::check_pass(models, window)? {
@@ -315,11 +327,11 @@ fn budget(models: &[strand_core::Model], batch_size: Option<u64>, window: u64) -
             }
         }
         None => {
-            let round = if on_gpu {
+            let round = batch_tokens.unwrap_or(if on_gpu {
                 GPU_ROUND_TOKENS
             } else {
                 CPU_ROUND_TOKENS
-            };
+            });
             let tokens = round.min(limit).max(window);
             Budget {
                 tokens,
