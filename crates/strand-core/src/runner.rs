@@ -154,7 +154,10 @@ where
     let cap = 2 * devices.len();
     let (to_work, from_source) = sync_channel::<(usize, U)>(cap);
     let from_source = Mutex::new(from_source);
-    let (to_sink, results) = channel::<(usize, std::result::Result<R, E>)>();
+    // A worker's panic travels as a result too: the calling thread, which
+    // may be waiting for that unit, re-raises it (instead of waiting for
+    // ever on the other workers).
+    let (to_sink, results) = channel::<(usize, std::thread::Result<std::result::Result<R, E>>)>();
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let (work, from_source, stop) = (&work, &from_source, &stop);
@@ -167,7 +170,8 @@ where
                 if stop.load(Ordering::SeqCst) {
                     continue; // drain: units after an error are not run
                 }
-                let r = work(device, unit);
+                let r =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(device, unit)));
                 if to_sink.send((i, r)).is_err() {
                     return;
                 }
@@ -225,7 +229,16 @@ where
                 continue;
             }
             let (i, r) = results.recv().expect("a unit in flight has a worker");
-            early.insert(i, r);
+            match r {
+                Ok(r) => {
+                    early.insert(i, r);
+                }
+                Err(panic) => {
+                    stop.store(true, Ordering::SeqCst);
+                    drop(to_work.take());
+                    std::panic::resume_unwind(panic);
+                }
+            }
         }
         drop(to_work);
         match (failure, source_error) {
@@ -308,6 +321,24 @@ mod tests {
         for (h, ids) in a.iter().zip(&seqs) {
             assert_eq!(h.len(), ids.len() * one[0].width());
         }
+    }
+
+    /// A panicking unit is re-raised on the calling thread (not a hang).
+    #[test]
+    fn a_panic_in_a_unit_reaches_the_caller() {
+        let two = models(2);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            map_ordered(
+                &two,
+                (0..50).map(Ok::<_, ()>),
+                |_, i: usize| {
+                    assert!(i != 7, "unit 7 fails");
+                    Ok(i)
+                },
+                |_| Ok(()),
+            )
+        }));
+        assert!(r.is_err());
     }
 
     /// The first error in input order is returned, from the work, the
