@@ -17,6 +17,16 @@ use std::str::FromStr;
 /// small enough that shard arithmetic (`index × records`) cannot overflow.
 pub const MAX_SHARDS: u64 = 1_000_000;
 
+/// `--shard I/N`, the same flag on every command that reads many records.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct ShardArgs {
+    /// Take shard I of N for a job array: a contiguous 1/N of the input's
+    /// records (balanced by bases; a VCF's by count); the shards' outputs
+    /// concatenate, in shard order, into the unsharded output
+    #[arg(long = "shard", value_name = "I/N", help_heading = "Jobs")]
+    pub shard: Option<Shard>,
+}
+
 /// Shard `index` (1-based) of `count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {

@@ -13,7 +13,7 @@ use super::records::{batch_logits, Embedder};
 use super::{class_labels, describe, prediction_cells, FeedArgs, PROG};
 use crate::args::{ModelArgs, RunArgs};
 use crate::input::InputArgs;
-use crate::shard::Shard;
+use crate::shard::ShardArgs;
 
 /// Classify every record with a CaduceusForSequenceClassification model.
 ///
@@ -40,11 +40,9 @@ pub struct Args {
     #[arg(long, help_heading = "Output")]
     pub logits: bool,
 
-    /// Take shard I of N: a contiguous 1/N of the records, balanced by
-    /// bases; the shards' tables concatenate into the whole table (only
-    /// shard 1 writes the header)
-    #[arg(long, value_name = "I/N", help_heading = "Input")]
-    pub shard: Option<Shard>,
+    // Only shard 1 writes the table's header (docs/classify.md).
+    #[command(flatten)]
+    pub shard: ShardArgs,
 
     /// Records of equal length are run through the model together, up to
     /// this many tokens per pass (on a GPU; the CPU runs them one by one)
@@ -69,7 +67,7 @@ pub fn run(args: Args) -> Result<()> {
     crate::args::check_outputs(&[&args.output], &inputs)?;
     let mut input = args.input.open()?;
     let file = input.display_name();
-    let selected = match args.shard {
+    let selected = match args.shard.shard {
         Some(shard) => Some(
             shard.select(
                 &input
@@ -102,7 +100,7 @@ pub fn run(args: Args) -> Result<()> {
             conjoin: args.feed.conjoin,
         })
         .collect();
-    if args.shard.is_none_or(|s| s.is_first()) {
+    if args.shard.shard.is_none_or(|s| s.is_first()) {
         writeln!(out, "name\tlength\t{}\tpred", labels.join("\t"))
             .map_err(|e| out.write_error(e))?;
     }

@@ -28,7 +28,7 @@ use self::pool::Pool;
 use crate::args::{ModelArgs, RunArgs, WindowSpec, DEFAULT_WINDOW};
 use crate::input::InputArgs;
 use crate::progress::Progress;
-use crate::shard::Shard;
+use crate::shard::ShardArgs;
 
 /// Tokens per round of batched passes when neither --batch-tokens nor
 /// --batch-size is given.
@@ -118,10 +118,8 @@ pub struct Args {
     #[arg(long, help_heading = "Output")]
     pub special_tokens: bool,
 
-    /// Take shard I of N: a contiguous 1/N of the records, balanced by
-    /// bases (for job arrays)
-    #[arg(long, value_name = "I/N", help_heading = "Jobs")]
-    pub shard: Option<Shard>,
+    #[command(flatten)]
+    pub shard: ShardArgs,
 
     /// Skip what is already complete: records whose file exists in
     /// --out-dir, or the whole run when -o exists
@@ -159,7 +157,7 @@ pub fn run(args: Args) -> Result<()> {
     // Open the input before loading the model: a typo should not cost a
     // multi-gigabyte load.
     let mut input = args.input.open()?;
-    let (selected, total) = match args.shard {
+    let (selected, total) = match args.shard.shard {
         Some(shard) => {
             let lengths = input
                 .lengths()
@@ -227,8 +225,8 @@ pub fn run(args: Args) -> Result<()> {
         format: args.format,
         dtype: args.dtype,
         metadata: metadata(&args, model, &job),
-        tsv_header: args.shard.is_none_or(|s| s.is_first()),
-        index_name: match args.shard {
+        tsv_header: args.shard.shard.is_none_or(|s| s.is_first()),
+        index_name: match args.shard.shard {
             Some(s) => format!("index.shard-{}-of-{}.tsv", s.index, s.count),
             None => "index.tsv".into(),
         },

@@ -22,7 +22,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 
 use self::variant::Score;
 use crate::args::{ModelArgs, RegionArgs, RunArgs, VcfOutArgs, DEFAULT_WINDOW};
-use crate::shard::Shard;
+use crate::shard::ShardArgs;
 
 pub(crate) const PROG: &str = "strand-score";
 
@@ -132,10 +132,8 @@ pub struct VcfArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Score::Llr], help_heading = "Scores")]
     pub scores: Vec<Score>,
 
-    /// Take shard I of N: a contiguous 1/N of the records (for job
-    /// arrays; shards concatenate in order into the unsharded output)
-    #[arg(long, value_name = "I/N", help_heading = "Jobs")]
-    pub shard: Option<Shard>,
+    #[command(flatten)]
+    pub shard: ShardArgs,
 }
 
 /// Options shared by both modes.

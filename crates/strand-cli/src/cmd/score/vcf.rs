@@ -52,7 +52,7 @@ pub fn run(args: VcfArgs) -> Result<()> {
         .iter()
         .map(|r| fasta.resolve(r))
         .collect::<Result<_, _>>()?;
-    let range = match args.shard {
+    let range = match args.shard.shard {
         Some(shard) => {
             if vcf_path == Path::new("-") {
                 bail!("--shard needs the VCF as a file, not stdin");
@@ -123,7 +123,7 @@ pub fn run(args: VcfArgs) -> Result<()> {
     let columns = reader.columns.clone();
     out.header_line(&columns)?;
     if let Some(t) = &mut tsv {
-        if args.shard.is_none_or(|s| s.is_first()) {
+        if args.shard.shard.is_none_or(|s| s.is_first()) {
             writeln!(t, "{}", tsv_header(&args.scores)).map_err(|e| t.write_error(e))?;
         }
     }
