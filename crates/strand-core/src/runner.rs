@@ -130,10 +130,10 @@ pub fn max_pass(models: &[Model]) -> Result<usize> {
 
 /// Streams `units` through `devices` (models, or whatever holds one model
 /// per device): `work(device, unit)` runs on that device's thread, and
-/// `sink` receives each result in the order the units came. `units` and `sink` run on the calling thread
-/// (neither needs to be `Send`), interleaved with the devices' work; at
-/// most two units per device are in flight, so memory stays bounded
-/// whatever the input's size.
+/// `sink` receives each result in the order the units came. `units` and
+/// `sink` run on the calling thread (neither needs to be `Send`),
+/// interleaved with the devices' work; at most two units per device are in
+/// flight, so memory stays bounded whatever the input's size.
 ///
 /// Fails with the first error in input order, whether it comes from
 /// reading a unit, from its work, or from the sink; no unit after it is
@@ -206,17 +206,14 @@ where
             if next == sent {
                 break;
             }
-            // Hand on every result whose turn it is.
-            while let Some(r) = early.remove(&next) {
+            // Hand on every result whose turn it is, up to the first error.
+            while failure.is_none() {
+                let Some(r) = early.remove(&next) else { break };
                 next += 1;
-                match r.and_then(&mut sink) {
-                    Ok(()) => {}
-                    Err(e) if failure.is_none() => {
-                        failure = Some(e);
-                        stop.store(true, Ordering::SeqCst);
-                        to_work = None;
-                    }
-                    Err(_) => {}
+                if let Err(e) = r.and_then(&mut sink) {
+                    failure = Some(e);
+                    stop.store(true, Ordering::SeqCst);
+                    to_work = None;
                 }
             }
             // After a failure nothing more reaches the sink; units still
@@ -350,7 +347,17 @@ mod tests {
         let r = map_ordered(
             &two,
             (0..20).map(Ok),
-            |_, i: usize| if i == 5 || i == 9 { Err(i) } else { Ok(i) },
+            |_, i: usize| {
+                // Unit 5 fails last, after 6 and 7 are back.
+                if i == 5 {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                if i == 5 || i == 9 {
+                    Err(i)
+                } else {
+                    Ok(i)
+                }
+            },
             |i| {
                 seen.push(i);
                 Ok(())
