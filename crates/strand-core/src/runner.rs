@@ -52,9 +52,9 @@ impl<T> Batcher<T> {
         done
     }
 
-    /// The last, incomplete batch.
-    pub fn finish(self) -> Option<Vec<T>> {
-        (!self.pending.is_empty()).then_some(self.pending)
+    /// The last, incomplete batch (once; then `None`).
+    pub fn finish(&mut self) -> Option<Vec<T>> {
+        (!self.pending.is_empty()).then(|| std::mem::take(&mut self.pending))
     }
 }
 
@@ -128,6 +128,13 @@ pub fn max_pass(models: &[Model]) -> Result<usize> {
     Ok(w)
 }
 
+/// The most units [`map_ordered`] holds at once over `devices` devices
+/// (queued, running, or back and waiting for their turn or being written):
+/// what bounds the memory a caller's results take.
+pub fn max_in_flight(devices: usize) -> usize {
+    2 * devices
+}
+
 /// Streams `units` through `devices` (models, or whatever holds one model
 /// per device): `work(device, unit)` runs on that device's thread, and
 /// `sink` receives each result in the order the units came. `units` and
@@ -151,7 +158,7 @@ where
     E: Send,
 {
     assert!(!devices.is_empty(), "at least one device");
-    let cap = 2 * devices.len();
+    let cap = max_in_flight(devices.len());
     let (to_work, from_source) = sync_channel::<(usize, U)>(cap);
     let from_source = Mutex::new(from_source);
     // A worker's panic travels as a result too: the calling thread, which

@@ -112,9 +112,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut n = 0u64;
     let batches = std::iter::from_fn(|| loop {
         let Some(next) = input.next_record() else {
-            return std::mem::replace(&mut batcher, Batcher::new(1))
-                .finish()
-                .map(Ok);
+            return batcher.finish().map(Ok);
         };
         let rec = match next {
             Ok((_, rec)) => rec,

@@ -265,16 +265,10 @@ fn check_options(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// Rounds whose hidden states can be in host memory at once: one being
-/// written and, per device, one computed and one computing.
-fn rounds_in_flight(devices: usize) -> usize {
-    2 * devices + 1
-}
-
 /// Tokens a round may hold so that the rounds in flight take at most half
 /// the host's free memory (f32 hidden states).
 fn host_round_cap(models: &[strand_core::Model]) -> usize {
-    let per_token = 4 * models[0].width() * rounds_in_flight(models.len());
+    let per_token = 4 * models[0].width() * runner::max_in_flight(models.len());
     strand_core::backend::host_available_bytes()
         .map_or(usize::MAX, |b| (b / 2) as usize / per_token)
 }
@@ -310,7 +304,7 @@ fn budget(
         bail!(
             "--window {window} needs more host memory than is free ({} rounds of hidden states \
              in flight, at most {host} tokens each); use a smaller --window",
-            rounds_in_flight(models.len())
+            runner::max_in_flight(models.len())
         );
     }
     let limit = limit.min(host);

@@ -2,7 +2,7 @@
 //! conv + `x_proj` in walk order, one scan launch for both directions, and
 //! `out_proj` (module docs of `cuda` for the layout).
 
-use super::device::{Buf, Dtype, Mat};
+use super::device::{Buf, Mat};
 use super::kernels::*;
 use super::weights::{DLayer, DLinear};
 use super::{launch, CudaBackend, CudaState};
@@ -178,15 +178,15 @@ impl CudaBackend {
                 .map(|(slot, p)| self.prepare_pass(dev, p, slot, st))
                 .collect::<Result<Vec<_>>>()?;
             self.scan(&jobs, st)?;
-            // Both directions' gated outputs side by side. With bf16 one
-            // tensor-core GEMM over [W | W] (K = 2·d_inner) sums them; an
-            // f32 GEMM is FMA-bound, so there the outputs are added first
-            // (a pass over memory costs less than doubling K).
+            // Both directions' gated outputs side by side: one GEMM over
+            // [W | W] sums them where that copy exists (bf16, see
+            // `DLayer::out_fwd_pair`); else they are added first.
             let host_out = plan.passes[0].out_proj;
+            let pair = dev.pair(host, host_out);
             let out = if plan.passes.len() == 1 {
                 dev.twin(host, host_out)
-            } else if self.act == Dtype::Bf16 {
-                dev.pair(host, host_out)
+            } else if let Some(pair) = pair {
+                pair
             } else {
                 let di = cfg.d_inner();
                 let sum = RowsParams {

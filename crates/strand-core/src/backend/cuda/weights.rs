@@ -41,9 +41,11 @@ pub struct DLayer {
     out_rev: Option<DLinear>,
     out_fwd_flip: Option<DLinear>,
     out_rev_flip: Option<DLinear>,
-    /// `[W | W]` (K = 2·d_inner) of `out_fwd` and `out_fwd_flip`: a fused
-    /// half's one `out_proj` over both directions' outputs side by side.
-    out_fwd_pair: DLinear,
+    /// bf16 only: `[W | W]` (K = 2·d_inner) of `out_fwd` and
+    /// `out_fwd_flip`, a fused half's one tensor-core `out_proj` over both
+    /// directions' outputs side by side. An f32 GEMM is FMA-bound, so f32
+    /// adds the two outputs first and keeps K = d_inner.
+    out_fwd_pair: Option<DLinear>,
     out_fwd_flip_pair: Option<DLinear>,
     /// Forward weights, then reverse weights (plan.rs's `ssm_index`).
     pub ssm: Vec<DSsm>,
@@ -70,10 +72,10 @@ impl DLayer {
     }
 
     /// The `[W | W]` copy of the output projection `lin` (one of the
-    /// forward ones, as fused plans use).
-    pub fn pair(&self, host: &Layer, lin: &Linear) -> &DLinear {
+    /// forward ones, as fused plans use), where there is one (bf16).
+    pub fn pair(&self, host: &Layer, lin: &Linear) -> Option<&DLinear> {
         if std::ptr::eq(lin, &host.out_fwd) {
-            &self.out_fwd_pair
+            self.out_fwd_pair.as_ref()
         } else {
             assert!(
                 host.out_fwd_flip
@@ -81,9 +83,7 @@ impl DLayer {
                     .is_some_and(|f| std::ptr::eq(f, lin)),
                 "fused plans use a forward output projection"
             );
-            self.out_fwd_flip_pair
-                .as_ref()
-                .expect("uploaded with out_fwd_flip")
+            self.out_fwd_flip_pair.as_ref()
         }
     }
 }
@@ -148,8 +148,12 @@ impl Uploader<'_> {
         })
     }
 
-    /// `[W | W]`: each row of `l` twice, the bias once.
-    fn pair(&self, l: &Linear) -> Result<DLinear> {
+    /// `[W | W]`: each row of `l` twice, the bias once; bf16 only (see
+    /// `DLayer::out_fwd_pair`).
+    fn pair(&self, l: &Linear) -> Result<Option<DLinear>> {
+        if self.act != Dtype::Bf16 {
+            return Ok(None);
+        }
         let w: Vec<f32> =
             l.w.chunks(l.inp)
                 .flat_map(|row| row.iter().chain(row).copied())
@@ -160,6 +164,7 @@ impl Uploader<'_> {
             out: l.out,
             inp: 2 * l.inp,
         })
+        .map(Some)
     }
 
     fn opt_linear(&self, l: Option<&Linear>) -> Result<Option<DLinear>> {
@@ -196,7 +201,10 @@ impl Uploader<'_> {
             out_fwd_flip: self.opt_linear(l.out_fwd_flip.as_ref())?,
             out_rev_flip: self.opt_linear(l.out_rev_flip.as_ref())?,
             out_fwd_pair: self.pair(&l.out_fwd)?,
-            out_fwd_flip_pair: l.out_fwd_flip.as_ref().map(|f| self.pair(f)).transpose()?,
+            out_fwd_flip_pair: match &l.out_fwd_flip {
+                Some(f) => self.pair(f)?,
+                None => None,
+            },
             ssm: std::iter::once(&l.ssm_fwd)
                 .chain(l.ssm_rev.as_ref())
                 .map(|s| self.ssm(s))
