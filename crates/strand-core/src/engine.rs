@@ -143,7 +143,7 @@ impl Model {
     /// Whether the model runs on a GPU. Callers ask what they need
     /// instead ([`Model::pass_limit`], [`Model::batches`],
     /// [`Model::locks_host_memory`]), so a new backend answers there.
-    pub fn on_gpu(&self) -> bool {
+    pub(crate) fn on_gpu(&self) -> bool {
         matches!(self.engine, Engine::Cuda(_))
     }
 
