@@ -4,7 +4,7 @@
 
 mod output;
 
-pub use self::output::{OutputDir, OutputFile, OutputPrefix};
+pub use self::output::{check_empty_dir, OutputDir, OutputFile, OutputPrefix};
 
 use std::path::{Path, PathBuf};
 
