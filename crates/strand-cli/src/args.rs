@@ -1,6 +1,6 @@
 //! Options shared by every command: each flag is declared once, in a
 //! group that the commands flatten, and means the same everywhere.
-//! `-o` has one type per kind of output ([`output`]).
+//! `-o` has one type per kind of output: [`OutputFile`], [`OutputDir`], [`OutputPrefix`].
 
 mod output;
 
