@@ -1,4 +1,10 @@
-//! Options shared by every command.
+//! Options shared by every command: each flag is declared once, in a
+//! group that the commands flatten, and means the same everywhere.
+//! `-o` has one type per kind of output: [`OutputFile`], [`OutputDir`], [`OutputPrefix`].
+
+mod output;
+
+pub use self::output::{check_empty_dir, OutputDir, OutputFile, OutputPrefix};
 
 use std::path::{Path, PathBuf};
 
@@ -7,7 +13,7 @@ use clap::Args;
 use strand_core::{DeviceSpec, Placement, Precision};
 use strand_io::region::Region;
 
-/// Model, device and threads.
+/// Model, device and precision.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
     /// Model directory (config.json + model.safetensors) or Hugging Face hub
@@ -15,20 +21,42 @@ pub struct ModelArgs {
     #[arg(short, long, value_name = "DIR|ID", help_heading = "Model")]
     pub model: String,
 
-    /// Where to run: auto (a GPU when usable, else the CPU), cpu, cuda,
-    /// cuda:N; strand-embed, strand-score and strand-classify predict also
-    /// take cuda:all or cuda:0,2,3 (one worker per GPU)
-    #[arg(
-        long,
-        default_value = "auto",
-        value_name = "DEVICE",
-        help_heading = "Model"
-    )]
-    pub device: Devices,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 
     /// Arithmetic precision: fp32, or bf16 (GPU only) [default: bf16 on a GPU, fp32 on the CPU]
     #[arg(long, value_name = "PREC", help_heading = "Model")]
     pub precision: Option<Precision>,
+}
+
+/// `--device`: where to run (also `strand bench`'s, with its own default).
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// Where to run: auto (a GPU when usable, else the CPU), cpu, cuda,
+    /// cuda:N; strand-embed, strand-score and strand-classify predict also
+    /// take cuda:all or cuda:0,2,3 (one worker per GPU)
+    #[arg(
+        id = "device",
+        long = "device",
+        default_value = "auto",
+        value_name = "DEVICE",
+        help_heading = "Model"
+    )]
+    pub devices: Devices,
+}
+
+impl DeviceArgs {
+    /// The one device of a command that runs on one (`prog` names it in
+    /// the error for a GPU list).
+    pub fn one(&self, prog: &str) -> Result<DeviceSpec> {
+        match self.devices {
+            Devices::One(device) => Ok(device),
+            _ => bail!(
+                "{prog} runs on one device: give --device cuda:N (several GPUs: strand-embed, \
+                 strand-score, strand-classify predict)"
+            ),
+        }
+    }
 }
 
 /// `--device`: one device, or several GPUs.
@@ -73,19 +101,14 @@ impl ModelArgs {
     /// id already. With `--device auto`, says on stderr which device it
     /// chose (unless `quiet`).
     pub fn load(&self, prog: &str, quiet: bool) -> Result<strand_core::Model> {
-        let Devices::One(device) = self.device else {
-            bail!(
-                "{prog} runs on one device: give --device cuda:N (several GPUs: strand-embed, \
-                 strand-score, strand-classify predict)"
-            );
-        };
+        let device = self.device.one(prog)?;
         self.load_on(prog, quiet, device)
     }
 
     /// Loads the model on every device asked for: one model per GPU for
     /// `cuda:all` / `cuda:0,2,3`, sharing the host weights.
     pub fn load_all(&self, prog: &str, quiet: bool) -> Result<Vec<strand_core::Model>> {
-        let gpus = match &self.device {
+        let gpus = match &self.device.devices {
             Devices::One(d) => return Ok(vec![self.load_on(prog, quiet, *d)?]),
             Devices::Gpus(g) => g.clone(),
             Devices::AllGpus => (0..strand_core::diag::gpu_count()?).collect(),
@@ -207,9 +230,8 @@ impl RegionArgs {
 /// Threads and verbosity.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// CPU threads [default: all cores]
-    #[arg(short = '@', long, value_name = "INT", value_parser = clap::value_parser!(u16).range(1..), help_heading = "Run")]
-    pub threads: Option<u16>,
+    #[command(flatten)]
+    pub threads: ThreadsArgs,
 
     /// No progress output
     #[arg(short, long, help_heading = "Run")]
@@ -223,6 +245,21 @@ pub struct RunArgs {
 impl RunArgs {
     /// Sizes the global thread pool; call once, before any work.
     pub fn init_threads(&self) -> Result<()> {
+        self.threads.init()
+    }
+}
+
+/// `-@, --threads` (also `strand bench`'s).
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct ThreadsArgs {
+    /// CPU threads [default: all cores]
+    #[arg(short = '@', long, value_name = "INT", value_parser = clap::value_parser!(u16).range(1..), help_heading = "Run")]
+    pub threads: Option<u16>,
+}
+
+impl ThreadsArgs {
+    /// Sizes the global thread pool; call once, before any work.
+    pub fn init(&self) -> Result<()> {
         if let Some(n) = self.threads {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(n.into())
@@ -230,6 +267,24 @@ impl RunArgs {
                 .context("starting the thread pool")?;
         }
         Ok(())
+    }
+}
+
+/// `--batch-tokens`: how many tokens one batched pass (strand-embed: one
+/// round of windows) may hold. It never changes the output beyond float
+/// rounding, only speed and memory. Each command says its default in its
+/// help (`mut_arg`) and applies it in its `validate`.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct BatchArgs {
+    /// Tokens per batched pass
+    #[arg(long, value_name = "INT", value_parser = tokens(), help_heading = "Run")]
+    pub batch_tokens: Option<usize>,
+}
+
+impl BatchArgs {
+    /// The budget given, else `default`.
+    pub fn tokens_or(&self, default: usize) -> usize {
+        self.batch_tokens.unwrap_or(default)
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use strand_io::bam::{BamOptions, BamReader};
 use strand_io::error::Name;
@@ -93,13 +93,29 @@ impl InputArgs {
         files
     }
 
-    /// Opens the input (checking regions against the index).
-    pub fn open(&self) -> Result<Input> {
+    /// Refuses options that do not go together, before anything is read
+    /// (a command's `validate` step).
+    pub fn check(&self) -> Result<()> {
         if self.bam.is_none()
             && (self.min_mapq > 0 || self.include_secondary || self.include_supplementary)
         {
             bail!("--min-mapq and --include-* apply to --bam input");
         }
+        let r = &self.region;
+        if self.bam.is_some()
+            && (self.input.is_some() || r.regions_file.is_some() || r.regions.len() > 1)
+        {
+            bail!("--bam takes no other input, and at most one -r region");
+        }
+        if self.bam.is_none() && self.input.is_none() {
+            bail!("no input: give a FASTA/FASTQ file (or - for stdin), or --bam");
+        }
+        Ok(())
+    }
+
+    /// Opens the input (checking regions against the index).
+    pub fn open(&self) -> Result<Input> {
+        self.check()?;
         Input::open(self)
     }
 }
@@ -108,9 +124,6 @@ impl Input {
     fn open(req: &InputArgs) -> Result<Input> {
         if let Some(bam) = req.bam.as_deref() {
             let r = &req.region;
-            if req.input.is_some() || r.regions_file.is_some() || r.regions.len() > 1 {
-                bail!("--bam takes no other input, and at most one -r region");
-            }
             let opts = BamOptions {
                 region: r.regions.first().map(|r| Region::parse(r)).transpose()?,
                 min_mapq: req.min_mapq,
@@ -124,10 +137,7 @@ impl Input {
                 reader,
             });
         }
-        let path = req
-            .input
-            .as_deref()
-            .context("no input: give a FASTA/FASTQ file (or - for stdin), or --bam")?;
+        let path = req.input.as_deref().expect("check: an input unless --bam");
         let regions = req.region.regions()?;
         if regions.is_empty() {
             // A FASTA with an index next to it is read through the index,

@@ -140,9 +140,37 @@ impl Model {
         self.gpu_unused.as_deref()
     }
 
-    /// Whether the model runs on a GPU.
-    pub fn on_gpu(&self) -> bool {
+    /// Whether the model runs on a GPU. Callers ask what they need
+    /// instead ([`Model::pass_limit`], [`Model::batches`],
+    /// [`Model::locks_host_memory`]), so a new backend answers there.
+    pub(crate) fn on_gpu(&self) -> bool {
         matches!(self.engine, Engine::Cuda(_))
+    }
+
+    /// The most tokens one pass may take now where the device's memory
+    /// bounds it: on a GPU, [`Model::max_window`] (its free memory, and the
+    /// host memory the results come back to); `None` on the CPU, whose
+    /// passes run one sequence at a time in host memory and are not
+    /// bounded here.
+    pub fn pass_limit(&self) -> Result<Option<usize>> {
+        if self.on_gpu() {
+            self.max_window().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Whether [`Model::run`] takes several sequences as one batched pass
+    /// (a GPU), rather than one pass per sequence (the CPU).
+    pub fn batches(&self) -> bool {
+        self.on_gpu()
+    }
+
+    /// Whether the [`HostBuffer`]s that [`Out::Host`] fills may be
+    /// page-locked for the device's copies (a GPU's, unless
+    /// `STRAND_NO_PINNED=1`; the CPU locks nothing).
+    pub fn locks_host_memory(&self) -> bool {
+        self.on_gpu()
     }
 
     /// Highest GPU memory in use seen during forward passes (whole

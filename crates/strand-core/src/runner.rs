@@ -6,8 +6,9 @@
 //!   batches of at most a token budget (a batched pass wants equal
 //!   lengths; at least one item per batch, however long), and
 //!   [`by_length`] groups equal lengths wherever they are in a set;
-//! - [`check_pass`] and [`max_pass`] ask every device, before any work,
-//!   whether a pass fits its free memory;
+//! - [`check_pass`], [`max_pass`] and [`batch_limit`] ask every device,
+//!   before any work, whether a pass fits its free memory, and
+//!   [`default_round_tokens`] what budget suits it;
 //! - [`map_ordered`] streams units of work (a batch, a run of windows)
 //!   through the models: each model's thread takes the next unit as soon
 //!   as it is free, and the results come back strictly in input order.
@@ -106,8 +107,10 @@ pub struct Misfit {
 /// memory for a pass of `tokens` tokens (the CPU's passes are not
 /// limited here); `Ok(Err(misfit))` names the first that has not.
 pub fn check_pass(models: &[Model], tokens: usize) -> Result<Result<(), Misfit>> {
-    for m in models.iter().filter(|m| m.on_gpu()) {
-        let fits = m.max_window()?;
+    for m in models {
+        let Some(fits) = m.pass_limit()? else {
+            continue;
+        };
         if tokens > fits {
             return Ok(Err(Misfit {
                 device: m.describe_device(),
@@ -116,6 +119,38 @@ pub fn check_pass(models: &[Model], tokens: usize) -> Result<Result<(), Misfit>>
         }
     }
     Ok(Ok(()))
+}
+
+/// The most tokens a batched pass may hold on every model's device now:
+/// each GPU's free memory bounds it ([`Model::pass_limit`]); passes on the
+/// CPU are not bounded here (`usize::MAX`).
+pub fn batch_limit(models: &[Model]) -> Result<usize> {
+    let mut limit = usize::MAX;
+    for m in models {
+        if let Some(fits) = m.pass_limit()? {
+            limit = limit.min(fits);
+        }
+    }
+    Ok(limit)
+}
+
+/// Tokens per round of batched passes where a batch runs as one pass (a
+/// GPU): large passes amortise the launches and the copy back.
+pub const BATCHED_ROUND_TOKENS: usize = 1 << 20;
+
+/// Tokens per round where sequences run one at a time (the CPU): a larger
+/// round would only hold more memory and keep the writer waiting longer.
+pub const SERIAL_ROUND_TOKENS: usize = 1 << 16;
+
+/// The token budget of a round of passes when the user gives none:
+/// [`BATCHED_ROUND_TOKENS`] when the models batch ([`Model::batches`]),
+/// else [`SERIAL_ROUND_TOKENS`].
+pub fn default_round_tokens(models: &[Model]) -> usize {
+    if models.iter().all(Model::batches) {
+        BATCHED_ROUND_TOKENS
+    } else {
+        SERIAL_ROUND_TOKENS
+    }
 }
 
 /// The longest pass every model's device can hold now (tokens, a
@@ -291,6 +326,17 @@ mod tests {
             vec![vec![1, 4], vec![0, 2], vec![3]]
         );
         assert!(by_length(&[], 8, 8).is_empty());
+    }
+
+    /// The CPU's passes are not bounded by device memory, and its rounds
+    /// are the serial budget.
+    #[test]
+    fn the_cpu_bounds_no_pass() {
+        let two = models(2);
+        assert_eq!(check_pass(&two, usize::MAX).unwrap(), Ok(()));
+        assert_eq!(batch_limit(&two).unwrap(), usize::MAX);
+        assert_eq!(default_round_tokens(&two), SERIAL_ROUND_TOKENS);
+        assert!(!two[0].batches() && !two[0].locks_host_memory());
     }
 
     /// Two models (standing in for two GPUs) give every unit what one

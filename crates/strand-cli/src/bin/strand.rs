@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     exit::run("strand", || match cli.command {
         Command::Doctor => cmd::doctor::run(),
-        Command::Bench(a) => cmd::bench::run(a),
-        Command::Concat(a) => cmd::concat::run(a),
+        Command::Bench(a) => cmd::bench::run(a.validate()?),
+        Command::Concat(a) => cmd::concat::run(a.validate()?),
     })
 }

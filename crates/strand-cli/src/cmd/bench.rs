@@ -9,12 +9,21 @@ use strand_core::diag;
 use strand_core::model::synthetic::{published_config, write_checkpoint, Rng};
 use strand_core::{DeviceSpec, HostBuffer, Model, Out, Placement, Precision};
 
+use crate::args::{DeviceArgs, ThreadsArgs};
+
 /// Measure tokens/s and peak memory of the forward pass.
 ///
 /// Builds random-weight models with the published Caduceus layout
 /// (d_model x n_layer, PS and/or PH) and embeds random sequences of each
 /// length once after a warm-up. Prints one TSV row per model and length.
+// -@ and --device are every command's, but bench runs on the CPU unless
+// told otherwise, and lists its options without headings.
 #[derive(ClapArgs, Debug)]
+#[command(mut_arg("device", |a| a
+    .default_value("cpu")
+    .help("Where to run: cpu, cuda, cuda:N")
+    .help_heading(None)))]
+#[command(mut_arg("threads", |a| a.help_heading(None)))]
 pub struct Args {
     /// Model kinds to build
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kind::Ps, Kind::Ph])]
@@ -34,13 +43,11 @@ pub struct Args {
     #[arg(long, default_value_t = 1, value_parser = small(1000))]
     pub repeat: usize,
 
-    /// CPU threads [default: all cores]
-    #[arg(short = '@', long, value_parser = small(1 << 16))]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub threads: ThreadsArgs,
 
-    /// Where to run: cpu, cuda, cuda:N
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 
     /// Precisions to measure (fp32, bf16; bf16 needs a GPU) [default: the device's]
     #[arg(long, value_delimiter = ',')]
@@ -82,12 +89,53 @@ pub enum Kind {
     Ph,
 }
 
-pub fn run(args: Args) -> Result<()> {
-    if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()?;
+/// `strand bench`'s options after [`Args::validate`].
+#[derive(Debug)]
+pub struct Settings {
+    pub kind: Vec<Kind>,
+    pub lengths: Vec<usize>,
+    pub d_model: usize,
+    pub n_layer: usize,
+    pub repeat: usize,
+    pub threads: ThreadsArgs,
+    /// The one device to measure.
+    pub device: DeviceSpec,
+    /// GPU only: the precisions to measure (bf16 unless `--precision`).
+    pub precisions: Vec<Precision>,
+    pub batch: usize,
+    pub to_host: bool,
+    pub profile: Option<usize>,
+    pub save_models: Option<std::path::PathBuf>,
+}
+
+impl Args {
+    /// Refuses a GPU list (bench measures one device) and applies the
+    /// defaults.
+    pub fn validate(self) -> Result<Settings> {
+        Ok(Settings {
+            device: self.device.one("strand bench")?,
+            precisions: if self.precision.is_empty() {
+                vec![Precision::Bf16]
+            } else {
+                self.precision
+            },
+            kind: self.kind,
+            lengths: self.lengths,
+            d_model: self.d_model,
+            n_layer: self.n_layer,
+            repeat: self.repeat,
+            threads: self.threads,
+            batch: self.batch,
+            to_host: self.to_host,
+            profile: self.profile,
+            save_models: self.save_models,
+        })
     }
+}
+
+/// Measures with settings checked by [`Args::validate`].
+pub fn run(args: Settings) -> Result<()> {
+    args.threads.init()?;
     if let Some(dir) = &args.save_models {
         for kind in &args.kind {
             let (name, path) = build_model(&args, *kind, dir)?;
@@ -140,7 +188,7 @@ pub fn run(args: Args) -> Result<()> {
 
 /// Writes the random-weight checkpoint of `kind`; returns its name and dir.
 fn build_model(
-    args: &Args,
+    args: &Settings,
     kind: Kind,
     tmp: &std::path::Path,
 ) -> Result<(String, std::path::PathBuf)> {
@@ -164,18 +212,14 @@ fn build_model(
 /// copy to the host is left out, as upstream's figures leave it out,
 /// unless `--to-host`), and
 /// the GPU's peak memory in use (whole device, as nvidia-smi counts it).
-fn run_gpu(args: &Args) -> Result<()> {
+fn run_gpu(args: &Settings) -> Result<()> {
     println!("model\tprecision\tbatch\ttokens\tseconds\ttokens_per_s\tpeak_gpu_mib");
     let batch = args.batch.max(1);
     let tmp = tempfile_dir()?;
-    let precisions = if args.precision.is_empty() {
-        vec![Precision::Bf16]
-    } else {
-        args.precision.clone()
-    };
+    let precisions = &args.precisions;
     for kind in &args.kind {
         let (name, dir) = build_model(args, *kind, &tmp)?;
-        for &prec in &precisions {
+        for &prec in precisions {
             let place = Placement {
                 device: args.device,
                 precision: Some(prec),
@@ -232,7 +276,7 @@ const SFU_PER_S: f64 = 4.06e12;
 
 /// Per-token work of each op: (bytes moved, GEMM FLOPs, special-function
 /// evaluations), summed over the whole forward pass.
-fn op_work(args: &Args, kind: Kind, prec: Precision) -> Vec<(&'static str, f64, f64, f64)> {
+fn op_work(args: &Settings, kind: Kind, prec: Precision) -> Vec<(&'static str, f64, f64, f64)> {
     let (d, layers) = (args.d_model as f64, args.n_layer as f64);
     let (di, n, r) = (2.0 * d, 16.0, (args.d_model as f64 / 16.0).ceil());
     let xdw = r + 2.0 * n;
@@ -284,7 +328,7 @@ fn op_work(args: &Args, kind: Kind, prec: Precision) -> Vec<(&'static str, f64, 
 /// Per-op GPU time of one pass at `len` tokens against each op's floor.
 fn print_profile(
     model: &Model,
-    args: &Args,
+    args: &Settings,
     kind: Kind,
     prec: Precision,
     len: usize,
@@ -356,4 +400,46 @@ fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    /// `strand bench`'s options as the subcommand parses them.
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn validate(argv: &[&str]) -> Result<Settings> {
+        let argv = std::iter::once("bench").chain(argv.iter().copied());
+        Cli::try_parse_from(argv)?.args.validate()
+    }
+
+    #[test]
+    fn the_cpu_unless_told() {
+        Cli::command().debug_assert();
+        let s = validate(&[]).expect("ok");
+        assert_eq!(s.device, DeviceSpec::Cpu);
+        assert_eq!(s.precisions, vec![Precision::Bf16]);
+        assert_eq!(s.threads.threads, None);
+        let s =
+            validate(&["--device", "cuda:1", "--precision", "fp32,bf16", "-@", "2"]).expect("ok");
+        assert_eq!(s.device, DeviceSpec::Cuda(1));
+        assert_eq!(s.precisions, vec![Precision::F32, Precision::Bf16]);
+        assert_eq!(s.threads.threads, Some(2));
+    }
+
+    #[test]
+    fn one_device_only() {
+        for list in ["cuda:all", "cuda:0,1"] {
+            let e = validate(&["--device", list]).expect_err("a GPU list");
+            assert!(e.to_string().contains("runs on one device"), "{e}");
+        }
+        assert!(validate(&["-@", "0"]).is_err());
+    }
 }

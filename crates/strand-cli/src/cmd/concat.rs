@@ -11,41 +11,62 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
-use strand_io::vcf::{Reader, Writer};
+use strand_io::vcf::{Options, Reader, Writer};
 
-use crate::args::VcfOutArgs;
+use crate::args::{OutputFile, VcfOutArgs};
 
 /// Concatenate VCFs with the same samples into one.
 #[derive(ClapArgs, Debug)]
+#[command(mut_arg("output", |a| a.help(
+    "Output: .gz for BGZF with a .tbi (or .csi) index, .bcf for BCF with a .csi index; - for \
+     plain VCF on stdout [default: -]"
+)))]
 pub struct Args {
     /// VCFs to join, in order (plain, gzip or BGZF VCF, or BCF)
     #[arg(value_name = "VCF", required = true)]
     pub parts: Vec<PathBuf>,
 
-    /// Output: .gz for BGZF with a .tbi (or .csi) index, .bcf for BCF with
-    /// a .csi index; - for plain VCF on stdout
-    #[arg(
-        short,
-        long,
-        value_name = "FILE",
-        default_value = "-",
-        help_heading = "Output"
-    )]
-    pub output: PathBuf,
+    #[command(flatten)]
+    pub output: OutputFile,
 
     #[command(flatten)]
     pub output_format: VcfOutArgs,
 }
 
-pub fn run(args: Args) -> Result<()> {
-    let mut inputs = Vec::new();
-    for part in &args.parts {
-        inputs.extend(crate::args::with_indexes(part));
+/// `strand concat`'s options after [`Args::validate`].
+#[derive(Debug)]
+pub struct Settings {
+    pub parts: Vec<PathBuf>,
+    /// `-o`, `-` (stdout) when not given.
+    pub output: PathBuf,
+    /// How it is written (`-O`, `-W` and its name).
+    pub options: Options,
+}
+
+impl Args {
+    /// Refuses, before any work, an output type or index that cannot be
+    /// written (a usage error, exit 2) and outputs that are inputs.
+    pub fn validate(self) -> Result<Settings> {
+        let output = self.output.or_stdout();
+        let options = self.output_format.options(&output);
+        let mut inputs = Vec::new();
+        for part in &self.parts {
+            inputs.extend(crate::args::with_indexes(part));
+        }
+        let outputs = self.output_format.outputs(&output);
+        let outputs: Vec<&std::path::Path> = outputs.iter().map(|p| p.as_path()).collect();
+        crate::args::check_outputs(&outputs, &inputs)?;
+        Ok(Settings {
+            parts: self.parts,
+            output,
+            options,
+        })
     }
-    let outputs = args.output_format.outputs(&args.output);
-    let outputs: Vec<&std::path::Path> = outputs.iter().map(|p| p.as_path()).collect();
-    crate::args::check_outputs(&outputs, &inputs)?;
-    let mut out = Writer::create_with(&args.output, args.output_format.options(&args.output))?;
+}
+
+/// Joins with settings checked by [`Args::validate`].
+pub fn run(args: Settings) -> Result<()> {
+    let mut out = Writer::create_with(&args.output, args.options)?;
     let mut columns: Option<(String, String)> = None;
     for part in &args.parts {
         let mut r = Reader::open(part)?;
@@ -69,4 +90,44 @@ pub fn run(args: Args) -> Result<()> {
     }
     out.finish()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    /// `strand concat`'s options as the subcommand parses them.
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn validate(argv: &[&str]) -> Result<Settings> {
+        let argv = std::iter::once("concat").chain(argv.iter().copied());
+        Cli::try_parse_from(argv)?.args.validate()
+    }
+
+    #[test]
+    fn stdout_unless_told() {
+        Cli::command().debug_assert();
+        let s = validate(&["a.vcf", "b.vcf"]).expect("ok");
+        assert_eq!(s.output, PathBuf::from("-"));
+        assert_eq!(s.parts.len(), 2);
+        let s = validate(&["-o", "all.vcf.gz", "a.vcf"]).expect("ok");
+        assert_eq!(s.output, PathBuf::from("all.vcf.gz"));
+        assert!(validate(&["-o", "x.vcf"]).is_err(), "no parts");
+    }
+
+    #[test]
+    fn a_part_is_not_the_output() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let part = tmp.path().join("a.vcf");
+        std::fs::write(&part, "##fileformat=VCFv4.2\n").expect("write");
+        let part = part.to_string_lossy();
+        let e = validate(&["-o", &part, &part]).expect_err("refused");
+        assert!(e.to_string().contains("same file as input"), "{e}");
+    }
 }

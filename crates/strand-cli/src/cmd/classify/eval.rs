@@ -11,7 +11,7 @@ use strand_io::{AtomicFile, Error as IoError, Reader};
 use super::labels::Labels;
 use super::records::{embed_labelled, head_logits, Embedder, Sample};
 use super::{class_labels, describe, metrics, plot, FeedArgs, PROG};
-use crate::args::{ModelArgs, RunArgs};
+use crate::args::{ModelArgs, OutputFile, RunArgs};
 
 /// Score a CaduceusForSequenceClassification model on labelled sequences.
 ///
@@ -20,6 +20,7 @@ use crate::args::{ModelArgs, RunArgs};
 /// precision, recall, F1 and one-vs-rest AUROC. Optionally the confusion
 /// matrix as TSV and as a PNG heat map.
 #[derive(ClapArgs, Debug)]
+#[command(mut_arg("output", |a| a.help("Metrics table; - for stdout [default: -]")))]
 pub struct Args {
     /// Labelled FASTA or FASTQ, plain or gzip/BGZF; - for stdin
     #[arg(long, value_name = "FILE", help_heading = "Input")]
@@ -29,15 +30,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE", help_heading = "Input")]
     pub labels: Option<PathBuf>,
 
-    /// Metrics table; - for stdout
-    #[arg(
-        short,
-        long,
-        value_name = "FILE",
-        default_value = "-",
-        help_heading = "Output"
-    )]
-    pub output: PathBuf,
+    #[command(flatten)]
+    pub output: OutputFile,
 
     /// Also write the confusion matrix (rows: true label, columns:
     /// predicted) as TSV
@@ -58,15 +52,49 @@ pub struct Args {
     pub run: RunArgs,
 }
 
-pub fn run(args: Args) -> Result<()> {
+/// `eval`'s options after [`Args::validate`].
+#[derive(Debug)]
+pub struct Settings {
+    pub data: PathBuf,
+    pub labels: Option<PathBuf>,
+    /// `-o`, `-` (stdout) when not given.
+    pub output: PathBuf,
+    pub confusion: Option<PathBuf>,
+    pub plot: Option<PathBuf>,
+    pub feed: FeedArgs,
+    pub model: ModelArgs,
+    pub run: RunArgs,
+}
+
+impl Args {
+    /// Refuses, before any work: a GPU list (eval runs on one device) and
+    /// outputs that are inputs (or one another).
+    pub fn validate(self) -> Result<Settings> {
+        self.model.device.one(PROG)?;
+        let output = self.output.or_stdout();
+        let mut inputs = vec![self.data.clone()];
+        inputs.extend(self.labels.clone());
+        inputs.extend(self.model.files());
+        let mut outputs = vec![output.as_path()];
+        outputs.extend(self.confusion.as_deref());
+        outputs.extend(self.plot.as_deref());
+        crate::args::check_outputs(&outputs, &inputs)?;
+        Ok(Settings {
+            data: self.data,
+            labels: self.labels,
+            output,
+            confusion: self.confusion,
+            plot: self.plot,
+            feed: self.feed,
+            model: self.model,
+            run: self.run,
+        })
+    }
+}
+
+/// Evaluates with settings checked by [`Args::validate`].
+pub fn run(args: Settings) -> Result<()> {
     args.run.init_threads()?;
-    let mut inputs = vec![args.data.clone()];
-    inputs.extend(args.labels.clone());
-    inputs.extend(args.model.files());
-    let mut outputs = vec![args.output.as_path()];
-    outputs.extend(args.confusion.as_deref());
-    outputs.extend(args.plot.as_deref());
-    crate::args::check_outputs(&outputs, &inputs)?;
     let labels_src = Labels::open(args.labels.as_deref())?;
     let reader = Reader::from_path(&args.data)?;
     let file = reader.display_name().to_string();

@@ -12,6 +12,8 @@ pub mod plot;
 pub mod predict;
 pub mod records;
 pub mod train;
+#[cfg(test)]
+mod validate_tests;
 
 use anyhow::{bail, Result};
 use clap::{Args as ClapArgs, Parser, Subcommand};
@@ -41,11 +43,31 @@ pub enum Command {
     Eval(eval::Args),
 }
 
-pub fn run(args: Args) -> Result<()> {
-    match args.command {
-        Command::Predict(a) => predict::run(a),
-        Command::Train(a) => train::run(a),
-        Command::Eval(a) => eval::run(a),
+/// A subcommand's options after its `validate` step.
+#[derive(Debug)]
+pub enum Settings {
+    Predict(predict::Settings),
+    Train(train::Settings),
+    Eval(eval::Settings),
+}
+
+impl Args {
+    /// Checks the subcommand's options (see each one's `validate`).
+    pub fn validate(self) -> Result<Settings> {
+        Ok(match self.command {
+            Command::Predict(a) => Settings::Predict(a.validate()?),
+            Command::Train(a) => Settings::Train(a.validate()?),
+            Command::Eval(a) => Settings::Eval(a.validate()?),
+        })
+    }
+}
+
+/// Runs a subcommand with settings checked by [`Args::validate`].
+pub fn run(settings: Settings) -> Result<()> {
+    match settings {
+        Settings::Predict(s) => predict::run(s),
+        Settings::Train(s) => train::run(s),
+        Settings::Eval(s) => eval::run(s),
     }
 }
 

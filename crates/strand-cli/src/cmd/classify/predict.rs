@@ -11,9 +11,9 @@ use strand_io::AtomicFile;
 
 use super::records::{batch_logits, Embedder};
 use super::{class_labels, describe, prediction_cells, FeedArgs, PROG};
-use crate::args::{ModelArgs, RunArgs};
+use crate::args::{BatchArgs, ModelArgs, OutputFile, RunArgs};
 use crate::input::InputArgs;
-use crate::shard::ShardArgs;
+use crate::shard::{Shard, ShardArgs};
 
 /// Classify every record with a CaduceusForSequenceClassification model.
 ///
@@ -22,19 +22,17 @@ use crate::shard::ShardArgs;
 /// (the most probable label). The head sees the mean of the final hidden
 /// states over all positions, as the reference does.
 #[derive(ClapArgs, Debug)]
+#[command(mut_arg("output", |a| a.help("Output table; - for stdout [default: -]")))]
+#[command(mut_arg("batch_tokens", |a| a.help(
+    "Records of equal length are run through the model together, up to this many tokens per \
+     pass (on a GPU; the CPU runs them one by one) [default: 1048576]"
+)))]
 pub struct Args {
     #[command(flatten)]
     pub input: InputArgs,
 
-    /// Output table; - for stdout
-    #[arg(
-        short,
-        long,
-        value_name = "FILE",
-        default_value = "-",
-        help_heading = "Output"
-    )]
-    pub output: PathBuf,
+    #[command(flatten)]
+    pub output: OutputFile,
 
     /// Raw logits in the label columns instead of probabilities
     #[arg(long, help_heading = "Output")]
@@ -44,11 +42,6 @@ pub struct Args {
     #[command(flatten)]
     pub shard: ShardArgs,
 
-    /// Records of equal length are run through the model together, up to
-    /// this many tokens per pass (on a GPU; the CPU runs them one by one)
-    #[arg(long, value_name = "INT", default_value_t = 1 << 20, value_parser = crate::args::tokens(), help_heading = "Run")]
-    pub batch_tokens: usize,
-
     #[command(flatten)]
     pub feed: FeedArgs,
 
@@ -56,18 +49,59 @@ pub struct Args {
     pub model: ModelArgs,
 
     #[command(flatten)]
+    pub batch: BatchArgs,
+
+    #[command(flatten)]
     pub run: RunArgs,
 }
 
-pub fn run(args: Args) -> Result<()> {
+/// Tokens per batched pass unless `--batch-tokens` says otherwise.
+const DEFAULT_BATCH_TOKENS: usize = 1 << 20;
+
+/// `predict`'s options after [`Args::validate`].
+#[derive(Debug)]
+pub struct Settings {
+    pub input: InputArgs,
+    /// `-o`, `-` (stdout) when not given.
+    pub output: PathBuf,
+    pub logits: bool,
+    pub shard: Option<Shard>,
+    /// `--batch-tokens`, its default applied.
+    pub batch_tokens: usize,
+    pub feed: FeedArgs,
+    pub model: ModelArgs,
+    pub run: RunArgs,
+}
+
+impl Args {
+    /// Refuses, before any work, input options that conflict and an
+    /// output that is an input.
+    pub fn validate(self) -> Result<Settings> {
+        self.input.check()?;
+        let output = self.output.or_stdout();
+        let mut inputs = self.input.files();
+        inputs.extend(self.model.files());
+        crate::args::check_outputs(&[&output], &inputs)?;
+        Ok(Settings {
+            input: self.input,
+            output,
+            logits: self.logits,
+            shard: self.shard.shard,
+            batch_tokens: self.batch.tokens_or(DEFAULT_BATCH_TOKENS),
+            feed: self.feed,
+            model: self.model,
+            run: self.run,
+        })
+    }
+}
+
+/// Predicts with settings checked by [`Args::validate`].
+pub fn run(args: Settings) -> Result<()> {
     args.run.init_threads()?;
     // Input and output first: a typo should not cost a model load.
-    let mut inputs = args.input.files();
-    inputs.extend(args.model.files());
-    crate::args::check_outputs(&[&args.output], &inputs)?;
     let mut input = args.input.open()?;
     let file = input.display_name();
-    let selected = match args.shard.shard {
+    let selected = match args.shard {
         Some(shard) => Some(
             shard.select(
                 &input
@@ -100,7 +134,7 @@ pub fn run(args: Args) -> Result<()> {
             conjoin: args.feed.conjoin,
         })
         .collect();
-    if args.shard.shard.is_none_or(|s| s.is_first()) {
+    if args.shard.is_none_or(|s| s.is_first()) {
         writeln!(out, "name\tlength\t{}\tpred", labels.join("\t"))
             .map_err(|e| out.write_error(e))?;
     }

@@ -15,7 +15,7 @@ use super::labels::{self, Labels};
 use super::metrics::{self, Scores};
 use super::records::{embed_labelled, feature, head_logits, Embedder, Sample};
 use super::{describe, fmt_float, head, prediction_cells, FeedArgs, PROG};
-use crate::args::{ModelArgs, RunArgs};
+use crate::args::{ModelArgs, OutputDir, RunArgs};
 
 /// Fit a classification head (a linear probe) on a Caduceus backbone.
 ///
@@ -41,9 +41,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE", help_heading = "Input")]
     pub labels: Option<PathBuf>,
 
-    /// Output folder; must not exist, or be empty
-    #[arg(short, long, value_name = "DIR", help_heading = "Output")]
-    pub output: PathBuf,
+    #[command(flatten)]
+    pub output: OutputDir,
 
     /// Cross-validation folds
     #[arg(long, value_name = "INT", default_value_t = 5,
@@ -79,7 +78,54 @@ fn positive(s: &str) -> Result<f64, String> {
     }
 }
 
-pub fn run(args: Args) -> Result<()> {
+/// `train`'s options after [`Args::validate`].
+#[derive(Debug)]
+pub struct Settings {
+    pub train: PathBuf,
+    pub valid: Option<PathBuf>,
+    pub labels: Option<PathBuf>,
+    /// `-o`: the checkpoint folder.
+    pub output: PathBuf,
+    pub folds: usize,
+    /// The L2 penalties to choose from: `--lambda`, or the grid.
+    pub lambdas: Vec<f64>,
+    pub seed: u64,
+    pub feed: FeedArgs,
+    pub model: ModelArgs,
+    pub run: RunArgs,
+}
+
+impl Args {
+    /// Refuses, before any work: a GPU list (train runs on one device), an
+    /// output folder that is not new or empty, and an output that is an
+    /// input.
+    pub fn validate(self) -> Result<Settings> {
+        self.model.device.one(PROG)?;
+        let mut inputs = vec![self.train.clone()];
+        inputs.extend(self.valid.clone());
+        inputs.extend(self.labels.clone());
+        inputs.extend(self.model.files());
+        crate::args::check_outputs(&[&self.output.path], &inputs)?;
+        self.output.check()?;
+        Ok(Settings {
+            train: self.train,
+            valid: self.valid,
+            labels: self.labels,
+            output: self.output.path,
+            folds: usize::from(self.folds),
+            lambdas: self
+                .lambda
+                .map_or_else(|| LAMBDA_GRID.to_vec(), |l| vec![l]),
+            seed: self.seed,
+            feed: self.feed,
+            model: self.model,
+            run: self.run,
+        })
+    }
+}
+
+/// Trains with settings checked by [`Args::validate`].
+pub fn run(args: Settings) -> Result<()> {
     args.run.init_threads()?;
     let quiet = args.run.quiet;
     let say = |msg: String| {
@@ -87,11 +133,6 @@ pub fn run(args: Args) -> Result<()> {
             eprintln!("{PROG}: {msg}");
         }
     };
-    let mut inputs = vec![args.train.clone()];
-    inputs.extend(args.valid.clone());
-    inputs.extend(args.labels.clone());
-    inputs.extend(args.model.files());
-    crate::args::check_outputs(&[&args.output], &inputs)?;
     let labels_src = Labels::open(args.labels.as_deref())?;
     let train_reader = Reader::from_path(&args.train)?;
     let train_file = train_reader.display_name().to_string();
@@ -130,7 +171,7 @@ pub fn run(args: Args) -> Result<()> {
     let counts: Vec<usize> = (0..k)
         .map(|c| y.iter().filter(|&&v| v == c).count())
         .collect();
-    let folds = usize::from(args.folds);
+    let folds = args.folds;
     if let Some(c) = (0..k).find(|&c| counts[c] < folds) {
         bail!(
             "{train_file}: label \"{}\" has {} record(s), fewer than the {folds} cross-validation \
@@ -157,11 +198,9 @@ pub fn run(args: Args) -> Result<()> {
     // Cross-validation, then the final fit on every training record.
     let d = model.config.d_model;
     let x: Vec<f64> = train.iter().flat_map(|s| feature(&s.views)).collect();
-    let grid: Vec<f64> = args
-        .lambda
-        .map_or_else(|| LAMBDA_GRID.to_vec(), |l| vec![l]);
+    let grid = &args.lambdas;
     let fold_of = cv::stratified_folds(&y, k, folds, args.seed);
-    let points = cv::cross_validate(&x, d, &y, k, &fold_of, folds, &grid);
+    let points = cv::cross_validate(&x, d, &y, k, &fold_of, folds, grid);
     let best = cv::best(&points);
     let lambda = points[best].lambda;
     let cv_scores = metrics::score(&points[best].logits, &y, k);
@@ -318,16 +357,8 @@ struct OutDir {
 impl OutDir {
     fn prepare(dest: &Path) -> Result<OutDir> {
         let shown = dest.display();
-        if dest.exists() {
-            if !dest.is_dir() {
-                bail!("{shown}: exists and is not a folder");
-            }
-            let mut entries =
-                std::fs::read_dir(dest).with_context(|| format!("{shown}: cannot read"))?;
-            if entries.next().is_some() {
-                bail!("{shown}: folder exists and is not empty (remove it or choose another --output)");
-            }
-        }
+        // Checked by validate too; again here, just before it is made.
+        crate::args::check_empty_dir(dest)?;
         let name = dest
             .file_name()
             .with_context(|| format!("{shown}: not a folder name"))?

@@ -5,7 +5,7 @@
 //! ([`runner::map_ordered`]):
 //!
 //! 1. the reader takes windows in input order until a round holds the
-//!    token budget (or sequence cap), fetching and tokenising their bases;
+//!    token budget, fetching and tokenising their bases;
 //! 2. each device's thread runs a round's windows, those of equal length
 //!    as one batched pass; with several GPUs, rounds go to whichever GPU
 //!    is free;
@@ -30,31 +30,13 @@ use super::pool::{Pool, Pooler};
 use crate::input::{Input, Item};
 use crate::progress::Progress;
 
-/// How much one round may hold.
-#[derive(Debug, Clone, Copy)]
-pub struct Budget {
-    /// Tokens per round (at least one whole window is always taken).
-    pub tokens: usize,
-    /// Sequences per batched pass.
-    pub seqs: usize,
-}
-
-impl std::fmt::Display for Budget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "up to {} tokens", self.tokens)?;
-        if self.seqs != usize::MAX {
-            write!(f, " and {} sequences", self.seqs)?;
-        }
-        write!(f, " per round")
-    }
-}
-
 /// Everything about the run but the input and output.
 pub struct Job<'a> {
     /// One model per device (several for `--device cuda:all`).
     pub models: &'a [Model],
     pub tiling: Tiling,
-    pub budget: Budget,
+    /// Tokens per round (at least one whole window is always taken).
+    pub round_tokens: usize,
     pub pool: Pool,
     pub rc_average: bool,
     pub special_tokens: bool,
@@ -216,8 +198,8 @@ impl Job<'_> {
                 .map(|(i, d)| {
                     let s = d.stats.lock().expect("no thread panics holding the lock");
                     let plural = if s.rounds == 1 { "" } else { "s" };
-                    // Only a GPU's results are page-locked.
-                    let locked = if d.model.on_gpu() {
+                    // Only a device that page-locks its results says so.
+                    let locked = if d.model.locks_host_memory() {
                         format!(", {} into page-locked memory", s.pinned)
                     } else {
                         String::new()
@@ -244,7 +226,7 @@ impl Job<'_> {
     fn next_round(&self, input: &mut Input, r: &mut Reader) -> Result<Option<Round>> {
         let mut steps = Vec::new();
         let mut tokens = 0usize;
-        while !r.exhausted && tokens < self.budget.tokens {
+        while !r.exhausted && tokens < self.round_tokens {
             if r.current.as_ref().is_none_or(|c| c.next == c.tiles) {
                 match self.next_item(input, &mut r.position)? {
                     None => {
@@ -367,7 +349,7 @@ impl Job<'_> {
         let w = model.width();
         let mut groups = Vec::new();
         let mut at = vec![(0, 0); tiles.len()];
-        for group in runner::by_length(&lens, usize::MAX, self.budget.seqs) {
+        for group in runner::by_length(&lens, usize::MAX, usize::MAX) {
             let seqs: Vec<&[u32]> = group.iter().map(|&i| tiles[i].0).collect();
             let mut hidden = spare
                 .lock()

@@ -3,7 +3,8 @@
 //!
 //! - [`batch`]: windows, batched passes, stitching, pooling, in order;
 //! - [`pool`]: `--pool none|mean|bin:N`;
-//! - [`output`]: safetensors / npy / TSV files, one file or one per item.
+//! - [`output`]: safetensors / npy / TSV files, one file or one per item;
+//! - [`settings`]: the options checked before any work ([`Args::validate`]).
 //!
 //! Inputs ([`crate::input`]) and shards ([`crate::shard`]) are shared with
 //! the other commands.
@@ -12,6 +13,7 @@ mod batch;
 mod names;
 mod output;
 mod pool;
+mod settings;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,21 +21,17 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use strand_core::runner;
-use strand_io::windows::Tiling;
 use strand_io::Dtype;
 
-use self::batch::{Budget, Job};
+pub use self::settings::{Dest, Round, Settings};
+
+use self::batch::Job;
 use self::output::{Format, Opts};
 use self::pool::Pool;
-use crate::args::{ModelArgs, RunArgs, WindowSpec, DEFAULT_WINDOW};
+use crate::args::{BatchArgs, ModelArgs, OutputFile, RunArgs, WindowSpec};
 use crate::input::InputArgs;
 use crate::progress::Progress;
 use crate::shard::ShardArgs;
-
-/// Tokens per round of batched passes when neither --batch-tokens nor
-/// --batch-size is given.
-const GPU_ROUND_TOKENS: usize = 1 << 20;
-const CPU_ROUND_TOKENS: usize = 1 << 16;
 
 /// Embed DNA with a Caduceus model.
 ///
@@ -48,6 +46,11 @@ const CPU_ROUND_TOKENS: usize = 1 << 16;
 #[derive(Parser, Debug)]
 #[command(name = "strand-embed", version, max_term_width = 100)]
 #[command(group(clap::ArgGroup::new("dest").required(true).args(["output", "out_dir"])))]
+#[command(mut_arg("output", |a| a.help("Output file (safetensors or tsv); - for stdout")))]
+#[command(mut_arg("batch_tokens", |a| a.help(
+    "Tokens per round of batched passes, as strand-score and strand-classify count them \
+     [default: 1,048,576 on a GPU, 65,536 on the CPU; at least one window]"
+)))]
 pub struct Args {
     #[command(flatten)]
     pub input: InputArgs,
@@ -61,20 +64,13 @@ pub struct Args {
     #[arg(long, value_name = "INT", value_parser = clap::value_parser!(u64).range(0..=crate::args::MAX_BASES), help_heading = "Windows")]
     pub overlap: Option<u64>,
 
-    /// Tokens per round of batched passes, as strand-score and
-    /// strand-classify count them [default: 1,048,576 on a GPU, 65,536 on
-    /// the CPU; at least one window]
-    #[arg(long, value_name = "INT", value_parser = crate::args::tokens(), conflicts_with = "batch_size", help_heading = "Windows")]
-    pub batch_tokens: Option<usize>,
-
-    /// Sequences (windows or records) per batched pass, instead of
-    /// --batch-tokens
-    #[arg(long, value_name = "INT", value_parser = crate::args::bases(), help_heading = "Windows")]
+    /// Deprecated: N windows per round, i.e. --batch-tokens N x --window
+    // Hidden: kept so that old command lines still run (with a warning).
+    #[arg(long, value_name = "INT", value_parser = crate::args::bases(), conflicts_with = "batch_tokens", hide = true)]
     pub batch_size: Option<u64>,
 
-    /// Output file (safetensors or tsv); - for stdout
-    #[arg(short, long, value_name = "FILE", help_heading = "Output")]
-    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputFile,
 
     /// Write one file per record or region into DIR, plus DIR/index.tsv
     #[arg(
@@ -130,20 +126,25 @@ pub struct Args {
     pub model: ModelArgs,
 
     #[command(flatten)]
+    pub batch: BatchArgs,
+
+    #[command(flatten)]
     pub run: RunArgs,
 }
 
-pub fn run(args: Args) -> Result<()> {
+/// Embeds with settings checked by [`Args::validate`].
+pub fn run(args: Settings) -> Result<()> {
     args.run.init_threads()?;
-    check_options(&args)?;
-    let (dest, to_dir) = match (&args.output, &args.out_dir) {
-        (Some(o), None) => (o.clone(), false),
-        (None, Some(d)) => (d.clone(), true),
-        _ => unreachable!("clap requires exactly one of -o and --out-dir"),
+    if let Round::Windows(n) = args.round {
+        eprintln!(
+            "strand-embed: warning: --batch-size is deprecated: taken as --batch-tokens of {n} \
+             windows ({n} x --window); use --batch-tokens"
+        );
+    }
+    let (dest, to_dir) = match &args.dest {
+        Dest::File(f) => (f.clone(), false),
+        Dest::Dir(d) => (d.clone(), true),
     };
-    let mut inputs = args.input.files();
-    inputs.extend(args.model.files());
-    crate::args::check_outputs(&[&dest], &inputs)?;
     if args.resume && !to_dir && dest.is_file() {
         check_resumable(&args, &dest)?;
         if !args.run.quiet {
@@ -157,7 +158,7 @@ pub fn run(args: Args) -> Result<()> {
     // Open the input before loading the model: a typo should not cost a
     // multi-gigabyte load.
     let mut input = args.input.open()?;
-    let (selected, total) = match args.shard.shard {
+    let (selected, total) = match args.shard {
         Some(shard) => {
             let lengths = input
                 .lengths()
@@ -180,17 +181,15 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--rc-average needs a PS (rcps) model; {} is PH", model.id);
     }
     let window = match args.window {
-        None => DEFAULT_WINDOW,
-        Some(WindowSpec::Max) => max_window(&models)? as u64,
-        Some(WindowSpec::Bases(w)) => w,
+        WindowSpec::Max => max_window(&models)? as u64,
+        WindowSpec::Bases(w) => w,
     };
-    let overlap = args.overlap.unwrap_or(window / 8);
-    let tiling = Tiling::new(window, overlap).context("--window/--overlap")?;
-    let budget = budget(&models, args.batch_size, args.batch_tokens, window)?;
+    let tiling = args.tiling(window)?;
+    let round_tokens = round_tokens(&models, args.round, window)?;
     if args.run.verbose {
         eprintln!(
             "strand-embed: model {} ({} x {}, {}), device {}, window {window}, \
-             overlap {overlap}, batch {}",
+             overlap {}, batch up to {round_tokens} tokens per round",
             model.id,
             model.config.d_model,
             model.config.n_layer,
@@ -200,7 +199,7 @@ pub fn run(args: Args) -> Result<()> {
                 .map(|m| m.describe_device())
                 .collect::<Vec<_>>()
                 .join("; "),
-            budget
+            tiling.overlap()
         );
     }
 
@@ -214,7 +213,7 @@ pub fn run(args: Args) -> Result<()> {
         models: &models,
         done,
         tiling,
-        budget,
+        round_tokens,
         pool: args.pool,
         rc_average: args.rc_average,
         special_tokens: args.special_tokens,
@@ -225,8 +224,8 @@ pub fn run(args: Args) -> Result<()> {
         format: args.format,
         dtype: args.dtype,
         metadata: metadata(&args, model, &job),
-        tsv_header: args.shard.shard.is_none_or(|s| s.is_first()),
-        index_name: match args.shard.shard {
+        tsv_header: args.shard.is_none_or(|s| s.is_first()),
+        index_name: match args.shard {
             Some(s) => format!("index.shard-{}-of-{}.tsv", s.index, s.count),
             None => "index.tsv".into(),
         },
@@ -248,23 +247,6 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Option combinations that cannot work, refused before any reading.
-fn check_options(args: &Args) -> Result<()> {
-    if args.format == Format::Tsv && args.pool == Pool::None {
-        bail!("--format tsv stores pooled rows: add --pool mean or --pool bin:N");
-    }
-    if args.format == Format::Npy && args.output.is_some() {
-        bail!("--format npy writes a directory of .npy files: use --out-dir DIR");
-    }
-    if args.special_tokens && matches!(args.pool, Pool::Bin(_)) {
-        bail!("--special-tokens adds a row that is not a base: use --pool none or mean");
-    }
-    if args.resume && args.output.as_deref() == Some(Path::new("-")) {
-        bail!("--resume needs an output file or --out-dir, not stdout");
-    }
-    Ok(())
-}
-
 /// Tokens a round may hold so that the rounds in flight take at most half
 /// the host's free memory (f32 hidden states).
 fn host_round_cap(models: &[strand_core::Model]) -> usize {
@@ -279,12 +261,10 @@ fn max_window(models: &[strand_core::Model]) -> Result<usize> {
     Ok(w / 1024 * 1024)
 }
 
-fn budget(
-    models: &[strand_core::Model],
-    batch_size: Option<u64>,
-    batch_tokens: Option<usize>,
-    window: u64,
-) -> Result<Budget> {
+/// The tokens of a round: as asked (or the devices' default), within what
+/// the devices and the host can hold, and at least one window (which must
+/// fit).
+fn round_tokens(models: &[strand_core::Model], round: Round, window: u64) -> Result<usize> {
     let window = window as usize;
     let host = host_round_cap(models);
     if let Err(m) = runner::check_pass(models, window)? {
@@ -295,11 +275,6 @@ fn budget(
             m.fits
         );
     }
-    let limit = if models[0].on_gpu() {
-        runner::max_pass(models)?
-    } else {
-        usize::MAX
-    };
     if window > host {
         bail!(
             "--window {window} needs more host memory than is free ({} rounds of hidden states \
@@ -307,37 +282,22 @@ fn budget(
             runner::max_in_flight(models.len())
         );
     }
-    let limit = limit.min(host);
-    let on_gpu = models[0].on_gpu();
-    Ok(match batch_size {
-        Some(n) => {
-            let seqs = usize::try_from(n).unwrap_or(usize::MAX);
-            let tokens = seqs.saturating_mul(window).min(limit).max(window);
-            Budget {
-                tokens,
-                seqs: (tokens / window).max(1).min(seqs),
-            }
-        }
-        None => {
-            let round = batch_tokens.unwrap_or(if on_gpu {
-                GPU_ROUND_TOKENS
-            } else {
-                CPU_ROUND_TOKENS
-            });
-            let tokens = round.min(limit).max(window);
-            Budget {
-                tokens,
-                seqs: usize::MAX,
-            }
-        }
-    })
+    let limit = runner::batch_limit(models)?.min(host);
+    let asked = match round {
+        Round::Default => runner::default_round_tokens(models),
+        Round::Tokens(t) => t,
+        Round::Windows(n) => usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(window),
+    };
+    Ok(asked.min(limit).max(window))
 }
 
 /// `--resume -o FILE` keeps FILE only when it was made by the same model
 /// with the same settings: its provenance metadata must match this run's
 /// (the model's config, pooling, special tokens, dtype, layout). A TSV
 /// carries no metadata and is kept as it is.
-fn check_resumable(args: &Args, dest: &Path) -> Result<()> {
+fn check_resumable(args: &Settings, dest: &Path) -> Result<()> {
     if args.format != Format::Safetensors {
         return Ok(());
     }
@@ -365,7 +325,7 @@ fn check_resumable(args: &Args, dest: &Path) -> Result<()> {
     Ok(())
 }
 
-fn metadata(args: &Args, model: &strand_core::Model, job: &Job) -> BTreeMap<String, String> {
+fn metadata(args: &Settings, model: &strand_core::Model, job: &Job) -> BTreeMap<String, String> {
     BTreeMap::from([
         (
             "strand_version".into(),

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use strand_io::faidx::IndexedFasta;
@@ -15,7 +15,8 @@ use strand_io::AtomicFile;
 use super::engine::{score_windows, Engine, Job, WindowWork};
 use super::tracks::{bedgraph, bigwig, Track};
 use super::variant::{classify, Kind, Score, Window, WindowGrid};
-use super::{Common, PROG};
+use super::{Common, CommonSettings, PROG};
+use crate::args::OutputPrefix;
 use crate::progress::Progress;
 
 /// The options of `strand-score ism` (its help text is the doc comment of
@@ -32,15 +33,8 @@ pub struct Args {
     )]
     pub region: String,
 
-    /// Output prefix
-    #[arg(
-        short,
-        long,
-        value_name = "PREFIX",
-        required = true,
-        help_heading = "Output"
-    )]
-    pub output: PathBuf,
+    #[command(flatten)]
+    pub output: OutputPrefix,
 
     /// Mask each position (llr_masked: one pass per position) instead of
     /// reading all positions off the reference pass (llr)
@@ -49,6 +43,42 @@ pub struct Args {
 
     #[command(flatten)]
     pub common: Common,
+}
+
+/// `strand-score ism`'s options after [`Args::validate`].
+#[derive(Debug)]
+pub struct Settings {
+    pub region: Region,
+    /// `-o`: every output is `PREFIX.*`.
+    pub prefix: String,
+    /// `llr`, or `llr_masked` with `--masked`.
+    pub score: Score,
+    pub common: CommonSettings,
+}
+
+impl Args {
+    /// Refuses, before any work: a region that does not parse, a prefix
+    /// that is a folder, and outputs that are inputs.
+    pub fn validate(self) -> Result<Settings> {
+        let region = Region::parse(&self.region)?;
+        let prefix = self.output.check()?;
+        let c = &self.common;
+        let mut inputs = crate::args::with_indexes(&c.reference);
+        inputs.extend(c.model.files());
+        let outputs = output_paths(&prefix);
+        let outs: Vec<&Path> = outputs.iter().map(PathBuf::as_path).collect();
+        crate::args::check_outputs(&outs, &inputs)?;
+        Ok(Settings {
+            region,
+            prefix,
+            score: if self.masked {
+                Score::LlrMasked
+            } else {
+                Score::Llr
+            },
+            common: self.common.validate(),
+        })
+    }
 }
 
 const BASES: [u8; 4] = *b"ACGT";
@@ -72,21 +102,15 @@ fn output_paths(prefix: &str) -> Vec<PathBuf> {
     paths
 }
 
-pub fn run(args: Args) -> Result<()> {
+/// Saturation mutagenesis with settings checked by [`Args::validate`].
+pub fn run(args: Settings) -> Result<()> {
     let c = &args.common;
     c.run.init_threads()?;
     let mut fasta = IndexedFasta::open(&c.reference)?;
-    let span = fasta.resolve(&Region::parse(&args.region)?)?;
+    let span = fasta.resolve(&args.region)?;
     let len = fasta.contig_len(&span.contig).expect("resolved");
-    let prefix = args.output.to_string_lossy().into_owned();
-    if prefix.is_empty() || args.output.is_dir() {
-        bail!("-o takes a file prefix (e.g. out/chr7-region), not a directory");
-    }
-    let outputs = output_paths(&prefix);
-    let mut inputs = crate::args::with_indexes(&c.reference);
-    inputs.extend(c.model.files());
-    let outs: Vec<&std::path::Path> = outputs.iter().map(PathBuf::as_path).collect();
-    crate::args::check_outputs(&outs, &inputs)?;
+    let prefix = args.prefix.as_str();
+    let masked = args.score == Score::LlrMasked;
     // Nothing to mutate (all N): an error before any work, not a run that
     // ends with empty tables.
     let bases = fasta.fetch(&span.contig, span.start, span.end)?;
@@ -101,18 +125,13 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let models = c.model.load_all(PROG, c.run.quiet)?;
-    let score = if args.masked {
-        Score::LlrMasked
-    } else {
-        Score::Llr
-    };
     super::check_memory(&models, c)?;
     let engines: Vec<Engine> = models
         .iter()
-        .map(|m| Engine::new(m, vec![score], c.rc_average, c.batch_tokens))
+        .map(|m| Engine::new(m, vec![args.score], c.rc_average, c.batch_tokens))
         .collect();
     let grid = WindowGrid {
-        window: c.window(),
+        window: c.window,
         centred: c.centred,
     };
 
@@ -164,7 +183,7 @@ pub fn run(args: Args) -> Result<()> {
             for (job, v) in work.jobs.iter().zip(values) {
                 let p = w.start + job.offset as u64;
                 let k = BASES.iter().position(|&b| b == job.alt[0]).expect("ACGT");
-                llr.entry(p).or_default()[k] = if args.masked { v.llr_masked } else { v.llr };
+                llr.entry(p).or_default()[k] = if masked { v.llr_masked } else { v.llr };
             }
             progress.inc(positions.len() as u64);
         }
@@ -172,7 +191,7 @@ pub fn run(args: Args) -> Result<()> {
     progress.finish();
 
     let mut tsv = AtomicFile::create(&PathBuf::from(format!("{prefix}.tsv")))?;
-    let name = if args.masked { "llr_masked" } else { "llr" };
+    let name = if masked { "llr_masked" } else { "llr" };
     writeln!(tsv, "chrom\tpos\tref\talt\t{name}").map_err(|e| tsv.write_error(e))?;
     let mut per_base: [Track; 4] = Default::default();
     let (mut mean, mut min) = (Track::new(), Track::new());

@@ -7,6 +7,9 @@
 //! - [`vcf`]: reading, grouping by window, annotating, writing;
 //! - [`ism`] and [`tracks`]: every SNV of a region, as TSV, bedGraph and
 //!   bigWig.
+//!
+//! Each mode's options are checked by one `validate` step ([`Args::validate`])
+//! into its `Settings` before any work.
 
 mod annotate;
 mod engine;
@@ -15,13 +18,16 @@ mod tracks;
 mod variant;
 mod vcf;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
 use self::variant::Score;
-use crate::args::{ModelArgs, RegionArgs, RunArgs, VcfOutArgs, DEFAULT_WINDOW};
+use crate::args::{
+    BatchArgs, ModelArgs, OutputFile, RegionArgs, RunArgs, VcfOutArgs, DEFAULT_WINDOW,
+};
 use crate::shard::ShardArgs;
 
 pub(crate) const PROG: &str = "strand-score";
@@ -74,17 +80,45 @@ impl Args {
     /// error). `ism` is a subcommand; without one the VCF mode's options
     /// apply (and are required).
     pub fn from_env() -> Args {
-        let matches = Cli::command().get_matches();
+        Args::try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// [`Args::from_env`] of these arguments (the first is the program).
+    pub fn try_parse_from<I, T>(argv: I) -> Result<Args, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = Cli::command().try_get_matches_from(argv)?;
         let parsed = match matches.subcommand() {
             Some(("ism", sub)) => ism::Args::from_arg_matches(sub).map(Args::Ism),
             _ => VcfArgs::from_arg_matches(&matches).map(Args::Vcf),
         };
-        parsed.unwrap_or_else(|e| e.format(&mut Cli::command()).exit())
+        parsed.map_err(|e| e.format(&mut Cli::command()))
     }
+
+    /// Checks the options of either mode (see each mode's `validate`).
+    pub fn validate(self) -> Result<Settings> {
+        match self {
+            Args::Vcf(a) => a.validate().map(Settings::Vcf),
+            Args::Ism(a) => a.validate().map(Settings::Ism),
+        }
+    }
+}
+
+/// The command line after [`Args::validate`].
+#[derive(Debug)]
+pub enum Settings {
+    Vcf(vcf::Settings),
+    Ism(ism::Settings),
 }
 
 /// The VCF mode's options: the default, without a subcommand.
 #[derive(clap::Args, Debug)]
+#[command(mut_arg("output", |a| a.help(
+    "Annotated VCF: .gz for BGZF with a .tbi (or .csi) index, .bcf for BCF with a .csi index, - \
+     for plain VCF on stdout [default: -]"
+)))]
 pub struct VcfArgs {
     /// Variants: VCF (plain, gzip or BGZF) or BCF; - for stdin
     #[arg(long, value_name = "VCF", help_heading = "Input")]
@@ -109,16 +143,8 @@ pub struct VcfArgs {
     #[arg(long, help_heading = "Input", conflicts_with_all = ["regions", "regions_file"])]
     pub missing_contigs_only: bool,
 
-    /// Annotated VCF: .gz for BGZF with a .tbi (or .csi) index, .bcf for
-    /// BCF with a .csi index, - for plain VCF on stdout
-    #[arg(
-        short,
-        long,
-        value_name = "FILE",
-        default_value = "-",
-        help_heading = "Output"
-    )]
-    pub output: PathBuf,
+    #[command(flatten)]
+    pub output: OutputFile,
 
     #[command(flatten)]
     pub output_format: VcfOutArgs,
@@ -138,6 +164,10 @@ pub struct VcfArgs {
 
 /// Options shared by both modes.
 #[derive(clap::Args, Debug, Clone)]
+#[command(mut_arg("batch_tokens", |a| a.help(
+    "Tokens per batched pass (reference, masked and alternate windows); host memory holds one \
+     pass's hidden states (this × the model's width × 4 bytes) [default: 1048576]"
+)))]
 pub struct Common {
     /// Indexed reference FASTA (.fai; .gzi too when BGZF-compressed)
     #[arg(short = 'f', long, value_name = "FASTA", help_heading = "Input")]
@@ -157,30 +187,53 @@ pub struct Common {
     #[arg(long, help_heading = "Scores")]
     pub rc_average: bool,
 
-    /// Tokens per batched pass (reference, masked and alternate windows);
-    /// host memory holds one pass's hidden states (this × the model's
-    /// width × 4 bytes)
-    #[arg(long, value_name = "INT", default_value_t = 1 << 20, value_parser = crate::args::tokens(), help_heading = "Scores")]
-    pub batch_tokens: usize,
-
     #[command(flatten)]
     pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub batch: BatchArgs,
 
     #[command(flatten)]
     pub run: RunArgs,
 }
 
+/// Tokens per batched pass unless `--batch-tokens` says otherwise.
+const DEFAULT_BATCH_TOKENS: usize = 1 << 20;
+
+/// The options of both modes after `validate`.
+#[derive(Debug, Clone)]
+pub struct CommonSettings {
+    pub reference: PathBuf,
+    /// `--window`, its default applied.
+    pub window: u64,
+    pub centred: bool,
+    pub rc_average: bool,
+    /// `--batch-tokens`, its default applied.
+    pub batch_tokens: usize,
+    pub model: ModelArgs,
+    pub run: RunArgs,
+}
+
 impl Common {
-    fn window(&self) -> u64 {
-        self.window.unwrap_or(DEFAULT_WINDOW)
+    /// The defaults applied (clap has checked each value).
+    fn validate(self) -> CommonSettings {
+        CommonSettings {
+            reference: self.reference,
+            window: self.window.unwrap_or(DEFAULT_WINDOW),
+            centred: self.centred,
+            rc_average: self.rc_average,
+            batch_tokens: self.batch.tokens_or(DEFAULT_BATCH_TOKENS),
+            model: self.model,
+            run: self.run,
+        }
     }
 }
 
 /// Checks before any work that every device has room for the largest pass
 /// (one window, or a batch of whole windows up to `--batch-tokens`),
 /// naming the device that has not.
-fn check_memory(models: &[strand_core::Model], c: &Common) -> Result<()> {
-    let window = usize::try_from(c.window()).unwrap_or(usize::MAX);
+fn check_memory(models: &[strand_core::Model], c: &CommonSettings) -> Result<()> {
+    let window = usize::try_from(c.window).unwrap_or(usize::MAX);
     let need = window.max(c.batch_tokens / window.max(1) * window);
     if let Err(m) = strand_core::runner::check_pass(models, need)? {
         anyhow::bail!(
@@ -194,9 +247,13 @@ fn check_memory(models: &[strand_core::Model], c: &Common) -> Result<()> {
     Ok(())
 }
 
-pub fn run(args: Args) -> Result<()> {
-    match args {
-        Args::Ism(a) => ism::run(a),
-        Args::Vcf(a) => vcf::run(a),
+/// Scores with settings checked by [`Args::validate`].
+pub fn run(settings: Settings) -> Result<()> {
+    match settings {
+        Settings::Ism(s) => ism::run(s),
+        Settings::Vcf(s) => vcf::run(s),
     }
 }
+
+#[cfg(test)]
+mod tests;

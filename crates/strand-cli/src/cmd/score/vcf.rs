@@ -4,19 +4,21 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use strand_io::faidx::IndexedFasta;
 use strand_io::region::Span;
-use strand_io::vcf::{Format, Reader, Record, Writer};
+use strand_io::vcf::{Format, Options, Reader, Record, Writer};
 use strand_io::AtomicFile;
 
 use super::annotate::{annotate, header_lines, tsv_header, write_tsv, Item, Summary};
 use super::engine::{score_windows, Engine, Job, Values, WindowWork};
 use super::variant::{classify, Kind, Score, Window, WindowGrid};
-use super::{VcfArgs, PROG};
+use super::{CommonSettings, VcfArgs, PROG};
+use crate::args::RegionArgs;
 use crate::progress::Progress;
+use crate::shard::Shard;
 
 /// Alleles to score, by window: (record, allele, job).
 type Groups = BTreeMap<(String, Window), Vec<(usize, usize, Job)>>;
@@ -27,24 +29,62 @@ type Groups = BTreeMap<(String, Window), Vec<(usize, usize, Job)>>;
 /// do the batches of reference passes (nor, to the last bit, the scores).
 const CHUNK: usize = 16384;
 
-/// Refuses outputs (the VCF, its index, the table) that are inputs.
-fn check_outputs(args: &VcfArgs) -> Result<()> {
-    let c = &args.common;
-    let mut inputs = crate::args::with_indexes(&args.vcf);
-    inputs.extend(crate::args::with_indexes(&c.reference));
-    inputs.extend(args.region.files());
-    inputs.extend(c.model.files());
-    let outputs = args.output_format.outputs(&args.output);
-    let mut outputs: Vec<&Path> = outputs.iter().map(|p| p.as_path()).collect();
-    outputs.extend(args.tsv.as_deref());
-    crate::args::check_outputs(&outputs, &inputs)
+/// The VCF mode's options after [`VcfArgs::validate`].
+#[derive(Debug)]
+pub struct Settings {
+    pub vcf: PathBuf,
+    pub common: CommonSettings,
+    pub region: RegionArgs,
+    pub skip_missing_contigs: bool,
+    pub missing_contigs_only: bool,
+    /// `-o`, `-` (stdout) when not given.
+    pub output: PathBuf,
+    /// How it is written (`-O`, `-W` and its name).
+    pub options: Options,
+    pub tsv: Option<PathBuf>,
+    pub scores: Vec<Score>,
+    pub shard: Option<Shard>,
 }
 
-pub fn run(args: VcfArgs) -> Result<()> {
+impl VcfArgs {
+    /// Refuses, before any work: an output type or index that cannot be
+    /// written (a usage error, exit 2), `--shard` of stdin, and outputs
+    /// (the VCF, its index, the table) that are inputs.
+    pub fn validate(self) -> Result<Settings> {
+        let output = self.output.or_stdout();
+        let options = self.output_format.options(&output);
+        if self.shard.shard.is_some() && self.vcf == Path::new("-") {
+            bail!("--shard needs the VCF as a file, not stdin");
+        }
+        let c = &self.common;
+        let mut inputs = crate::args::with_indexes(&self.vcf);
+        inputs.extend(crate::args::with_indexes(&c.reference));
+        inputs.extend(self.region.files());
+        inputs.extend(c.model.files());
+        let outputs = self.output_format.outputs(&output);
+        let mut outputs: Vec<&Path> = outputs.iter().map(|p| p.as_path()).collect();
+        outputs.extend(self.tsv.as_deref());
+        crate::args::check_outputs(&outputs, &inputs)?;
+        Ok(Settings {
+            vcf: self.vcf,
+            common: self.common.validate(),
+            region: self.region,
+            skip_missing_contigs: self.skip_missing_contigs,
+            missing_contigs_only: self.missing_contigs_only,
+            output,
+            options,
+            tsv: self.tsv,
+            scores: self.scores,
+            shard: self.shard.shard,
+        })
+    }
+}
+
+/// Scores a VCF with settings checked by [`VcfArgs::validate`].
+pub fn run(args: Settings) -> Result<()> {
     let c = &args.common;
     c.run.init_threads()?;
     let vcf_path = args.vcf.as_path();
-    check_outputs(&args)?;
     let mut reader = Reader::open(vcf_path)?;
     let mut fasta = IndexedFasta::open(&c.reference)?;
     let regions = args.region.regions()?;
@@ -52,11 +92,8 @@ pub fn run(args: VcfArgs) -> Result<()> {
         .iter()
         .map(|r| fasta.resolve(r))
         .collect::<Result<_, _>>()?;
-    let range = match args.shard.shard {
+    let range = match args.shard {
         Some(shard) => {
-            if vcf_path == Path::new("-") {
-                bail!("--shard needs the VCF as a file, not stdin");
-            }
             let mut count = Reader::open(vcf_path)?;
             let mut n = 0u64;
             while let Some(r) = count.next_record() {
@@ -68,7 +105,7 @@ pub fn run(args: VcfArgs) -> Result<()> {
         }
         None => None,
     };
-    let options = args.output_format.options(&args.output);
+    let options = args.options;
     let mut out = Writer::create_with(&args.output, options)?;
     let mut tsv = match &args.tsv {
         Some(p) => Some(AtomicFile::create(p)?),
@@ -79,7 +116,7 @@ pub fn run(args: VcfArgs) -> Result<()> {
     if c.rc_average && model.config.rcps && !c.run.quiet {
         eprintln!("{PROG}: note: a PS model is strand-symmetric; --rc-average changes nothing");
     }
-    let window = c.window();
+    let window = c.window;
     super::check_memory(&models, c)?;
     let grid = WindowGrid {
         window,
@@ -123,7 +160,7 @@ pub fn run(args: VcfArgs) -> Result<()> {
     let columns = reader.columns.clone();
     out.header_line(&columns)?;
     if let Some(t) = &mut tsv {
-        if args.shard.shard.is_none_or(|s| s.is_first()) {
+        if args.shard.is_none_or(|s| s.is_first()) {
             writeln!(t, "{}", tsv_header(&args.scores)).map_err(|e| t.write_error(e))?;
         }
     }
