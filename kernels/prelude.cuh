@@ -28,6 +28,17 @@ __device__ __forceinline__ act_t to_act(float v) {
     u += 0x7fffu + ((u >> 16) & 1u);
     return (act_t)(u >> 16);
 }
+// Two values as one word of bf16 (lo in the low half), rounded to nearest
+// even like to_act: one instruction on sm_80 and later.
+__device__ __forceinline__ u32 to_act2(float lo, float hi) {
+#if __CUDA_ARCH__ >= 800
+    u32 r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+#else
+    return (u32)to_act(lo) | ((u32)to_act(hi) << 16);
+#endif
+}
 #else
 typedef float act_t;
 __device__ __forceinline__ float act_ld(const act_t *p) { return *p; }
@@ -67,13 +78,15 @@ __device__ __forceinline__ float silu(float x) {
 
 // The reference's softplus: log(1 + e^x), and x itself above 20. For
 // t = e^x < 1/16, log1p(t) by its series (error below t^6/6, under 2e-7
-// relative); above, log2(1 + t) * ln 2. Two MUFU ops, no division.
+// relative); above, log2(1 + t) * ln 2. Two MUFU ops, no division, and no
+// branches: both forms are computed and one is selected, so a warp whose
+// lanes disagree does not run both paths one after the other.
 __device__ __forceinline__ float softplus(float x) {
-    if (x > 20.0f) return x;
-    const float t = ex2(x * LOG2E);
-    if (t < 0.0625f)
-        return t * (1.0f - t * (0.5f - t * (1.0f / 3.0f - t * (0.25f - t * 0.2f))));
-    return lg2(1.0f + t) * LN2;
+    const float t = ex2(fminf(x, 20.0f) * LOG2E);
+    const float series = t * (1.0f - t * (0.5f - t * (1.0f / 3.0f - t * (0.25f - t * 0.2f))));
+    const float logs = lg2(1.0f + t) * LN2;
+    const float r = t < 0.0625f ? series : logs;
+    return x > 20.0f ? x : r;
 }
 
 __device__ __forceinline__ float warp_sum(float v) {

@@ -38,8 +38,25 @@
 #define SLICE 16
 #endif
 #define TILE (32 * SLICE)
+// Independent runs per lane slice in the state loop (see there).
+#ifndef SSM_SPLIT
+#define SSM_SPLIT 1
+#endif
+#define SUB (SLICE / SSM_SPLIT)
 #define SSM_WARPS 8
 #define XDW (DTRANK + 2 * NSTATE)
+// bf16 on sm_80+: dt_proj of a tile is tensor-core work (one m16n8k16 mma
+// per 16 steps of the block's 8 channels and 16 of dt_rank), done once by
+// the block and handed to the channels' warps as f32 deltas in shared
+// memory, instead of dt_rank unpacks and FMAs per step in every lane.
+// dt_w is rounded to bf16 for it, as upstream's autocast does. f32 keeps
+// exact FMAs.
+#if ACT_BF16 && __CUDA_ARCH__ >= 800
+#define DT_MMA 1
+#else
+#define DT_MMA 0
+#endif
+#define DT_KCH ((DTRANK + 15) / 16)
 // Elements of act_t per 16-byte chunk, chunks per lane slice.
 #define EPC (16 / (int)sizeof(act_t))
 #define CPS (SLICE / EPC)
@@ -111,6 +128,59 @@ __device__ __forceinline__ void ssm_slice(const act_t *col, int lane, float v[SL
         ssm_unpack(*reinterpret_cast<const uint4 *>(base + ((k ^ sw) * EPC)), v + k * EPC);
 }
 
+#if DT_MMA
+// Position of walk step j in a channel's row of deltas (f32, TILE per
+// row): 16-byte chunks of a slice XOR-swizzled like ssm_idx, so that lanes
+// reading their slices chunk by chunk do not collide on banks.
+#define FPC 4
+#define FCPS (SLICE / FPC)
+__device__ __forceinline__ int ssm_fidx(int j) {
+    const int s = j / SLICE, w = j % SLICE;
+    return s * SLICE + (((w / FPC) ^ ((s / (8 / FCPS)) & (FCPS - 1))) * FPC) + w % FPC;
+}
+
+__device__ __forceinline__ u32 ssm_pack(act_t lo, act_t hi) { return (u32)lo | ((u32)hi << 16); }
+
+// delta = softplus(dt_b + dt_w . dt_low) for walk steps s0 .. s0+TILE of
+// the block's SSM_WARPS channels, into drow ([SSM_WARPS][TILE], ssm_fidx);
+// zero at steps past the sequence (n valid steps). Warp w does the
+// 16-step blocks w, w+8, ... as m16n8k16 mmas: rows = steps, columns =
+// channels, k = dt_rank (zero-padded to 16).
+__device__ __forceinline__ void ssm_deltas(const act_t *buf, const u32 (&wb)[DT_KCH][2],
+                                           const float (&bias)[2], int n, float *drow) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, q = lane & 3;
+    for (int mb = warp; mb < TILE / 16; mb += SSM_WARPS) {
+        const int m0 = mb * 16;
+        float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int kc = 0; kc < DT_KCH; kc++) {
+            u32 a[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                // a0: (g, 2q..), a1: (g+8, 2q..), a2: (g, 2q+8..), a3: (g+8, 2q+8..)
+                const int m = m0 + g + (i & 1) * 8;
+                const int k = kc * 16 + 2 * q + (i >> 1) * 8;
+                const act_t lo = k < DTRANK ? buf[k * TILE + ssm_idx(m)] : (act_t)0;
+                const act_t hi = k + 1 < DTRANK ? buf[(k + 1) * TILE + ssm_idx(m)] : (act_t)0;
+                a[i] = ssm_pack(lo, hi);
+            }
+            asm volatile(
+                "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+                "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(wb[kc][0]), "r"(wb[kc][1]));
+        }
+        // d0: (step g, channel 2q), d1: (g, 2q+1), d2: (g+8, 2q), d3: (g+8, 2q+1)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int m = m0 + g + (i >> 1) * 8, ch = 2 * q + (i & 1);
+            drow[ch * TILE + ssm_fidx(m)] = m < n ? softplus(d[i] + bias[i & 1]) : 0.0f;
+        }
+    }
+}
+#endif
+
 // Stages walk steps s0 .. s0+TILE of a job's xd into `buf` ([XDW][TILE],
 // swizzled), zero past the sequence end. Whole tiles at 16-byte aligned
 // rows go by cp.async (completed by the caller's wait); others by plain
@@ -157,7 +227,19 @@ __device__ __forceinline__ void ssm_row(const act_t *row, int seqlen, int revers
     }
 }
 
-extern "C" __global__ void __launch_bounds__(SSM_WARPS * 32, 1) ssm_scan(SsmParams p) {
+// Blocks per SM the registers are capped for (1: up to 255 registers),
+// and the entry point's name. The host compiles this file a second time,
+// in a namespace, as `ssm_scan_wide` (SLICE 16, two blocks per SM at 128
+// registers) for launches with more blocks than SMs: twice the warps per
+// scheduler hide more latency than the shorter slices cost (kernels.rs).
+#ifndef SSM_MINB
+#define SSM_MINB 1
+#endif
+#ifndef SSM_ENTRY
+#define SSM_ENTRY ssm_scan
+#endif
+
+extern "C" __global__ void __launch_bounds__(SSM_WARPS * 32, SSM_MINB) SSM_ENTRY(SsmParams p) {
     extern __shared__ __align__(16) unsigned char ssm_smem[];
     act_t *bufs = reinterpret_cast<act_t *>(ssm_smem);
 
@@ -180,10 +262,37 @@ extern "C" __global__ void __launch_bounds__(SSM_WARPS * 32, 1) ssm_scan(SsmPara
     for (int k = 0; k < KCONV; k++) cw[k] = J.conv_w[cc * KCONV + k];
     const float cb = J.conv_b ? J.conv_b[cc] : 0.0f;
     const float db = J.dt_b[cc], dskip = J.dskip[cc];
+    (void)db;
     // Per warp: A*log2(e) and the state carried between tiles (read and
     // written by lane 0 only), in shared memory so that the state loop
     // need not be unrolled to keep them in registers.
+#if DT_MMA
+    float *dbuf = reinterpret_cast<float *>(bufs + 2 * XDW * TILE);
+    float *a2 = dbuf + SSM_WARPS * TILE + warp * 2 * NSTATE;
+    // This lane's B fragments of dt_w (k = dt_rank, n = channel g of the
+    // block) and the biases of its D columns (channels 2q, 2q+1).
+    u32 wb[DT_KCH][2];
+    float bias[2];
+    {
+        const int g = lane >> 2, q = lane & 3;
+        const int cg = blockIdx.x * SSM_WARPS + g;
+        const float *w = J.dt_w + (cg < p.di ? cg : 0) * DTRANK;
+#pragma unroll
+        for (int kc = 0; kc < DT_KCH; kc++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int k = kc * 16 + 2 * q + h * 8;
+                wb[kc][h] = to_act2(k < DTRANK ? w[k] : 0.0f, k + 1 < DTRANK ? w[k + 1] : 0.0f);
+            }
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int ch = blockIdx.x * SSM_WARPS + 2 * q + h;
+            bias[h] = J.dt_b[ch < p.di ? ch : 0];
+        }
+    }
+#else
     float *a2 = reinterpret_cast<float *>(bufs + 2 * XDW * TILE) + warp * 2 * NSTATE;
+#endif
     float *carry = a2 + NSTATE;
     for (int n = lane; n < NSTATE; n += 32) {
         a2[n] = J.at2[cc * NSTATE + n];
@@ -211,6 +320,10 @@ extern "C" __global__ void __launch_bounds__(SSM_WARPS * 32, 1) ssm_scan(SsmPara
             asm volatile("cp.async.wait_group 0;" ::: "memory");
         }
         __syncthreads();
+#if DT_MMA
+        ssm_deltas(buf, wb, bias, min(TILE, L - s0), dbuf);
+        __syncthreads();
+#endif
         {
             // Every warp computes (a channel past di computes channel 0 and
             // stores nothing): the shuffles then need no divergence paths.
@@ -227,29 +340,48 @@ extern "C" __global__ void __launch_bounds__(SSM_WARPS * 32, 1) ssm_scan(SsmPara
             for (int k = 0; k < KCONV - 1; k++)
                 xprev[k] = __shfl_sync(0xffffffffu, win[SLICE + k], 31);
 
-            float dt[SLICE];
+            float delta[SLICE];
+#if DT_MMA
+            {
+                const float *base = dbuf + warp * TILE + lane * SLICE;
+                const int sw = (lane / (8 / FCPS)) & (FCPS - 1);
 #pragma unroll
-            for (int i = 0; i < SLICE; i++) dt[i] = db;
-#pragma unroll
-            for (int r = 0; r < DTRANK; r++) {
-                float v[SLICE];
-                ssm_slice(buf + r * TILE, lane, v);
-                const float w = J.dt_w[cc * DTRANK + r];
-#pragma unroll
-                for (int i = 0; i < SLICE; i++) dt[i] = fmaf(w, v[i], dt[i]);
+                for (int k = 0; k < FCPS; k++) {
+                    const float4 v = *reinterpret_cast<const float4 *>(base + ((k ^ sw) * FPC));
+                    delta[k * 4] = v.x, delta[k * 4 + 1] = v.y;
+                    delta[k * 4 + 2] = v.z, delta[k * 4 + 3] = v.w;
+                }
             }
-            float delta[SLICE], du[SLICE], y[SLICE];
-            float dsum = 0.0f;
+#else
+            {
+                float dt[SLICE];
+#pragma unroll
+                for (int i = 0; i < SLICE; i++) dt[i] = db;
+#pragma unroll
+                for (int r = 0; r < DTRANK; r++) {
+                    float v[SLICE];
+                    ssm_slice(buf + r * TILE, lane, v);
+                    const float w = J.dt_w[cc * DTRANK + r];
+#pragma unroll
+                    for (int i = 0; i < SLICE; i++) dt[i] = fmaf(w, v[i], dt[i]);
+                }
+#pragma unroll
+                for (int i = 0; i < SLICE; i++) delta[i] = w0 + i < L ? softplus(dt[i]) : 0.0f;
+            }
+#endif
+            float du[SLICE], y[SLICE];
+            float dpart[SSM_SPLIT];
+#pragma unroll
+            for (int s = 0; s < SSM_SPLIT; s++) dpart[s] = 0.0f;
 #pragma unroll
             for (int i = 0; i < SLICE; i++) {
                 float acc = cb;
 #pragma unroll
                 for (int k = 0; k < KCONV; k++) acc = fmaf(cw[k], win[i + k], acc);
                 const float u = silu(acc);
-                delta[i] = w0 + i < L ? softplus(dt[i]) : 0.0f;
                 du[i] = delta[i] * u;
                 y[i] = dskip * u;
-                dsum += delta[i];
+                dpart[i / SUB] += delta[i];
             }
 
 // Two states at a time: enough independent work to overlap one
@@ -259,17 +391,31 @@ extern "C" __global__ void __launch_bounds__(SSM_WARPS * 32, 1) ssm_scan(SsmPara
                 float bv[SLICE], da[SLICE], b[SLICE];
                 const float an = a2[n];
                 ssm_slice(buf + (DTRANK + n) * TILE, lane, bv);
-                float hl = 0.0f;
+                // SSM_SPLIT independent runs of SUB steps each (from a
+                // zero state), so that the dependent FMAs of a slice form
+                // short chains the scheduler can interleave.
+                float hs[SSM_SPLIT];
+#pragma unroll
+                for (int s = 0; s < SSM_SPLIT; s++) hs[s] = 0.0f;
 #pragma unroll
                 for (int i = 0; i < SLICE; i++) {
                     // delta >= 0 and A < 0: the exponent is never positive.
                     da[i] = ex2(delta[i] * an);
                     b[i] = du[i] * bv[i];
-                    hl = fmaf(da[i], hl, b[i]);
+                    hs[i / SUB] = fmaf(da[i], hs[i / SUB], b[i]);
                 }
-                // The slice's (decay, end state); lane 0's includes the
-                // state carried in from the previous tile.
-                float A = ex2(an * dsum);
+                // Each run's decay, and the slice's (decay, end state);
+                // lane 0's includes the state carried in from the previous
+                // tile.
+                float P[SSM_SPLIT];
+#pragma unroll
+                for (int s = 0; s < SSM_SPLIT; s++) P[s] = ex2(an * dpart[s]);
+                float A = P[0], hl = hs[0];
+#pragma unroll
+                for (int s = 1; s < SSM_SPLIT; s++) {
+                    A *= P[s];
+                    hl = fmaf(P[s], hl, hs[s]);
+                }
                 float H = lane == 0 ? fmaf(A, carry[n], hl) : hl;
 #pragma unroll
                 for (int off = 1; off < 32; off <<= 1) {
@@ -283,16 +429,20 @@ extern "C" __global__ void __launch_bounds__(SSM_WARPS * 32, 1) ssm_scan(SsmPara
                         H = in ? fmaf(A, hp, H) : H;
                     }
                 }
-                // H is now the true state after the lane's slice.
+                // H is now the true state after the lane's slice; the
+                // runs' true entering states follow from the lane's.
                 const float hprev = __shfl_up_sync(0xffffffffu, H, 1);
-                float h = lane == 0 ? carry[n] : hprev;
+                float h[SSM_SPLIT];
+                h[0] = lane == 0 ? carry[n] : hprev;
+#pragma unroll
+                for (int s = 1; s < SSM_SPLIT; s++) h[s] = fmaf(P[s - 1], h[s - 1], hs[s - 1]);
                 carry[n] = __shfl_sync(0xffffffffu, H, 31);
                 float cv[SLICE];
                 ssm_slice(buf + (DTRANK + NSTATE + n) * TILE, lane, cv);
 #pragma unroll
                 for (int i = 0; i < SLICE; i++) {
-                    h = fmaf(da[i], h, b[i]);
-                    y[i] = fmaf(cv[i], h, y[i]);
+                    h[i / SUB] = fmaf(da[i], h[i / SUB], b[i]);
+                    y[i] = fmaf(cv[i], h[i / SUB], y[i]);
                 }
             }
 
@@ -313,7 +463,7 @@ extern "C" __global__ void __launch_bounds__(SSM_WARPS * 32, 1) ssm_scan(SsmPara
                         const int i0 = k * EPC + 2 * e;
                         const float lo = J.reverse ? y[SLICE - 1 - i0] : y[i0];
                         const float hi = J.reverse ? y[SLICE - 2 - i0] : y[i0 + 1];
-                        w[e] = (u32)to_act(lo) | ((u32)to_act(hi) << 16);
+                        w[e] = to_act2(lo, hi);
 #else
                         const int i0 = k * EPC + e;
                         w[e] = __float_as_uint(J.reverse ? y[SLICE - 1 - i0] : y[i0]);

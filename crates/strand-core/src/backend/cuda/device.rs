@@ -147,6 +147,9 @@ pub struct Functions {
     pub norm_final: CudaFunction,
     pub conv_walk: CudaFunction,
     pub ssm_scan: CudaFunction,
+    /// The scan for launches with more blocks than SMs, where compiled
+    /// (`Defines::wide`).
+    pub ssm_scan_wide: Option<CudaFunction>,
     pub add_bias: CudaFunction,
     pub combine: CudaFunction,
     pub copy_cols: CudaFunction,
@@ -163,6 +166,8 @@ pub struct Gpu {
     /// What the kernels were compiled for (the scan's slice fitted to this
     /// GPU's shared memory).
     pub defines: Defines,
+    /// Streaming multiprocessors.
+    pub sms: u32,
     /// While profiling: the events of every timed op.
     profile: Mutex<Option<Vec<TimedOp>>>,
 }
@@ -197,7 +202,16 @@ impl Gpu {
                 drv::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
             )
             .map_err(cuda_err("reading the shared-memory limit"))?;
-        let defines = defines.fit_shared(smem_max as usize)?;
+        let attr = |a, what: &'static str| ctx.attribute(a).map_err(cuda_err(what));
+        let smem_sm = attr(
+            drv::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR,
+            "reading the shared memory per SM",
+        )?;
+        let sms = attr(
+            drv::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            "reading the SM count",
+        )? as u32;
+        let defines = defines.fit_shared(smem_max as usize, smem_sm as usize)?;
         let cubin = kernels::cubin(&defines, &arch)?;
         let module = ctx
             .load_module(Ptx::from_binary(cubin))
@@ -209,6 +223,11 @@ impl Gpu {
             norm_final: get("norm_final")?,
             conv_walk: get("conv_walk")?,
             ssm_scan: get("ssm_scan")?,
+            ssm_scan_wide: if defines.wide {
+                Some(get("ssm_scan_wide")?)
+            } else {
+                None
+            },
             add_bias: get("add_bias")?,
             combine: get("combine")?,
             copy_cols: get("copy_cols")?,
@@ -219,6 +238,13 @@ impl Gpu {
                 defines.scan_shared_bytes() as i32,
             )
             .map_err(cuda_err("raising the scan's shared-memory limit"))?;
+        if let Some(wide) = &f.ssm_scan_wide {
+            wide.set_attribute(
+                drv::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                defines.wide_shared_bytes() as i32,
+            )
+            .map_err(cuda_err("raising the wide scan's shared-memory limit"))?;
+        }
         let blas = CudaBlas::new(stream.clone()).map_err(blas_err("creating a cuBLAS handle"))?;
         // Plain f32 GEMMs stay exact f32: never let cuBLAS pick TF32.
         // SAFETY: a valid handle.
@@ -235,6 +261,7 @@ impl Gpu {
             name,
             arch,
             defines,
+            sms,
             profile: Mutex::new(None),
         })
     }

@@ -63,7 +63,20 @@ pub struct Defines {
     /// Steps per lane of the scan (`SLICE` in ssm.cu); a warp's tile is 32
     /// slices.
     pub slice: usize,
+    /// Whether the program also holds `ssm_scan_wide` (slice
+    /// [`WIDE_SLICE`], two blocks per SM): set by [`Defines::fit_shared`]
+    /// where two such blocks fit in an SM's shared memory.
+    pub wide: bool,
 }
+
+/// Steps per lane of `ssm_scan_wide`, the scan variant for launches with
+/// more blocks than SMs: with 128 registers and two blocks per SM it has
+/// twice the warps per scheduler to hide latency with (docs/benchmarks.md,
+/// 2026-12-04 "wide scan": 1.73 vs 2.03 ms at 8 × 16,384, but 2.49 vs 2.05
+/// at batch 1, where the grid fills only one block per SM).
+pub const WIDE_SLICE: usize = 16;
+/// Shared memory the driver reserves per block (sm_80 and later).
+const SHARED_RESERVED_PER_BLOCK: usize = 1024;
 
 impl Defines {
     /// The fastest slice measured (docs/benchmarks.md, 2026-12-04: 32 steps
@@ -82,21 +95,41 @@ impl Defines {
             dt_rank,
             d_conv,
             slice,
+            wide: false,
         }
     }
 
     /// Dynamic shared memory of one scan block: two tiles of `x_proj`
-    /// output and, per warp, its channel's A and carried state.
+    /// output, for bf16 the block's deltas of a tile (f32, from the
+    /// tensor-core dt_proj), and per warp its channel's A and carried state.
     pub fn scan_shared_bytes(&self) -> usize {
+        self.shared_bytes_at(self.slice)
+    }
+
+    /// [`Defines::scan_shared_bytes`] of `ssm_scan_wide`.
+    pub fn wide_shared_bytes(&self) -> usize {
+        self.shared_bytes_at(WIDE_SLICE)
+    }
+
+    fn shared_bytes_at(&self, slice: usize) -> usize {
         let act = if self.bf16 { 2 } else { 4 };
         let xdw = self.dt_rank + 2 * self.d_state;
-        2 * xdw * 32 * self.slice * act + SSM_WARPS as usize * 2 * self.d_state * 4
+        let tile = 32 * slice;
+        let deltas = if self.bf16 {
+            SSM_WARPS as usize * tile * 4
+        } else {
+            0
+        };
+        2 * xdw * tile * act + deltas + SSM_WARPS as usize * 2 * self.d_state * 4
     }
 
     /// The longest slice (at most this one's, at least 8 steps) whose scan
-    /// block fits in `max_bytes` of shared memory per block.
-    pub fn fit_shared(&self, max_bytes: usize) -> Result<Defines> {
+    /// block fits in `max_bytes` of shared memory per block, and the wide
+    /// variant where bf16 runs longer slices and two of its blocks fit in
+    /// `per_sm` bytes (an SM's shared memory).
+    pub fn fit_shared(&self, max_bytes: usize, per_sm: usize) -> Result<Defines> {
         let mut d = *self;
+        d.wide = false;
         while d.scan_shared_bytes() > max_bytes {
             if d.slice <= 8 {
                 return Err(Error::Cuda(format!(
@@ -109,6 +142,9 @@ impl Defines {
             }
             d.slice /= 2;
         }
+        d.wide = d.bf16
+            && d.slice > WIDE_SLICE
+            && 2 * (d.wide_shared_bytes() + SHARED_RESERVED_PER_BLOCK) <= per_sm;
         Ok(d)
     }
 
@@ -119,7 +155,26 @@ impl Defines {
             self.bf16 as u8, self.d_state, self.dt_rank, self.d_conv, self.slice
         );
         for (name, src) in SOURCES {
-            s.push_str(&format!("// ---- {name}\n{src}\n"));
+            if *name == "ssm.cu" {
+                // In a namespace, so that the wide copy below can hold the
+                // same helpers and structs (argument-dependent lookup would
+                // otherwise see both).
+                s.push_str(&format!(
+                    "// ---- {name}\nnamespace ssm_plain {{\n{src}\n}}\n"
+                ));
+            } else {
+                s.push_str(&format!("// ---- {name}\n{src}\n"));
+            }
+        }
+        if self.wide {
+            // The scan again with the wide variant's slice and register
+            // cap; every other macro of ssm.cu expands the same.
+            s.push_str(&format!(
+                "// ---- ssm.cu (wide)\n#undef SLICE\n#define SLICE {WIDE_SLICE}\n#undef SSM_MINB\n\
+                 #define SSM_MINB 2\n#undef SSM_ENTRY\n#define SSM_ENTRY ssm_scan_wide\n\
+                 namespace ssm_wide {{\n{}\n}}\n",
+                include_str!("../../../../../kernels/ssm.cu")
+            ));
         }
         s
     }
@@ -378,18 +433,40 @@ mod tests {
         }
         for bf16 in [false, true] {
             for (n, r, k) in [(16, 16, 4), (4, 3, 2), (8, 1, 4)] {
-                let d = Defines::new(bf16, n, r, k);
+                let d = Defines {
+                    wide: bf16,
+                    ..Defines::new(bf16, n, r, k)
+                };
                 for arch in ["sm_80", "sm_90"] {
                     let cubin = compile(&d.source(), &options(arch))
                         .unwrap_or_else(|e| panic!("{d:?} {arch}: {e}"));
                     assert!(cubin.starts_with(b"\x7fELF"), "{arch}: not a cubin");
                     let text = String::from_utf8_lossy(&cubin);
-                    for name in ENTRY_POINTS {
+                    let wide = d.wide.then_some("ssm_scan_wide");
+                    for name in ENTRY_POINTS.iter().chain(wide.as_ref()) {
                         assert!(text.contains(name), "{arch}: no entry point {name}");
                     }
                 }
             }
         }
+    }
+
+    /// H100/H200 (227 KB per block, 228 KB per SM) fit the bf16 scan at
+    /// slice 32 and two wide blocks per SM; A100 (163/164 KB) halves the
+    /// slice to 16 and so has no wide variant; f32 never has one.
+    #[test]
+    fn shared_memory_picks_the_slice_and_the_wide_scan() {
+        let bf = Defines::new(true, 16, 16, 4);
+        let h100 = bf.fit_shared(232_448, 233_472).unwrap();
+        assert_eq!((h100.slice, h100.wide), (32, true));
+        assert!(h100.scan_shared_bytes() <= 232_448);
+        let a100 = bf.fit_shared(166_912, 167_936).unwrap();
+        assert_eq!((a100.slice, a100.wide), (16, false));
+        let f32 = Defines::new(false, 16, 16, 4)
+            .fit_shared(232_448, 233_472)
+            .unwrap();
+        assert_eq!((f32.slice, f32.wide), (16, false));
+        assert!(bf.fit_shared(20_000, 20_000).is_err());
     }
 
     /// The C compiler sizes every params struct as Rust does, asserted
@@ -405,8 +482,8 @@ mod tests {
             ("EmbedParams", size_of::<EmbedParams>()),
             ("NormParams", size_of::<NormParams>()),
             ("ConvParams", size_of::<ConvParams>()),
-            ("SsmJob", size_of::<SsmJob>()),
-            ("SsmParams", size_of::<SsmParams>()),
+            ("ssm_plain::SsmJob", size_of::<SsmJob>()),
+            ("ssm_plain::SsmParams", size_of::<SsmParams>()),
             ("RowsParams", size_of::<RowsParams>()),
         ];
         let d = Defines::new(true, 16, 16, 4);

@@ -8,15 +8,35 @@ use crate::error::Result;
 
 /// Both directions of `p` (or the first `jobs`) in one launch
 /// (kernels/ssm.cu): a block per `SSM_WARPS` channels, direction and
-/// sequence.
+/// sequence; `ssm_scan_wide` where it is compiled and the grid has more
+/// blocks than the GPU has SMs.
 pub(super) fn scan(g: &Gpu, p: &SsmParams, jobs: usize) -> Result<()> {
-    let grid = (
+    let wide = scan_grid(p, jobs).0 * jobs as u32 * p.nseq as u32 > g.sms;
+    scan_with(g, p, jobs, wide)
+}
+
+fn scan_grid(p: &SsmParams, jobs: usize) -> (u32, u32, u32) {
+    (
         (p.di as u32).div_ceil(SSM_WARPS),
         jobs as u32,
         p.nseq as u32,
-    );
-    let shared = g.defines.scan_shared_bytes() as u32;
-    g.launch_shared(&g.f.ssm_scan, grid, SSM_WARPS * 32, shared, *p)
+    )
+}
+
+/// [`scan`] with the variant chosen by the caller (`wide` falls back to
+/// the plain scan where the wide one is not compiled).
+pub(super) fn scan_with(g: &Gpu, p: &SsmParams, jobs: usize, wide: bool) -> Result<()> {
+    let grid = scan_grid(p, jobs);
+    match (&g.f.ssm_scan_wide, wide) {
+        (Some(f), true) => {
+            let shared = g.defines.wide_shared_bytes() as u32;
+            g.launch_shared(f, grid, SSM_WARPS * 32, shared, *p)
+        }
+        _ => {
+            let shared = g.defines.scan_shared_bytes() as u32;
+            g.launch_shared(&g.f.ssm_scan, grid, SSM_WARPS * 32, shared, *p)
+        }
+    }
 }
 
 /// Causal conv + SiLU of `p.rows` walk rows (kernels/conv.cu).

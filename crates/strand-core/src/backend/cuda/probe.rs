@@ -110,7 +110,10 @@ fn nvidia_driver_version() -> Option<String> {
 fn compile_check(arch: &str) -> String {
     let t = Instant::now();
     for bf16 in [false, true] {
-        let d = Defines::new(bf16, 16, 16, 4);
+        let d = Defines {
+            wide: bf16,
+            ..Defines::new(bf16, 16, 16, 4)
+        };
         if let Err(e) = kernels::cubin(&d, arch) {
             return format!("do not compile for {arch}: {}", msg(e));
         }
