@@ -16,8 +16,9 @@
 // A block is SSM_WARPS channels of one direction ("job") and sequence;
 // the tile of x_proj output (dt_low | B | C, the same for every channel)
 // is staged in shared memory once per block, double-buffered with
-// cp.async. Both directions of a mixer half are one launch (blockIdx.y =
-// job); each writes its own gated output, side by side for one out_proj.
+// cp.async. Both directions of a mixer half, or of both halves of a PS
+// layer, are one launch (blockIdx.y = job); each writes its own gated
+// output, side by side for one out_proj per half.
 //
 // Layouts (channel-major, so a warp's reads and writes are contiguous):
 //   x, z     [di][ld]    act_t  in_proj output, rows = positions
@@ -62,6 +63,10 @@
 #define CPS (SLICE / EPC)
 
 struct SsmJob {
+    // x and z of the job's mixer half (in_proj output): both directions of
+    // a half share them; a PS layer's two halves have their own.
+    const act_t *x;
+    const act_t *z;
     const act_t *xd;
     act_t *y;
     const float *conv_w;
@@ -74,12 +79,12 @@ struct SsmJob {
     int _pad;
 };
 
-#define SSM_JOBS 2
+// Directions per launch: both of a mixer half, or of both halves of a PS
+// layer (the host's paired mode, for grids that would not fill the GPU).
+#define SSM_JOBS 4
 
 struct SsmParams {
     SsmJob job[SSM_JOBS];
-    const act_t *x;
-    const act_t *z;
     i64 ld;
     int di;
     int nseq;
@@ -246,7 +251,10 @@ extern "C" __global__ void __launch_bounds__(SSM_WARPS * 32, SSM_MINB) SSM_ENTRY
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     // Selected field by field: indexing the params array would copy it to
     // local memory.
-    const SsmJob J = blockIdx.y ? p.job[1] : p.job[0];
+    const SsmJob J = blockIdx.y == 0   ? p.job[0]
+                     : blockIdx.y == 1 ? p.job[1]
+                     : blockIdx.y == 2 ? p.job[2]
+                                       : p.job[3];
     const int seq = blockIdx.z, L = p.seqlen;
     const int c = blockIdx.x * SSM_WARPS + warp;
     const bool on = c < p.di;
@@ -304,8 +312,8 @@ extern "C" __global__ void __launch_bounds__(SSM_WARPS * 32, SSM_MINB) SSM_ENTRY
 #pragma unroll
     for (int k = 0; k < KCONV - 1; k++) xprev[k] = 0.0f;
 
-    const act_t *xrow = p.x + cc * p.ld + seq_row;
-    const act_t *zrow = p.z + cc * p.ld + seq_row;
+    const act_t *xrow = J.x + cc * p.ld + seq_row;
+    const act_t *zrow = J.z + cc * p.ld + seq_row;
     act_t *yrow = J.y + cc * p.ld + seq_row;
 
     ssm_stage(J.xd, p.ld, seq_row, min(TILE, L), bufs);

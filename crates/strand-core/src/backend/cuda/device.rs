@@ -197,18 +197,18 @@ impl Gpu {
             .map_err(cuda_err("reading the compute capability"))?;
         let arch = format!("sm_{major}{minor}");
         let name = ctx.name().map_err(cuda_err("reading the device name"))?;
-        let smem_max = ctx
-            .attribute(
-                drv::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
-            )
-            .map_err(cuda_err("reading the shared-memory limit"))?;
+        use drv::CUdevice_attribute as A;
         let attr = |a, what: &'static str| ctx.attribute(a).map_err(cuda_err(what));
+        let smem_max = attr(
+            A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+            "reading the shared-memory limit",
+        )?;
         let smem_sm = attr(
-            drv::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR,
+            A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR,
             "reading the shared memory per SM",
         )?;
         let sms = attr(
-            drv::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
             "reading the SM count",
         )? as u32;
         let defines = defines.fit_shared(smem_max as usize, smem_sm as usize)?;
@@ -232,18 +232,15 @@ impl Gpu {
             combine: get("combine")?,
             copy_cols: get("copy_cols")?,
         };
-        f.ssm_scan
-            .set_attribute(
+        let scans = [(Some(&f.ssm_scan), defines.scan_shared_bytes())];
+        let wide = [(f.ssm_scan_wide.as_ref(), defines.wide_shared_bytes())];
+        for (func, bytes) in scans.into_iter().chain(wide) {
+            let Some(func) = func else { continue };
+            func.set_attribute(
                 drv::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                defines.scan_shared_bytes() as i32,
+                bytes as i32,
             )
             .map_err(cuda_err("raising the scan's shared-memory limit"))?;
-        if let Some(wide) = &f.ssm_scan_wide {
-            wide.set_attribute(
-                drv::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                defines.wide_shared_bytes() as i32,
-            )
-            .map_err(cuda_err("raising the wide scan's shared-memory limit"))?;
         }
         let blas = CudaBlas::new(stream.clone()).map_err(blas_err("creating a cuBLAS handle"))?;
         // Plain f32 GEMMs stay exact f32: never let cuBLAS pick TF32.

@@ -351,6 +351,8 @@ pub struct ConvParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SsmJob {
+    pub x: DevPtr,
+    pub z: DevPtr,
     pub xd: DevPtr,
     pub y: DevPtr,
     pub conv_w: DevPtr,
@@ -363,15 +365,14 @@ pub struct SsmJob {
     pub _pad: i32,
 }
 
-/// Directions one scan launch can hold (`SSM_JOBS` in ssm.cu).
-pub const SSM_JOBS: usize = 2;
+/// Directions one scan launch can hold (`SSM_JOBS` in ssm.cu): both of
+/// each half of a PS layer.
+pub const SSM_JOBS: usize = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SsmParams {
     pub job: [SsmJob; SSM_JOBS],
-    pub x: DevPtr,
-    pub z: DevPtr,
     pub ld: i64,
     pub di: i32,
     pub nseq: i32,

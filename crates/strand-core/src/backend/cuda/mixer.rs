@@ -10,6 +10,17 @@ use crate::error::Result;
 use crate::model::config::BiStrategy;
 use crate::model::plan::{HalfPlan, ScanPass};
 
+/// Where one half's fused mixer keeps its channel-major buffers: `xz`
+/// (`[2di][ld]`), `xd` (`[2][R+2N][ld]`) and the gated outputs `y`
+/// (`[2di][ld]`). Half 0 uses the state's own; with paired halves, half 1
+/// uses `CudaState::pair`.
+#[derive(Clone, Copy)]
+pub(super) struct HalfBufs {
+    pub xz: DevPtr,
+    pub xd: DevPtr,
+    pub y: DevPtr,
+}
+
 impl CudaBackend {
     /// `y = x · Wᵀ` for `rows` rows, both in the activation type.
     fn linear(&self, rows: usize, lin: &DLinear, x: Mat, y: Mat) -> Result<()> {
@@ -57,18 +68,13 @@ impl CudaBackend {
 
     /// `in_proj` of columns `col..col+d` of `hidden` (or of `x`, row stride
     /// `ldx`) into the channel-major `xz`.
-    fn in_proj(&self, lin: &DLinear, x: u64, ldx: usize, st: &CudaState) -> Result<()> {
+    fn in_proj(&self, lin: &DLinear, x: u64, ldx: usize, xz: DevPtr, st: &CudaState) -> Result<()> {
         let rows = st.rows();
         self.gpu.timed("in_proj", || {
-            self.linear(
-                rows,
-                lin,
-                self.rows_at(x, ldx),
-                self.cols_at(st.xz.ptr, st.ld),
-            )
+            self.linear(rows, lin, self.rows_at(x, ldx), self.cols_at(xz, st.ld))
         })?;
         if let Some(b) = &lin.b {
-            self.add_bias(st.xz.ptr, st.ld, true, b, rows, lin.out, 1.0)?;
+            self.add_bias(xz, st.ld, true, b, rows, lin.out, 1.0)?;
         }
         Ok(())
     }
@@ -81,6 +87,7 @@ impl CudaBackend {
         layer: &DLayer,
         p: &ScanPass,
         slot: usize,
+        bufs: HalfBufs,
         st: &CudaState,
     ) -> Result<SsmJob> {
         let cfg = &self.cfg;
@@ -89,12 +96,12 @@ impl CudaBackend {
         let rows = st.rows();
         let s = &layer.ssm[p.ssm_index];
         let g = &self.gpu;
-        let xd = st.xd.at(slot * xdw * st.ld * ab);
+        let xd = bufs.xd + (slot * xdw * st.ld * ab) as u64;
         let mut row0 = 0;
         while row0 < rows {
             let seg = (rows - row0).min(st.useg);
             let conv = ConvParams {
-                x: st.xz.ptr,
+                x: bufs.xz,
                 u: st.u.ptr,
                 w: s.conv_w.ptr,
                 b: s.conv_b.as_ref().map_or(0, |b| b.ptr),
@@ -120,8 +127,10 @@ impl CudaBackend {
             row0 += seg;
         }
         Ok(SsmJob {
+            x: bufs.xz,
+            z: bufs.xz + (di * st.ld * ab) as u64,
             xd,
-            y: st.y.at(slot * di * st.ld * ab),
+            y: bufs.y + (slot * di * st.ld * ab) as u64,
             conv_w: s.conv_w.ptr,
             conv_b: s.conv_b.as_ref().map_or(0, |b| b.ptr),
             dt_w: s.dt_w.ptr,
@@ -133,15 +142,13 @@ impl CudaBackend {
         })
     }
 
-    /// The scan of up to two prepared directions, one launch.
-    fn scan(&self, jobs: &[SsmJob], st: &CudaState) -> Result<()> {
+    /// The scan of up to four prepared directions, one launch.
+    pub(super) fn scan(&self, jobs: &[SsmJob], st: &CudaState) -> Result<()> {
         let mut job = [SsmJob::default(); SSM_JOBS];
         job[..jobs.len()].copy_from_slice(jobs);
         let di = self.cfg.d_inner();
         let params = SsmParams {
             job,
-            x: st.xz.ptr,
-            z: st.xz.at(di * st.ld * self.ab()),
             ld: st.ld as i64,
             di: di as i32,
             nseq: st.nseq as i32,
@@ -161,63 +168,101 @@ impl CudaBackend {
         col: usize,
         st: &CudaState,
     ) -> Result<()> {
+        if plan.fused {
+            let bufs = st.half_bufs(0);
+            let jobs = self.fused_prepare(li, plan, col, bufs, st)?;
+            self.scan(&jobs, st)?;
+            return self.fused_finish(li, plan, col, bufs, st);
+        }
+        self.general_half(li, plan, col, st)
+    }
+
+    /// A fused half up to its scan: `in_proj` of columns `col..col+d` of
+    /// `hidden` into `bufs.xz`, then each direction's conv + `x_proj`;
+    /// returns the directions' scan jobs.
+    pub(super) fn fused_prepare(
+        &self,
+        li: usize,
+        plan: &HalfPlan,
+        col: usize,
+        bufs: HalfBufs,
+        st: &CudaState,
+    ) -> Result<Vec<SsmJob>> {
+        let (host, dev) = (&self.host.layers[li], &self.w.layers[li]);
+        let h_col = st.hidden.at(col * self.ab());
+        let lin = dev.twin(host, plan.passes[0].in_proj);
+        self.in_proj(lin, h_col, self.cfg.width(), bufs.xz, st)?;
+        plan.passes
+            .iter()
+            .enumerate()
+            .map(|(slot, p)| self.prepare_pass(dev, p, slot, bufs, st))
+            .collect()
+    }
+
+    /// A fused half after its scan: `out_proj` of the gated outputs in
+    /// `bufs.y` into columns `col..col+d` of `hidden`.
+    pub(super) fn fused_finish(
+        &self,
+        li: usize,
+        plan: &HalfPlan,
+        col: usize,
+        bufs: HalfBufs,
+        st: &CudaState,
+    ) -> Result<()> {
+        let cfg = &self.cfg;
+        let (d, width, rows, ab) = (cfg.d_model, cfg.width(), st.rows(), self.ab());
+        let (host, dev) = (&self.host.layers[li], &self.w.layers[li]);
+        let h_col = st.hidden.at(col * ab);
+        let g = &self.gpu;
+        // Both directions' gated outputs side by side: one GEMM over
+        // [W | W] sums them where that copy exists (bf16, see
+        // `DLayer::out_fwd_pair`); else they are added first.
+        let host_out = plan.passes[0].out_proj;
+        let pair = dev.pair(host, host_out);
+        let out = if plan.passes.len() == 1 {
+            dev.twin(host, host_out)
+        } else if let Some(pair) = pair {
+            pair
+        } else {
+            let di = cfg.d_inner();
+            let sum = RowsParams {
+                dst: bufs.y,
+                src: bufs.y + (di * st.ld * ab) as u64,
+                ld_dst: st.ld as i32,
+                ld_src: st.ld as i32,
+                rows: di as i32,
+                n: rows as i32,
+                ..Default::default()
+            };
+            g.timed("combine", || g.launch_1d(&g.f.combine, di * rows, sum))?;
+            dev.twin(host, host_out)
+        };
+        g.timed("out_proj", || {
+            self.linear(
+                rows,
+                out,
+                self.cols_at(bufs.y, st.ld),
+                self.rows_at(h_col, width),
+            )
+        })?;
+        if let Some(b) = &out.b {
+            let scale = plan.passes.len() as f32;
+            self.add_bias(h_col, width, false, b, rows, d, scale)?;
+        }
+        Ok(())
+    }
+
+    /// The untied or multiply path: each direction has its own
+    /// projections and scan; outputs are combined afterwards.
+    fn general_half(&self, li: usize, plan: &HalfPlan, col: usize, st: &CudaState) -> Result<()> {
         let cfg = &self.cfg;
         let (d, width) = (cfg.d_model, cfg.width());
         let rows = st.rows();
         let (host, dev) = (&self.host.layers[li], &self.w.layers[li]);
-        let ab = self.ab();
-        let h_col = st.hidden.at(col * ab);
+        let h_col = st.hidden.at(col * self.ab());
         let g = &self.gpu;
+        let bufs = st.half_bufs(0);
 
-        if plan.fused {
-            self.in_proj(dev.twin(host, plan.passes[0].in_proj), h_col, width, st)?;
-            let jobs = plan
-                .passes
-                .iter()
-                .enumerate()
-                .map(|(slot, p)| self.prepare_pass(dev, p, slot, st))
-                .collect::<Result<Vec<_>>>()?;
-            self.scan(&jobs, st)?;
-            // Both directions' gated outputs side by side: one GEMM over
-            // [W | W] sums them where that copy exists (bf16, see
-            // `DLayer::out_fwd_pair`); else they are added first.
-            let host_out = plan.passes[0].out_proj;
-            let pair = dev.pair(host, host_out);
-            let out = if plan.passes.len() == 1 {
-                dev.twin(host, host_out)
-            } else if let Some(pair) = pair {
-                pair
-            } else {
-                let di = cfg.d_inner();
-                let sum = RowsParams {
-                    dst: st.y.ptr,
-                    src: st.y.at(di * st.ld * ab),
-                    ld_dst: st.ld as i32,
-                    ld_src: st.ld as i32,
-                    rows: di as i32,
-                    n: rows as i32,
-                    ..Default::default()
-                };
-                g.timed("combine", || g.launch_1d(&g.f.combine, di * rows, sum))?;
-                dev.twin(host, host_out)
-            };
-            g.timed("out_proj", || {
-                self.linear(
-                    rows,
-                    out,
-                    self.cols_at(st.y.ptr, st.ld),
-                    self.rows_at(h_col, width),
-                )
-            })?;
-            if let Some(b) = &out.b {
-                let scale = plan.passes.len() as f32;
-                self.add_bias(h_col, width, false, b, rows, d, scale)?;
-            }
-            return Ok(());
-        }
-
-        // General path: each direction has its own projections; outputs
-        // are combined by `combine` afterwards.
         let (xin, other) = (
             st.xin.as_ref().expect("allocated for the general path"),
             st.other.as_ref().expect("allocated for the general path"),
@@ -236,8 +281,8 @@ impl CudaBackend {
             },
         )?;
         for (i, p) in plan.passes.iter().enumerate() {
-            self.in_proj(dev.twin(host, p.in_proj), xin.ptr, d, st)?;
-            let job = self.prepare_pass(dev, p, 0, st)?;
+            self.in_proj(dev.twin(host, p.in_proj), xin.ptr, d, bufs.xz, st)?;
+            let job = self.prepare_pass(dev, p, 0, bufs, st)?;
             self.scan(&[job], st)?;
             let out = dev.twin(host, p.out_proj);
             let (dst, ld) = if i == 0 {

@@ -20,7 +20,10 @@
 //!
 //! Memory per pass is O(L·(width + di)): the stream (`hidden` act,
 //! `residual` f32), `xz [2di, L]`, `y [2di, L]` and `xd [2, R+2N, L]`
-//! (activation type), and a bounded `u` segment for `x_proj`.
+//! (activation type), and a bounded `u` segment for `x_proj`. Batch-1 PS
+//! passes up to 262,144 tokens with the wide scan compiled also hold the
+//! second half's `xz`, `xd` and `y` ("paired halves": one scan launch for
+//! all four directions of a block), where free memory allows.
 
 mod cache;
 mod device;
@@ -54,6 +57,10 @@ pub fn gpu_count() -> Result<usize> {
 
 /// Rows of `u` materialised at a time for the `x_proj` GEMM.
 const U_SEGMENT: usize = 1 << 15;
+
+/// Device memory kept back from passes for cuBLAS workspaces, the `u`
+/// segment and fragmentation.
+const MEMORY_RESERVE: u64 = 512 << 20;
 
 /// Runs a model on one GPU.
 pub struct CudaBackend {
@@ -91,12 +98,44 @@ pub struct CudaState {
     /// output and the second direction's projection.
     xin: Option<Buf>,
     other: Option<Buf>,
+    /// Paired PS halves (see [`pair_halves`]): half 1's own `xz`, `xd`
+    /// and `y`, so that one scan launch runs all four directions.
+    pair: Option<[Buf; 3]>,
 }
 
 impl CudaState {
     fn rows(&self) -> usize {
         self.nseq * self.seqlen
     }
+
+    /// Half `half`'s fused-mixer buffers: the state's own, or for half 1
+    /// of a paired pass its own copies.
+    fn half_bufs(&self, half: usize) -> mixer::HalfBufs {
+        let [xz, xd, y] = match (&self.pair, half) {
+            (Some(p), 1) => [&p[0], &p[1], &p[2]],
+            _ => [&self.xz, &self.xd, &self.y],
+        };
+        mixer::HalfBufs {
+            xz: xz.ptr,
+            xd: xd.ptr,
+            y: y.ptr,
+        }
+    }
+}
+
+/// Longest pass (rows) whose PS halves are paired: above it the second
+/// half's buffers (≈ 4.3 KB per token at d_inner 512) would raise the
+/// peak, and the grid is already long enough to matter less.
+const PAIR_MAX_ROWS: usize = 1 << 18;
+
+/// Whether a pass runs both halves of each PS block through one scan
+/// launch (four directions): only where the wide scan exists and one
+/// half's grid would leave SMs idle or one block per SM, i.e. batch-1
+/// passes, which then get twice the warps (docs/benchmarks.md, 2026-12-04
+/// "paired halves"), and only up to [`PAIR_MAX_ROWS`] rows.
+fn pair_halves(gpu: &Gpu, fused_ps: bool, di: usize, nseq: usize, rows: usize) -> bool {
+    let blocks = di.div_ceil(SSM_WARPS as usize) * 2 * nseq;
+    fused_ps && gpu.f.ssm_scan_wide.is_some() && rows <= PAIR_MAX_ROWS && blocks <= gpu.sms as usize
 }
 
 impl CudaBackend {
@@ -147,6 +186,11 @@ impl CudaBackend {
         let general = !half_plan(cfg, &self.host.layers[0], 0).fused;
         let g = &self.gpu;
         let ab = self.ab();
+        let pair = pair_halves(g, cfg.rcps && !general, di, nseq, rows);
+        // Opportunistic: only where the extra buffers leave the reserve
+        // free (the memory model of `memory()` does not count them).
+        let pair_bytes = (2 * di + 2 * xdw + 2 * di) * ld * ab;
+        let pair = pair && g.free_bytes()? > (pair_bytes as u64) + MEMORY_RESERVE;
         Ok(CudaState {
             nseq,
             seqlen,
@@ -162,6 +206,15 @@ impl CudaBackend {
             ld_u: useg.next_multiple_of(8),
             xin: general.then(|| g.alloc(rows * d * ab)).transpose()?,
             other: general.then(|| g.alloc(rows * d * ab)).transpose()?,
+            pair: if pair {
+                Some([
+                    g.alloc(2 * di * ld * ab)?,
+                    g.alloc(2 * xdw * ld * ab)?,
+                    g.alloc(2 * di * ld * ab)?,
+                ])
+            } else {
+                None
+            },
         })
     }
 
@@ -274,9 +327,25 @@ impl Backend for CudaBackend {
         g.timed("norm", || g.launch_1d(&g.f.norm_block, st.rows() * 32, p))?;
         st.first = false;
         let halves = if cfg.rcps { 2 } else { 1 };
-        for half in 0..halves {
-            let plan = half_plan(cfg, &self.host.layers[li], half);
-            self.mixer_half(li, &plan, half * cfg.d_model, st)?;
+        if st.pair.is_some() {
+            // Both halves up to their scans, one launch for the four
+            // directions, then both out_projs: the halves read and write
+            // disjoint columns of `hidden`, so the order does not matter.
+            let plans = [0, 1].map(|h| half_plan(cfg, &self.host.layers[li], h));
+            let mut jobs = Vec::with_capacity(SSM_JOBS);
+            for (h, plan) in plans.iter().enumerate() {
+                let bufs = st.half_bufs(h);
+                jobs.extend(self.fused_prepare(li, plan, h * cfg.d_model, bufs, st)?);
+            }
+            self.scan(&jobs, st)?;
+            for (h, plan) in plans.iter().enumerate() {
+                self.fused_finish(li, plan, h * cfg.d_model, st.half_bufs(h), st)?;
+            }
+        } else {
+            for half in 0..halves {
+                let plan = half_plan(cfg, &self.host.layers[li], half);
+                self.mixer_half(li, &plan, half * cfg.d_model, st)?;
+            }
         }
         if li == 0 {
             self.note_memory();
@@ -332,11 +401,9 @@ impl Backend for CudaBackend {
             + 2 * di * ab
             + if general { 2 * d * ab } else { 0 };
         let free = self.gpu.free_bytes()?;
-        // Kept back for cuBLAS workspaces, the `u` segment and fragmentation.
-        const RESERVE: u64 = 512 << 20;
         Ok(crate::backend::Memory {
             bytes_per_token,
-            free_bytes: free.saturating_sub(RESERVE),
+            free_bytes: free.saturating_sub(MEMORY_RESERVE),
         })
     }
 

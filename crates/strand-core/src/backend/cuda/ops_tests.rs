@@ -288,20 +288,33 @@ fn ops_scan_matches_the_spec() {
         for (di, nseq, len) in SIZES {
             let rows = nseq * len;
             let ld = rows.next_multiple_of(8);
-            let xz = random_xz(&mut rng, c, rows, di);
-            let gate = gates(&xz, di);
+            // Two mixer halves' in_proj outputs (a PS layer's four jobs:
+            // both directions of each half), one pair of directions.
+            let xzs = [
+                random_xz(&mut rng, c, rows, di),
+                random_xz(&mut rng, c, rows, di),
+            ];
             let dirs = [
                 random_dir(&mut rng, c, di, rows, false),
                 random_dir(&mut rng, c, di, rows, true),
             ];
-            let want: Vec<Vec<f64>> = dirs
+            // want[half][direction]
+            let want: Vec<Vec<Vec<f64>>> = xzs
                 .iter()
-                .map(|w| {
-                    let y = reference(c, di, nseq, len, &xz, w);
-                    y.iter().zip(&gate).map(|(y, g)| y * g).collect()
+                .map(|xz| {
+                    let gate = gates(xz, di);
+                    dirs.iter()
+                        .map(|w| {
+                            let y = reference(c, di, nseq, len, xz, w);
+                            y.iter().zip(&gate).map(|(y, g)| y * g).collect()
+                        })
+                        .collect()
                 })
                 .collect();
-            let dxz = upload_act(&g, c.bf16, &channel_major(&xz, 2 * di, ld));
+            let dxz: Vec<_> = xzs
+                .iter()
+                .map(|xz| upload_act(&g, c.bf16, &channel_major(xz, 2 * di, ld)))
+                .collect();
             let ab = if c.bf16 { 2 } else { 4 };
             let up: Vec<_> = dirs
                 .iter()
@@ -318,9 +331,11 @@ fn ops_scan_matches_the_spec() {
                     )
                 })
                 .collect();
-            let job = |i: usize, y: DevPtr| {
+            let job = |half: usize, i: usize, y: DevPtr| {
                 let u = &up[i];
                 SsmJob {
+                    x: dxz[half].ptr,
+                    z: dxz[half].at(di * ld * ab),
                     xd: u.6.ptr,
                     y,
                     conv_w: u.0.ptr,
@@ -335,8 +350,6 @@ fn ops_scan_matches_the_spec() {
             };
             let params = |job: [SsmJob; SSM_JOBS]| SsmParams {
                 job,
-                x: dxz.ptr,
-                z: dxz.ptr + (di * ld * ab) as u64,
                 ld: ld as i64,
                 di: di as i32,
                 nseq: nseq as i32,
@@ -357,22 +370,40 @@ fn ops_scan_matches_the_spec() {
             };
             for &wide in variants {
                 let what = format!("{what}{}", if wide { " (wide)" } else { "" });
+                let none = SsmJob::default();
                 let y = upload_act(&g, c.bf16, &vec![f32::NAN; 2 * di * ld]);
-                let both = [job(0, y.ptr), job(1, y.at(di * ld * ab))];
+                let both = [job(0, 0, y.ptr), job(0, 1, y.at(di * ld * ab)), none, none];
                 launch::scan_with(&g, &params(both), 2, wide).unwrap();
                 for (slot, dir) in ["forward", "reverse"].iter().enumerate() {
                     check(
                         &format!("{what}, two directions, {dir}"),
                         c,
                         &got(&y, slot),
-                        &want[slot],
+                        &want[0][slot],
                     );
                 }
                 let y = upload_act(&g, c.bf16, &vec![f32::NAN; di * ld]);
-                let one = [job(1, y.ptr), SsmJob::default()];
+                let one = [job(0, 1, y.ptr), none, none, none];
                 launch::scan_with(&g, &params(one), 1, wide).unwrap();
-                check(&format!("{what}, one direction"), c, &got(&y, 0), &want[1]);
-                checked += 3;
+                check(
+                    &format!("{what}, one direction"),
+                    c,
+                    &got(&y, 0),
+                    &want[0][1],
+                );
+                let y = upload_act(&g, c.bf16, &vec![f32::NAN; 4 * di * ld]);
+                let four: [SsmJob; SSM_JOBS] =
+                    std::array::from_fn(|j| job(j / 2, j % 2, y.at(j * di * ld * ab)));
+                launch::scan_with(&g, &params(four), 4, wide).unwrap();
+                for j in 0..4 {
+                    check(
+                        &format!("{what}, four jobs, half {} direction {}", j / 2, j % 2),
+                        c,
+                        &got(&y, j),
+                        &want[j / 2][j % 2],
+                    );
+                }
+                checked += 7;
             }
         }
     }
