@@ -474,37 +474,8 @@ impl Body {
     }
 }
 
-/// A tensor's rendered header entry and its data size.
-#[derive(Debug)]
-struct TensorEntry {
-    json: String,
-    bytes: u64,
-}
-
-/// Formats a shape as a compact JSON list: `[2,3]`.
-struct JsonList<'a>(&'a [usize]);
-
-impl std::fmt::Display for JsonList<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[")?;
-        for (i, d) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            write!(f, "{d}")?;
-        }
-        f.write_str("]")
-    }
-}
-
-/// Serialising strings to JSON cannot really fail; still, no panics.
-fn json_error(file: &str, e: serde_json::Error) -> Error {
-    Error::InvalidOutput {
-        file: file.to_owned(),
-        message: format!("cannot encode safetensors header: {e}"),
-    }
-}
-
+mod json;
+use json::{json_error, JsonList, TensorEntry};
 mod metadata;
 mod room;
 pub use metadata::read_metadata;
