@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::util::{root, tempdir, test_data, tolerance, Cmd, Output, SafeFile};
 
+mod calibrate;
 mod filters;
 mod formats;
 mod ism;

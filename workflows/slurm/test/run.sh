@@ -222,14 +222,19 @@ fi
 # The same commands run locally, unsharded, as in the Snakemake test.
 strand-embed -m "$model" --device cpu -@ 1 -q "$ref" --pool bin:64 --window 4096 \
   --format npy --out-dir "$work/whole-embed"
+strand-score calibrate -m "$model" --device cpu -@ 1 -q -f "$ref" \
+  -R "$repo/test-data/genome/regions.bed" --scores llr,embed_dist --window 1000 --sample 100 \
+  -o "$work/whole.calib.tsv"
 strand-score -m "$model" --device cpu -@ 1 -q -f "$ref" --vcf "$vcf" --scores llr,embed_dist \
-  --window 1000 --skip-missing-contigs -o "$work/whole.vcf.gz"
+  --window 1000 --skip-missing-contigs --calibration "$work/whole.calib.tsv" -o "$work/whole.vcf.gz"
 strand-classify predict -m "$repo/test-data/models/ps-tiny-cls" --device cpu -@ 1 -q \
   "$repo/test-data/sequences.fa" -o "$work/whole-pred.tsv"
 for f in "$work"/whole-embed/*.npy; do
   cmp -s "$f" "$res/embed/$(basename "$f")" || fail "snakemake on SLURM: embed: $(basename "$f") differs"
 done
 body() { gzip -dc "$1" | grep -v '^##'; }
+cmp -s <(grep -v '^#command=' "$res/score/model.calib.tsv") <(grep -v '^#command=' "$work/whole.calib.tsv") ||
+  fail "snakemake on SLURM: the calibration differs from the local run"
 cmp -s <(body "$res/score/scored.vcf.gz") <(body "$work/whole.vcf.gz") ||
   fail "snakemake on SLURM: the merged VCF differs from the local run"
 [ "$(body "$res/score/scored.vcf.gz" | grep -vc '^#')" = "$(grep -vc '^#' "$vcf")" ] ||

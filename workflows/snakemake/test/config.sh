@@ -24,6 +24,10 @@ score:
   scores: "llr,embed_dist"
   window: 1000
   extra: "--skip-missing-contigs"
+  calibrate:
+    regions: $repo/test-data/genome/regions.bed
+    sample: 100
+    extra: ""
 classify:
   model: $repo/test-data/models/ps-tiny-cls
   fasta: $repo/test-data/sequences.fa

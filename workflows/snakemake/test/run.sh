@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test of the Snakemake workflow on the fixture models and the
 # small test genome: runs it with `snakemake --cores 2` and checks every
-# merged output against a single unsharded run of the same binaries; kills
+# merged output (and the calibration the scores' percentiles come from)
+# against a single unsharded run of the same binaries; kills
 # a run mid-way and checks that the rerun completes with the same outputs;
 # then checks that a rerun after a lost shard redoes only that shard.
 #
@@ -31,6 +32,9 @@ echo "workflow test: device cuda:all (dry run)"
 sm -n -p --forceall all --config device=cuda:all >"$work/dry.log" 2>&1 || { cat "$work/dry.log"; fail "dry run failed"; }
 grep -q "strand-embed .*--device cuda:all " "$work/dry.log" || fail "embed does not get cuda:all"
 grep -q "strand-score .*--device cuda:all " "$work/dry.log" || fail "score does not get cuda:all"
+grep -q "strand-score calibrate .*--device cuda:all " "$work/dry.log" || fail "calibrate does not get cuda:all"
+grep -q "strand-score .*--vcf .*--calibration .*/score/model.calib.tsv" "$work/dry.log" ||
+  fail "the score jobs do not get the calibration"
 grep -q "strand-classify predict .*--device cuda " "$work/dry.log" || fail "classify does not get one GPU"
 
 echo "workflow test: snakemake run"
@@ -42,8 +46,11 @@ echo "workflow test: unsharded runs of the same binaries"
 # number of threads.
 "$bin/strand-embed" -m "$model" --device cpu -@ 1 -q "$ref" --pool bin:64 --window 4096 \
   --format npy --out-dir "$work/whole-embed"
+"$bin/strand-score" calibrate -m "$model" --device cpu -@ 1 -q -f "$ref" \
+  -R "$repo/test-data/genome/regions.bed" --scores llr,embed_dist --window 1000 --sample 100 \
+  -o "$work/whole.calib.tsv"
 "$bin/strand-score" -m "$model" --device cpu -@ 1 -q -f "$ref" --vcf "$vcf" --scores llr,embed_dist \
-  --window 1000 --skip-missing-contigs -o "$work/whole.vcf.gz"
+  --window 1000 --skip-missing-contigs --calibration "$work/whole.calib.tsv" -o "$work/whole.vcf.gz"
 "$bin/strand-classify" predict -m "$repo/test-data/models/ps-tiny-cls" --device cpu -@ 1 -q \
   "$repo/test-data/sequences.fa" -o "$work/whole-pred.tsv"
 body() { gzip -dc "$1" | grep -v '^##'; }
@@ -57,6 +64,12 @@ check() {
   cat "$res"/embed/index.shard-*-of-3.tsv | grep -v '^name' | sort >"$work/sharded.idx"
   grep -v '^name' "$work/whole-embed/index.tsv" | sort >"$work/whole.idx"
   cmp -s "$work/sharded.idx" "$work/whole.idx" || fail "$1: embed: shard indexes differ from the unsharded index"
+  cmp -s <(grep -v '^#command=' "$res/score/model.calib.tsv") <(grep -v '^#command=' "$work/whole.calib.tsv") ||
+    fail "$1: calibrate: the calibration differs from the direct run"
+  # (grep -c reads to the end: grep -q could stop gzip with SIGPIPE.)
+  [ "$(gzip -dc "$res/score/scored.vcf.gz" | grep -c '^##INFO=<ID=STRAND_LLR_PCTL,Number=A,Type=Float,')" = 1 ] ||
+    fail "$1: score: the merged VCF does not declare STRAND_LLR_PCTL"
+  [ "$(body "$res/score/scored.vcf.gz" | grep -c 'STRAND_LLR_PCTL=')" -gt 0 ] || fail "$1: score: no percentiles"
   cmp -s <(body "$res/score/scored.vcf.gz") <(body "$work/whole.vcf.gz") ||
     fail "$1: score: merged VCF records differ from the unsharded run"
   [ -s "$res/score/scored.vcf.gz.tbi" ] || fail "$1: score: no index"
@@ -94,7 +107,7 @@ echo "workflow test: a lost shard is redone, nothing else"
 rm "$res/embed/index.shard-2-of-3.tsv"
 sm -n --quiet rules all >"$work/dry.log" 2>&1 || { cat "$work/dry.log"; fail "dry run failed"; }
 grep -qE '^embed_shard +1$' "$work/dry.log" || { cat "$work/dry.log"; fail "expected exactly one embed_shard job"; }
-if grep -qE '^(score_contig|score_other_contigs|score_merge|classify) ' "$work/dry.log"; then
+if grep -qE '^(score_calibrate|score_contig|score_other_contigs|score_merge|classify) ' "$work/dry.log"; then
   cat "$work/dry.log"; fail "finished jobs would rerun"
 fi
 sm --quiet all >"$work/snakemake2.log" 2>&1 || { cat "$work/snakemake2.log"; fail "rerun failed"; }

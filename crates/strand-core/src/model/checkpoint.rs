@@ -30,32 +30,7 @@ pub struct Loaded {
 impl Checkpoint {
     /// Opens the weights in model directory `dir`.
     pub fn open(dir: &Path) -> Result<Checkpoint> {
-        let single = dir.join("model.safetensors");
-        let index = dir.join("model.safetensors.index.json");
-        let paths = if single.is_file() {
-            vec![single]
-        } else if index.is_file() {
-            shard_paths(&index)?
-        } else if dir.join("pytorch_model.bin").is_file()
-            || dir.join("pytorch_model.bin.index.json").is_file()
-        {
-            return Err(Error::Checkpoint {
-                path: dir.to_path_buf(),
-                msg: format!(
-                    "holds pytorch_model.bin, which strand does not read (it is a pickle and can run code); \
-                     convert it once in python with the class named in config.json `architectures`, e.g. \
-                     `AutoModelForMaskedLM.from_pretrained(\"{d}\", trust_remote_code=True).save_pretrained(\"{d}\", safe_serialization=True)` \
-                     (AutoModelForSequenceClassification for classifiers)",
-                    d = dir.display()
-                ),
-            });
-        } else {
-            return Err(Error::Checkpoint {
-                path: dir.to_path_buf(),
-                msg: "no model.safetensors or model.safetensors.index.json".into(),
-            });
-        };
-
+        let paths = files(dir)?;
         let mut files = Vec::new();
         let mut index = BTreeMap::new();
         for path in paths {
@@ -177,6 +152,38 @@ impl Checkpoint {
             msg: e.to_string(),
         })?;
         Ok((path, view))
+    }
+}
+
+/// The weight files of model directory `dir`, in the order they are read:
+/// `model.safetensors`, or the distinct shards named by
+/// `model.safetensors.index.json` (a `pytorch_model.bin` is refused with
+/// the way to convert it).
+pub fn files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    let index = dir.join("model.safetensors.index.json");
+    if single.is_file() {
+        Ok(vec![single])
+    } else if index.is_file() {
+        shard_paths(&index)
+    } else if dir.join("pytorch_model.bin").is_file()
+        || dir.join("pytorch_model.bin.index.json").is_file()
+    {
+        Err(Error::Checkpoint {
+            path: dir.to_path_buf(),
+            msg: format!(
+                "holds pytorch_model.bin, which strand does not read (it is a pickle and can run code); \
+                 convert it once in python with the class named in config.json `architectures`, e.g. \
+                 `AutoModelForMaskedLM.from_pretrained(\"{d}\", trust_remote_code=True).save_pretrained(\"{d}\", safe_serialization=True)` \
+                 (AutoModelForSequenceClassification for classifiers)",
+                d = dir.display()
+            ),
+        })
+    } else {
+        Err(Error::Checkpoint {
+            path: dir.to_path_buf(),
+            msg: "no model.safetensors or model.safetensors.index.json".into(),
+        })
     }
 }
 

@@ -10,11 +10,14 @@ use anyhow::Result;
 use strand_io::vcf::Record;
 use strand_io::AtomicFile;
 
+use super::calibration::Calibration;
 use super::engine::Values;
+use super::quantiles::format_percentile;
 use super::variant::{Reason, Score, REASONS};
 
-/// An INFO key and how to read its value off an allele's scores.
-type Getter = (&'static str, fn(&Values) -> Option<f32>);
+/// An INFO key, the TSV column and how to read the value off an allele's
+/// scores.
+pub type Getter = (&'static str, &'static str, fn(&Values) -> Option<f32>);
 
 /// One record and its alleles' results.
 pub struct Item {
@@ -63,33 +66,45 @@ fn column(item: &Item, get: impl Fn(&Values) -> Option<f32>) -> Option<Vec<Optio
     v.iter().any(Option::is_some).then_some(v)
 }
 
-fn getters(scores: &[Score]) -> Vec<Getter> {
+/// The INFO key, TSV column and value of every column of `scores`.
+pub fn getters(scores: &[Score]) -> Vec<Getter> {
     let mut g: Vec<Getter> = Vec::new();
     for s in scores {
         match s {
-            Score::Llr => g.push(("STRAND_LLR", |v| v.llr)),
-            Score::LlrMasked => g.push(("STRAND_LLR_MASKED", |v| v.llr_masked)),
+            Score::Llr => g.push(("STRAND_LLR", "llr", |v| v.llr)),
+            Score::LlrMasked => g.push(("STRAND_LLR_MASKED", "llr_masked", |v| v.llr_masked)),
             Score::EmbedDist => {
-                g.push(("STRAND_EMBED_DIST", |v| v.embed_dist));
-                g.push(("STRAND_EMBED_DIST_L2", |v| v.embed_dist_l2));
+                g.push(("STRAND_EMBED_DIST", "embed_dist", |v| v.embed_dist));
+                g.push(("STRAND_EMBED_DIST_L2", "embed_dist_l2", |v| v.embed_dist_l2));
             }
         }
     }
     g
 }
 
-/// Adds the scores and reasons to INFO, and sets FILTER to
-/// `strand_<reason>` when no ALT got a value, so that
-/// `bcftools view -f PASS` drops it. Like `bcftools filter -s`, our
-/// values replace PASS (or `.`) and are appended to other filters.
-pub fn annotate(rec: &mut Record, item: &Item, scores: &[Score]) {
-    for (key, get) in getters(scores) {
+/// The percentile of `v` in column `col` of the calibration, as written
+/// (`.` in the VCF, `NA` in the table, where there is none).
+fn pctl(calib: &Calibration, col: &str, v: Option<f32>, none: &str) -> String {
+    v.and_then(|x| calib.percentile(col, x))
+        .map_or(none.into(), format_percentile)
+}
+
+/// Adds the scores (and with a calibration their percentiles) and reasons
+/// to INFO, and sets FILTER to `strand_<reason>` when no ALT got a value,
+/// so that `bcftools view -f PASS` drops it. Like `bcftools filter -s`,
+/// our values replace PASS (or `.`) and are appended to other filters.
+pub fn annotate(rec: &mut Record, item: &Item, scores: &[Score], calib: Option<&Calibration>) {
+    for (key, col, get) in getters(scores) {
         if let Some(values) = column(item, get) {
             let text: Vec<String> = values
                 .iter()
                 .map(|v| v.map_or(".".into(), |x| x.to_string()))
                 .collect();
             rec.add_info(&format!("{key}={}", text.join(",")));
+            if let Some(c) = calib {
+                let text: Vec<String> = values.iter().map(|&v| pctl(c, col, v, ".")).collect();
+                rec.add_info(&format!("{key}_PCTL={}", text.join(",")));
+            }
         }
     }
     if let Some(why) = item.filter {
@@ -119,15 +134,30 @@ pub fn annotate(rec: &mut Record, item: &Item, scores: &[Score]) {
     }
 }
 
-/// The TSV's columns: the record's, one per score, and why an allele has
-/// no value.
-pub fn tsv_header(scores: &[Score]) -> String {
-    let columns: Vec<&str> = scores.iter().flat_map(|s| s.columns()).copied().collect();
+/// The TSV's columns: the record's, one per score, with a calibration one
+/// per score's percentile (`llr_pctl`, ...), and why an allele has no
+/// value.
+pub fn tsv_header(scores: &[Score], calibrated: bool) -> String {
+    let mut columns: Vec<String> = scores
+        .iter()
+        .flat_map(|s| s.columns())
+        .map(|c| c.to_string())
+        .collect();
+    if calibrated {
+        let pctl: Vec<String> = columns.iter().map(|c| format!("{c}_pctl")).collect();
+        columns.extend(pctl);
+    }
     format!("chrom\tpos\tid\tref\talt\t{}\treason", columns.join("\t"))
 }
 
-/// One row per ALT: NA where a score does not apply, the reason (or `.`).
-pub fn write_tsv(out: &mut AtomicFile, item: &Item, scores: &[Score]) -> Result<()> {
+/// One row per ALT: NA where a score does not apply, the percentiles with
+/// a calibration, the reason (or `.`).
+pub fn write_tsv(
+    out: &mut AtomicFile,
+    item: &Item,
+    scores: &[Score],
+    calib: Option<&Calibration>,
+) -> Result<()> {
     let r = &item.rec;
     let getters = getters(scores);
     for (a, alt) in r.alts().iter().enumerate() {
@@ -138,10 +168,19 @@ pub fn write_tsv(out: &mut AtomicFile, item: &Item, scores: &[Score]) -> Result<
             r.fields[2],
             r.reference()
         );
-        for (_, get) in &getters {
-            let v = item.alleles[a].as_ref().ok().and_then(get);
+        let values: Vec<Option<f32>> = getters
+            .iter()
+            .map(|(_, _, get)| item.alleles[a].as_ref().ok().and_then(get))
+            .collect();
+        for v in &values {
             line.push('\t');
             line.push_str(&v.map_or("NA".into(), |x| x.to_string()));
+        }
+        if let Some(c) = calib {
+            for ((_, col, _), &v) in getters.iter().zip(&values) {
+                line.push('\t');
+                line.push_str(&pctl(c, col, v, "NA"));
+            }
         }
         line.push('\t');
         line.push_str(item.alleles[a].as_ref().err().copied().unwrap_or("."));
@@ -153,7 +192,13 @@ pub fn write_tsv(out: &mut AtomicFile, item: &Item, scores: &[Score]) -> Result<
 }
 
 /// The header lines declaring our INFO and FILTER values.
-pub fn header_lines(scores: &[Score], model: &str, window: u64, centred: bool) -> Vec<String> {
+pub fn header_lines(
+    scores: &[Score],
+    model: &str,
+    window: u64,
+    centred: bool,
+    calib: Option<&Calibration>,
+) -> Vec<String> {
     let ctx = format!(
         "model {model}, {} window of {window} bases",
         if centred { "centred" } else { "grid" }
@@ -180,6 +225,14 @@ pub fn header_lines(scores: &[Score], model: &str, window: u64, centred: bool) -
                     "##INFO=<ID=STRAND_EMBED_DIST_L2,Number=A,Type=Float,Description=\"strand embed_dist_l2: L2 distance of the embeddings at the variant's first base ({ctx})\">"
                 ));
             }
+        }
+    }
+    if let Some(c) = calib {
+        for (key, col, _) in getters(scores) {
+            v.push(format!(
+                "##INFO=<ID={key}_PCTL,Number=A,Type=Float,Description=\"strand: percentile (0-100) of {col} among the SNVs of the genome background: the share of background SNVs scoring at most this, interpolated between stored quantiles; rises with the score ({}; {ctx})\">",
+                c.describe()
+            ));
         }
     }
     let ids = |pick: &dyn Fn(&Reason) -> bool| {

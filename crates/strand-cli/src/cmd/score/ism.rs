@@ -12,7 +12,9 @@ use strand_io::faidx::IndexedFasta;
 use strand_io::region::Region;
 use strand_io::AtomicFile;
 
+use super::calibration::{Calibration, CalibrationArg, ModelIdentity};
 use super::engine::{score_windows, Engine, Job, WindowWork};
+use super::quantiles::format_percentile;
 use super::tracks::{bedgraph, bigwig, Track};
 use super::variant::{classify, Kind, Score, Window, WindowGrid};
 use super::{Common, CommonSettings, PROG};
@@ -41,6 +43,12 @@ pub struct Args {
     #[arg(long, help_heading = "Scores")]
     pub masked: bool,
 
+    // With --calibration, PREFIX.tsv has a column more: the score's
+    // percentile in the calibration's genome background (llr_pctl, or
+    // llr_masked_pctl).
+    #[command(flatten)]
+    pub calibration: CalibrationArg,
+
     #[command(flatten)]
     pub common: Common,
 }
@@ -53,30 +61,45 @@ pub struct Settings {
     pub prefix: String,
     /// `llr`, or `llr_masked` with `--masked`.
     pub score: Score,
+    /// `--calibration`, read and checked against the window and score.
+    pub calibration: Option<Calibration>,
     pub common: CommonSettings,
 }
 
 impl Args {
     /// Refuses, before any work: a region that does not parse, a prefix
-    /// that is a folder, and outputs that are inputs.
+    /// that is a folder, outputs that are inputs, and a calibration made
+    /// with another window or without the score.
     pub fn validate(self) -> Result<Settings> {
         let region = Region::parse(&self.region)?;
         let prefix = self.output.check()?;
         let c = &self.common;
         let mut inputs = crate::args::with_indexes(&c.reference);
         inputs.extend(c.model.files());
+        inputs.extend(self.calibration.calibration.clone());
         let outputs = output_paths(&prefix);
         let outs: Vec<&Path> = outputs.iter().map(PathBuf::as_path).collect();
         crate::args::check_outputs(&outs, &inputs)?;
+        let score = if self.masked {
+            Score::LlrMasked
+        } else {
+            Score::Llr
+        };
+        let common = self.common.validate();
+        let calibration = match &self.calibration.calibration {
+            Some(path) => {
+                let calib = Calibration::read(path)?;
+                calib.check_settings(common.window, common.centred, &[score])?;
+                Some(calib)
+            }
+            None => None,
+        };
         Ok(Settings {
             region,
             prefix,
-            score: if self.masked {
-                Score::LlrMasked
-            } else {
-                Score::Llr
-            },
-            common: self.common.validate(),
+            score,
+            calibration,
+            common,
         })
     }
 }
@@ -106,6 +129,10 @@ fn output_paths(prefix: &str) -> Vec<PathBuf> {
 pub fn run(args: Settings) -> Result<()> {
     let c = &args.common;
     c.run.init_threads()?;
+    let calib = args.calibration.as_ref();
+    if let Some(calib) = calib {
+        calib.check_model(&ModelIdentity::of(&c.model.model)?, c.rc_average)?;
+    }
     let mut fasta = IndexedFasta::open(&c.reference)?;
     let span = fasta.resolve(&args.region)?;
     let len = fasta.contig_len(&span.contig).expect("resolved");
@@ -192,7 +219,12 @@ pub fn run(args: Settings) -> Result<()> {
 
     let mut tsv = AtomicFile::create(&PathBuf::from(format!("{prefix}.tsv")))?;
     let name = if masked { "llr_masked" } else { "llr" };
-    writeln!(tsv, "chrom\tpos\tref\talt\t{name}").map_err(|e| tsv.write_error(e))?;
+    let pctl_column = if calib.is_some() {
+        format!("\t{name}_pctl")
+    } else {
+        String::new()
+    };
+    writeln!(tsv, "chrom\tpos\tref\talt\t{name}{pctl_column}").map_err(|e| tsv.write_error(e))?;
     let mut per_base: [Track; 4] = Default::default();
     let (mut mean, mut min) = (Track::new(), Track::new());
     for (&p, alts) in &llr {
@@ -200,9 +232,13 @@ pub fn run(args: Settings) -> Result<()> {
         let mut vals = Vec::new();
         for (k, v) in alts.iter().enumerate() {
             if let Some(v) = v {
+                let pctl = calib.map_or(String::new(), |cal| {
+                    let p = cal.percentile(name, *v);
+                    format!("\t{}", p.map_or("NA".into(), format_percentile))
+                });
                 writeln!(
                     tsv,
-                    "{}\t{}\t{r}\t{}\t{v}",
+                    "{}\t{}\t{r}\t{}\t{v}{pctl}",
                     span.contig,
                     p + 1,
                     BASES[k] as char

@@ -1,19 +1,26 @@
 //! `strand-score`: variant-effect scores of a VCF's alleles against an
-//! indexed reference (`strand-score --vcf ...`), and saturation
-//! mutagenesis tracks of a region (`strand-score ism ...`).
+//! indexed reference (`strand-score --vcf ...`), saturation mutagenesis
+//! tracks of a region (`strand-score ism ...`), and the calibration of
+//! scores against a genome background (`strand-score calibrate ...`).
 //!
 //! - [`variant`]: allele kinds and the window that scores a variant;
 //! - [`engine`]: the forward passes behind each score;
 //! - [`vcf`]: reading, grouping by window, annotating, writing;
 //! - [`ism`] and [`tracks`]: every SNV of a region, as TSV, bedGraph and
-//!   bigWig.
+//!   bigWig;
+//! - [`calibrate`], [`calibration`] and [`quantiles`]: the background's
+//!   quantiles per score, their file, and percentiles read off them
+//!   (`--calibration`).
 //!
 //! Each mode's options are checked by one `validate` step ([`Args::validate`])
 //! into its `Settings` before any work.
 
 mod annotate;
+mod calibrate;
+mod calibration;
 mod engine;
 mod ism;
+mod quantiles;
 mod tracks;
 mod variant;
 mod vcf;
@@ -24,6 +31,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
+use self::calibration::CalibrationArg;
 use self::variant::Score;
 use crate::args::{
     BatchArgs, ModelArgs, OutputFile, RegionArgs, RunArgs, VcfOutArgs, DEFAULT_WINDOW,
@@ -36,9 +44,11 @@ pub(crate) const PROG: &str = "strand-score";
 ///
 /// Adds the scores of every ALT allele of a VCF as INFO fields (and with
 /// --tsv as a table). `strand-score ism -r chr:beg-end ...` scores every
-/// possible SNV of a region instead (see `strand-score ism --help`). The
-/// scores are documented in docs/score.md; a positive llr means the model
-/// finds ALT more likely than REF.
+/// possible SNV of a region instead (see `strand-score ism --help`), and
+/// `strand-score calibrate ...` the scores' distribution over a genome
+/// background, which --calibration turns into percentiles. The scores are
+/// documented in docs/score.md; a positive llr means the model finds ALT
+/// more likely than REF.
 #[derive(Parser, Debug)]
 #[command(
     name = "strand-score",
@@ -66,19 +76,36 @@ enum Command {
     /// the mean and the minimum llr over a position's three alternatives.
     #[command(max_term_width = 100)]
     Ism(ism::Args),
+    /// Score quantiles over a genome background, for --calibration
+    ///
+    /// Scores every SNV of the background (all three alternatives at every
+    /// A, C, G or T of -r/-R, or of the whole reference) with llr, and a
+    /// seeded sample of its positions (--sample) with llr_masked and
+    /// embed_dist, in the windows the VCF mode would use, and writes each
+    /// score's quantiles (--quantiles, 1,001 by default) with the model's
+    /// config and weights digests and the window. `strand-score
+    /// --calibration FILE` then adds each score's percentile in this
+    /// background (0-100, rising with the score); a calibration made with
+    /// another model or window is refused. Percentiles of random-weight
+    /// test models mean nothing, and a real model's background depends on
+    /// the regions chosen (docs/score.md, section 7).
+    #[command(max_term_width = 100)]
+    Calibrate(calibrate::Args),
 }
 
-/// The command line: `strand-score ism ...` or `strand-score ...` (VCF).
+/// The command line: `strand-score ism ...`, `strand-score calibrate ...`
+/// or `strand-score ...` (VCF).
 #[derive(Debug)]
 pub enum Args {
     Vcf(VcfArgs),
     Ism(ism::Args),
+    Calibrate(calibrate::Args),
 }
 
 impl Args {
     /// Parses the process's arguments (clap exits on `--help` or a usage
-    /// error). `ism` is a subcommand; without one the VCF mode's options
-    /// apply (and are required).
+    /// error). `ism` and `calibrate` are subcommands; without one the VCF
+    /// mode's options apply (and are required).
     pub fn from_env() -> Args {
         Args::try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
     }
@@ -92,6 +119,7 @@ impl Args {
         let matches = Cli::command().try_get_matches_from(argv)?;
         let parsed = match matches.subcommand() {
             Some(("ism", sub)) => ism::Args::from_arg_matches(sub).map(Args::Ism),
+            Some(("calibrate", sub)) => calibrate::Args::from_arg_matches(sub).map(Args::Calibrate),
             _ => VcfArgs::from_arg_matches(&matches).map(Args::Vcf),
         };
         parsed.map_err(|e| e.format(&mut Cli::command()))
@@ -102,6 +130,7 @@ impl Args {
         match self {
             Args::Vcf(a) => a.validate().map(Settings::Vcf),
             Args::Ism(a) => a.validate().map(Settings::Ism),
+            Args::Calibrate(a) => a.validate().map(Settings::Calibrate),
         }
     }
 }
@@ -111,6 +140,7 @@ impl Args {
 pub enum Settings {
     Vcf(vcf::Settings),
     Ism(ism::Settings),
+    Calibrate(calibrate::Settings),
 }
 
 /// The VCF mode's options: the default, without a subcommand.
@@ -159,10 +189,13 @@ pub struct VcfArgs {
     pub scores: Vec<Score>,
 
     #[command(flatten)]
+    pub calibration: CalibrationArg,
+
+    #[command(flatten)]
     pub shard: ShardArgs,
 }
 
-/// Options shared by both modes.
+/// Options shared by every mode.
 #[derive(clap::Args, Debug, Clone)]
 #[command(mut_arg("batch_tokens", |a| a.help(
     "Tokens per batched pass (reference, masked and alternate windows); host memory holds one \
@@ -252,6 +285,7 @@ pub fn run(settings: Settings) -> Result<()> {
     match settings {
         Settings::Ism(s) => ism::run(s),
         Settings::Vcf(s) => vcf::run(s),
+        Settings::Calibrate(s) => calibrate::run(s),
     }
 }
 

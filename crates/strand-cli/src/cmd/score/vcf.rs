@@ -13,6 +13,7 @@ use strand_io::vcf::{Format, Options, Reader, Record, Writer};
 use strand_io::AtomicFile;
 
 use super::annotate::{annotate, header_lines, tsv_header, write_tsv, Item, Summary};
+use super::calibration::{Calibration, ModelIdentity};
 use super::engine::{score_windows, Engine, Job, Values, WindowWork};
 use super::variant::{classify, Kind, Score, Window, WindowGrid};
 use super::{CommonSettings, VcfArgs, PROG};
@@ -43,13 +44,16 @@ pub struct Settings {
     pub options: Options,
     pub tsv: Option<PathBuf>,
     pub scores: Vec<Score>,
+    /// `--calibration`, read and checked against the window and scores.
+    pub calibration: Option<Calibration>,
     pub shard: Option<Shard>,
 }
 
 impl VcfArgs {
     /// Refuses, before any work: an output type or index that cannot be
-    /// written (a usage error, exit 2), `--shard` of stdin, and outputs
-    /// (the VCF, its index, the table) that are inputs.
+    /// written (a usage error, exit 2), `--shard` of stdin, outputs (the
+    /// VCF, its index, the table) that are inputs, and a calibration made
+    /// with another window or without one of the scores.
     pub fn validate(self) -> Result<Settings> {
         let output = self.output.or_stdout();
         let options = self.output_format.options(&output);
@@ -61,13 +65,23 @@ impl VcfArgs {
         inputs.extend(crate::args::with_indexes(&c.reference));
         inputs.extend(self.region.files());
         inputs.extend(c.model.files());
+        inputs.extend(self.calibration.calibration.clone());
         let outputs = self.output_format.outputs(&output);
         let mut outputs: Vec<&Path> = outputs.iter().map(|p| p.as_path()).collect();
         outputs.extend(self.tsv.as_deref());
         crate::args::check_outputs(&outputs, &inputs)?;
+        let common = self.common.validate();
+        let calibration = match &self.calibration.calibration {
+            Some(path) => {
+                let calib = Calibration::read(path)?;
+                calib.check_settings(common.window, common.centred, &self.scores)?;
+                Some(calib)
+            }
+            None => None,
+        };
         Ok(Settings {
             vcf: self.vcf,
-            common: self.common.validate(),
+            common,
             region: self.region,
             skip_missing_contigs: self.skip_missing_contigs,
             missing_contigs_only: self.missing_contigs_only,
@@ -75,6 +89,7 @@ impl VcfArgs {
             options,
             tsv: self.tsv,
             scores: self.scores,
+            calibration,
             shard: self.shard.shard,
         })
     }
@@ -84,6 +99,10 @@ impl VcfArgs {
 pub fn run(args: Settings) -> Result<()> {
     let c = &args.common;
     c.run.init_threads()?;
+    let calib = args.calibration.as_ref();
+    if let Some(calib) = calib {
+        calib.check_model(&ModelIdentity::of(&c.model.model)?, c.rc_average)?;
+    }
     let vcf_path = args.vcf.as_path();
     let mut reader = Reader::open(vcf_path)?;
     let mut fasta = IndexedFasta::open(&c.reference)?;
@@ -149,7 +168,7 @@ pub fn run(args: Settings) -> Result<()> {
             }
         }
     }
-    for line in header_lines(&args.scores, &model.id, window, c.centred) {
+    for line in header_lines(&args.scores, &model.id, window, c.centred, calib) {
         out.header_line(&line)?;
     }
     out.header_line(&format!(
@@ -161,7 +180,8 @@ pub fn run(args: Settings) -> Result<()> {
     out.header_line(&columns)?;
     if let Some(t) = &mut tsv {
         if args.shard.is_none_or(|s| s.is_first()) {
-            writeln!(t, "{}", tsv_header(&args.scores)).map_err(|e| t.write_error(e))?;
+            writeln!(t, "{}", tsv_header(&args.scores, calib.is_some()))
+                .map_err(|e| t.write_error(e))?;
         }
     }
 
@@ -205,10 +225,10 @@ pub fn run(args: Settings) -> Result<()> {
             summary.note(&item);
             progress.inc(item.rec.alts().len() as u64);
             if let Some(t) = &mut tsv {
-                write_tsv(t, &item, &args.scores)?;
+                write_tsv(t, &item, &args.scores, calib)?;
             }
             let mut rec = item.rec.clone();
-            annotate(&mut rec, &item, &args.scores);
+            annotate(&mut rec, &item, &args.scores, calib);
             out.record(&rec)?;
         }
     }
@@ -358,7 +378,8 @@ fn score_chunk(
     Ok(items)
 }
 
-fn command_line() -> String {
+/// The command line as run, quoted where an argument has blanks.
+pub fn command_line() -> String {
     std::env::args()
         .map(|a| {
             if a.contains(char::is_whitespace) {
