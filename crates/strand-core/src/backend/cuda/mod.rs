@@ -318,6 +318,29 @@ impl Backend for CudaBackend {
         self.gpu.download(st.residual.ptr, out)
     }
 
+    fn stream_at(&self, st: &CudaState, out: &mut HostBuffer, at: usize) -> Result<()> {
+        let n = st.rows() * self.cfg.width();
+        // Locked once, as for the final norm's copy (see `HostBuffer`).
+        out.pin_with(|ptr, bytes| self.gpu.pin_host(ptr, bytes));
+        let dst = &mut out[at..at + n];
+        if st.first {
+            // The embedding, in the activation type the first block reads.
+            dst.copy_from_slice(&self.download_act(&st.hidden, n)?);
+            return Ok(());
+        }
+        // hidden + residual in f32, as the next block's norm adds them.
+        self.gpu.download(st.residual.ptr, dst)?;
+        crate::backend::add_into(dst, &self.download_act(&st.hidden, n)?);
+        Ok(())
+    }
+
+    fn final_norm_at(&self, st: CudaState, out: &mut HostBuffer, at: usize) -> Result<()> {
+        self.enqueue_final_norm(&st)?;
+        let n = st.rows() * self.cfg.width();
+        out.pin_with(|ptr, bytes| self.gpu.pin_host(ptr, bytes));
+        self.gpu.download(st.residual.ptr, &mut out[at..at + n])
+    }
+
     fn memory(&self) -> Result<crate::backend::Memory> {
         let cfg = &self.cfg;
         let (width, d, di, ab) = (cfg.width(), cfg.d_model, cfg.d_inner(), self.ab());
