@@ -430,7 +430,16 @@ impl Model {
     /// Sequence-classification logits `[num_labels]` from final hidden
     /// states, as `CaduceusForSequenceClassification` computes them with
     /// mean pooling: for PS the average of the head over both strands.
+    /// A head that reads other layers ([`Config::head_layers`]) is refused:
+    /// pool those layers' states and call [`heads::class_logits`].
     pub fn class_logits(&self, hidden: &[f32]) -> Result<Vec<f32>> {
+        let n = self.config.n_layer;
+        if self.config.head_layers.iter().any(|&l| l != n) {
+            return Err(Error::Unsupported(format!(
+                "{}: the head reads layers {:?}, not the final hidden states alone",
+                self.id, self.config.head_layers
+            )));
+        }
         let views = heads::pooled_views(&self.config, hidden);
         Ok(heads::class_logits(
             &self.config,
