@@ -42,7 +42,7 @@ impl Stream {
     }
 }
 
-/// `out[i] = x[i] + out[i]` in f32 (the same bits as `out[i] + x[i]`),
+/// `out[i] += x[i]` in f32 (f32 addition commutes: the same bits as `x[i] + out[i]`),
 /// in parallel chunks.
 pub(crate) fn add_into(out: &mut [f32], x: &[f32]) {
     use rayon::prelude::*;
@@ -50,7 +50,7 @@ pub(crate) fn add_into(out: &mut [f32], x: &[f32]) {
     const CHUNK: usize = 1 << 14;
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
-        .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &x)| *o = x + *o));
+        .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &x)| *o += x));
 }
 
 /// What every backend provides.
