@@ -63,10 +63,22 @@ impl LayerArgs {
     /// (read from its `config.json`): `None` when the flag is absent or
     /// names the final layer alone, i.e. the default output.
     pub fn resolve(&self, model: &str) -> Result<Option<Vec<usize>>> {
-        let Some(layers) = &self.layer else {
-            return Ok(None);
-        };
-        check(layers, model, model_config(model)?.n_layer)
+        match &self.layer {
+            None => Ok(None),
+            Some(_) => self.resolve_with(&model_config(model)?, model),
+        }
+    }
+
+    /// As [`LayerArgs::resolve`], with the config already read.
+    pub fn resolve_with(
+        &self,
+        cfg: &strand_core::Config,
+        model: &str,
+    ) -> Result<Option<Vec<usize>>> {
+        match &self.layer {
+            None => Ok(None),
+            Some(layers) => check(layers, model, cfg.n_layer),
+        }
     }
 }
 
