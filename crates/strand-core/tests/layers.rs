@@ -224,3 +224,40 @@ fn bad_layer_lists_are_refused() {
     assert!(e.contains("twice"), "{e}");
     assert!(m.forward_layers(&ids, &[]).unwrap().is_empty());
 }
+
+/// PS models are reverse-complement equivariant at every layer, so the
+/// strand-symmetric mean of any layer is the same for a sequence and its
+/// reverse complement (README, `--layer`): `layer(rc ids) = flipLC(layer)`.
+#[test]
+fn ps_layers_are_rc_equivariant() {
+    let m = model("ps-tiny");
+    let (_, seq) = &records()[4];
+    let ids = strand_core::tokenizer::encode_bases(seq);
+    let rc: Vec<u32> = ids
+        .iter()
+        .rev()
+        .map(|&t| m.config.complement_map[t as usize])
+        .collect();
+    let w = m.width();
+    let (fwd, rev) = (
+        m.forward_layers(&ids, &[0, 1, 2]).unwrap(),
+        m.forward_layers(&rc, &[0, 1, 2]).unwrap(),
+    );
+    for (l, (f, r)) in fwd.iter().zip(&rev).enumerate() {
+        let flipped: Vec<f32> = r
+            .chunks_exact(w)
+            .rev()
+            .flat_map(|row| row.iter().rev().copied())
+            .collect();
+        let scale = f.iter().fold(0.0f32, |a, x| a.max(x.abs()));
+        let e = f
+            .iter()
+            .zip(&flipped)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(e <= 1e-5 * scale, "layer {l}: {e:e} of {scale}");
+        if l == 0 {
+            assert_eq!(e, 0.0, "the embedding is exactly equivariant");
+        }
+    }
+}

@@ -378,10 +378,10 @@ fn metadata(args: &Settings, model: &strand_core::Model, job: &Job) -> BTreeMap<
 fn layout(cfg: &strand_core::Config, rc_average: bool, layers: bool) -> String {
     if layers && cfg.rcps {
         return format!(
-            "PS, per layer N: {}; columns in the reference's layout after N blocks, each of which \
-             exchanges the halves: for even N a = forward strand, b = reverse-complement strand \
-             channel-reversed, for odd N the other way round (N = 0: the embedding, n_layer: the \
-             final norm's output)",
+            "PS, per layer N: {}; a and b are in the reference's layout after N blocks, each of \
+             which exchanges the halves: for even N a = forward strand, b = reverse-complement \
+             strand channel-reversed, for odd N the other way round (N = 0: the embedding, \
+             n_layer: the final norm's output)",
             if rc_average {
                 format!(
                     "columns 0..{d} are (a[j] + b[{d}-1-j])/2 of the two halves a, b",
