@@ -2,8 +2,10 @@
 //! group that the commands flatten, and means the same everywhere.
 //! `-o` has one type per kind of output: [`OutputFile`], [`OutputDir`], [`OutputPrefix`].
 
+mod layer;
 mod output;
 
+pub use self::layer::{join as join_layers, model_config, LayerArgs, Layers};
 pub use self::output::{check_empty_dir, OutputDir, OutputFile, OutputPrefix};
 
 use std::path::{Path, PathBuf};

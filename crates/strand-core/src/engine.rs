@@ -40,6 +40,22 @@ pub enum Out<'a> {
     /// allocating and faulting in hundreds of megabytes per pass, and lets
     /// a GPU keep it page-locked.
     Host(&'a mut HostBuffer),
+    /// The hidden states after each of these layers, in this order, into
+    /// a host buffer resized to `[layers.len(), nseq * len, width]` (one
+    /// [`Out::Host`]-shaped slab per layer). Layer `N` of `0..=n_layer`:
+    /// - `0`: the embedding layer's output;
+    /// - `1..n_layer`: the residual stream after block `N` (1-based: after
+    ///   `N` blocks), `hidden + residual` of the block's output pair as the
+    ///   next block's fused add+norm adds them, before any norm, in the
+    ///   block's own layout (a PS block exchanges the two channel halves,
+    ///   so after an odd `N` they are in the opposite order to the
+    ///   embedding's; `docs/caduceus-model.md` section 4);
+    /// - `n_layer`: the final norm's output, bit for bit what
+    ///   [`Out::Host`] gives.
+    ///
+    /// Blocks past the deepest layer asked for are not run. Layers must
+    /// be distinct and at most `n_layer`.
+    Layers(&'a [usize], &'a mut HostBuffer),
     /// Left on the device (benchmarks): the pass is run and waited for.
     Discard,
     /// Into a host buffer as [`Out::Host`], calling `after_block(i,
@@ -225,7 +241,7 @@ impl Model {
     /// hidden states go where `out` says.
     pub fn run(&self, seqs: &[&[u32]], out: Out<'_>) -> Result<()> {
         let Some(len) = seqs.first().map(|s| s.len()) else {
-            if let Out::Host(o) | Out::Traced(o, _) = out {
+            if let Out::Host(o) | Out::Traced(o, _) | Out::Layers(_, o) = out {
                 o.resize(0);
             }
             return Ok(());
@@ -238,6 +254,25 @@ impl Model {
                 )));
             }
             self.check_ids(s)?;
+        }
+        if let Out::Layers(layers, o) = out {
+            self.check_layers(layers)?;
+            let slab = seqs.len() * len * self.width();
+            o.resize(layers.len() * slab);
+            return on_engine!(self, b => {
+                let st = if seqs.len() == 1 {
+                    Some(b.embed(seqs[0])?)
+                } else {
+                    b.embed_batch(&seqs.concat(), seqs.len())?
+                };
+                match st {
+                    Some(st) => self.run_layers(b, st, layers, o, slab, 0),
+                    // A backend that runs one sequence at a time.
+                    None => seqs.iter().enumerate().try_for_each(|(i, s)| {
+                        self.run_layers(b, b.embed(s)?, layers, o, slab, i * len * self.width())
+                    }),
+                }
+            });
         }
         if let Out::Traced(o, after_block) = out {
             let [ids] = seqs else {
@@ -291,6 +326,63 @@ impl Model {
         }
     }
 
+    /// Runs the blocks up to the deepest of `layers` on `st`, copying the
+    /// hidden states after each layer asked for into its slab of `out`
+    /// (layer `j` of `layers` at `j * slab + at`); see [`Out::Layers`].
+    fn run_layers<B: Backend>(
+        &self,
+        b: &B,
+        mut st: B::State,
+        layers: &[usize],
+        out: &mut HostBuffer,
+        slab: usize,
+        at: usize,
+    ) -> Result<()> {
+        let n_layer = self.config.n_layer;
+        let slot = |n: usize| layers.iter().position(|&l| l == n).map(|j| j * slab + at);
+        let deepest = layers.iter().copied().max().unwrap_or(0);
+        for done in 0..=deepest {
+            if done > 0 {
+                b.block(done - 1, &mut st)?;
+            }
+            if done < n_layer {
+                if let Some(to) = slot(done) {
+                    b.stream_at(&st, out, to)?;
+                }
+            }
+        }
+        match slot(n_layer) {
+            Some(to) => b.final_norm_at(st, out, to),
+            None => Ok(()),
+        }
+    }
+
+    /// Layers for [`Out::Layers`]: distinct, each at most `n_layer`.
+    fn check_layers(&self, layers: &[usize]) -> Result<()> {
+        let n_layer = self.config.n_layer;
+        if let Some(bad) = layers.iter().find(|&&l| l > n_layer) {
+            return Err(Error::Input(format!(
+                "layer {bad} does not exist: the model has {n_layer} blocks (layers 0 to {n_layer})"
+            )));
+        }
+        for (i, l) in layers.iter().enumerate() {
+            if layers[..i].contains(l) {
+                return Err(Error::Input(format!("layer {l} is asked for twice")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The hidden states after each of `layers` (see [`Out::Layers`]) of
+    /// token ids `[len]`: one `[len, width]` vector per layer, in order.
+    pub fn forward_layers(&self, ids: &[u32], layers: &[usize]) -> Result<Vec<Vec<f32>>> {
+        self.check_ids(ids)?;
+        let mut out = HostBuffer::transient();
+        self.run(&[ids], Out::Layers(layers, &mut out))?;
+        let slab = ids.len() * self.width();
+        Ok(out.chunks_exact(slab).map(<[f32]>::to_vec).collect())
+    }
+
     /// Runs every block on `st`.
     fn blocks<B: Backend>(&self, b: &B, mut st: B::State) -> Result<B::State> {
         for i in 0..self.config.n_layer {
@@ -338,7 +430,16 @@ impl Model {
     /// Sequence-classification logits `[num_labels]` from final hidden
     /// states, as `CaduceusForSequenceClassification` computes them with
     /// mean pooling: for PS the average of the head over both strands.
+    /// A head that reads other layers ([`Config::head_layers`]) is refused:
+    /// pool those layers' states and call [`heads::class_logits`].
     pub fn class_logits(&self, hidden: &[f32]) -> Result<Vec<f32>> {
+        let n = self.config.n_layer;
+        if self.config.head_layers.iter().any(|&l| l != n) {
+            return Err(Error::Unsupported(format!(
+                "{}: the head reads layers {:?}, not the final hidden states alone",
+                self.id, self.config.head_layers
+            )));
+        }
         let views = heads::pooled_views(&self.config, hidden);
         Ok(heads::class_logits(
             &self.config,

@@ -203,3 +203,55 @@ fn gpu_batch_matches_single_sequences() {
         assert_close(&format!("batch member {i}"), rows, &alone, F32_TOL);
     }
 }
+
+/// Intermediate layers (`Out::Layers`, `--layer`): the embedding, the
+/// residual stream after an odd and an even block (a PS block exchanges
+/// the stream's halves) and the final layer match the CPU's, alone and in
+/// a batch; the final layer is the plain pass bit for bit.
+#[test]
+fn gpu_layers_match_cpu() {
+    let layers = [8, 0, 16, 1];
+    for rcps in [true, false] {
+        let kind = if rcps { "PS" } else { "PH" };
+        let dir = synthetic(rcps);
+        let Some(g32) = gpu(dir.path(), Precision::F32, "gpu_layers_match_cpu") else {
+            return;
+        };
+        let g16 = gpu(dir.path(), Precision::Bf16, "gpu_layers_match_cpu").unwrap();
+        let c = cpu(dir.path());
+        let mut rng = StdRng::seed_from_u64(21);
+        let seqs: Vec<Vec<u32>> = (0..3).map(|_| random_ids(&mut rng, 3000)).collect();
+        let mut want = Vec::new();
+        for (i, s) in seqs.iter().enumerate() {
+            let w = c.forward_layers(s, &layers).unwrap();
+            let got = g32.forward_layers(s, &layers).unwrap();
+            let b16 = g16.forward_layers(s, &layers).unwrap();
+            for (j, l) in layers.iter().enumerate() {
+                let what = format!("{kind} seq {i} layer {l}");
+                assert_close(&format!("{what} fp32"), &got[j], &w[j], F32_TOL);
+                let e = rel_l2(&b16[j], &w[j]);
+                println!("{what} bf16: rel L2 {e:.3e}");
+                assert!(e <= BF16_REL_L2, "{what} bf16");
+            }
+            assert_eq!(
+                got[2],
+                g32.forward(s).unwrap(),
+                "{kind}: layer 16 = forward"
+            );
+            want.push(w);
+        }
+        let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+        let mut batch = strand_core::HostBuffer::new();
+        g32.run(&refs, strand_core::Out::Layers(&layers, &mut batch))
+            .unwrap();
+        let per = 3000 * g32.width();
+        assert_eq!(batch.len(), layers.len() * seqs.len() * per);
+        for (i, w) in want.iter().enumerate() {
+            for (j, l) in layers.iter().enumerate() {
+                let at = (j * seqs.len() + i) * per;
+                let what = format!("{kind} batch member {i} layer {l}");
+                assert_close(&what, &batch[at..at + per], &w[j], F32_TOL);
+            }
+        }
+    }
+}

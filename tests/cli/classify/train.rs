@@ -9,6 +9,8 @@ use strand_core::model::synthetic::Rng;
 use super::*;
 use crate::util::dir_entries;
 
+mod layers;
+
 /// Motif of each planted class.
 const MOTIFS: [(&str, &str); 2] = [("ebox", "CACGTGACGTCA"), ("tata", "TATAAAAGGCGC")];
 const LENGTH: usize = 80;

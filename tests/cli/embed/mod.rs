@@ -406,6 +406,7 @@ mod errors;
 mod genome;
 mod issue15;
 mod jobs;
+mod layers;
 
 /// `--device auto` (the default) says on stderr which device it chose:
 /// the GPU when one is usable, else the CPU with the reason; `-q` silences

@@ -30,6 +30,29 @@ pub struct Stream {
     pub residual: Option<Vec<f32>>,
 }
 
+impl Stream {
+    /// The residual stream itself, `hidden + residual` (the embedding
+    /// before the first block), into `out` (`len * width` values): what the
+    /// next block's norm, or the final norm, adds up and normalises.
+    pub fn sum_into(&self, out: &mut [f32]) {
+        out.copy_from_slice(&self.hidden);
+        if let Some(r) = &self.residual {
+            add_into(out, r);
+        }
+    }
+}
+
+/// `out[i] += x[i]` in f32 (f32 addition commutes: the same bits as `x[i] + out[i]`),
+/// in parallel chunks.
+pub(crate) fn add_into(out: &mut [f32], x: &[f32]) {
+    use rayon::prelude::*;
+    assert_eq!(out.len(), x.len(), "equal lengths");
+    const CHUNK: usize = 1 << 14;
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &x)| *o += x));
+}
+
 /// What every backend provides.
 pub trait Backend: Send + Sync {
     /// The backend's own residual stream (device memory for a GPU).
@@ -60,6 +83,21 @@ pub trait Backend: Send + Sync {
     /// host (benchmarks time the device's work alone with this).
     fn final_norm_discard(&self, state: Self::State) -> Result<()> {
         self.final_norm(state).map(drop)
+    }
+    /// The residual stream of `state` (see [`Stream::sum_into`]), `[rows,
+    /// width]`, into `out[at..]` (`out` already sized): the hidden states
+    /// after the blocks run so far, for [`crate::Out::Layers`].
+    fn stream_at(&self, state: &Self::State, out: &mut HostBuffer, at: usize) -> Result<()> {
+        let s = self.stream(state)?;
+        s.sum_into(&mut out[at..at + s.hidden.len()]);
+        Ok(())
+    }
+    /// As [`Backend::final_norm_into`], into `out[at..]` (`out` already
+    /// sized): the same numbers, bit for bit.
+    fn final_norm_at(&self, state: Self::State, out: &mut HostBuffer, at: usize) -> Result<()> {
+        let v = self.final_norm(state)?;
+        out[at..at + v.len()].copy_from_slice(&v);
+        Ok(())
     }
     /// Masked-LM logits `[len, vocab]` of final hidden states.
     fn lm_logits(&self, hidden: &[f32], len: usize) -> Result<Vec<f32>>;
@@ -156,5 +194,34 @@ impl From<DeviceSpec> for Placement {
             device,
             precision: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_residual_stream_is_hidden_plus_residual() {
+        let mut s = Stream {
+            len: 2,
+            width: 2,
+            hidden: vec![1.0, 2.0, 3.0, 0.1],
+            residual: None,
+        };
+        let mut out = vec![9.0; 4];
+        s.sum_into(&mut out);
+        assert_eq!(out, s.hidden, "before the first block: the embedding");
+        s.residual = Some(vec![0.5, -2.0, 1e8, 0.2]);
+        s.sum_into(&mut out);
+        // f32 sums, as the next block's norm forms them.
+        assert_eq!(out, [1.5, 0.0, 1e8 + 3.0, 0.1f32 + 0.2f32]);
+        // Longer than one parallel chunk.
+        let n = 40_000;
+        let h: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let r: Vec<f32> = (0..n).map(|i| -(i as f32) / 2.0).collect();
+        let mut out = r.clone();
+        add_into(&mut out, &h);
+        assert!(out.iter().enumerate().all(|(i, &o)| o == i as f32 / 2.0));
     }
 }

@@ -54,6 +54,11 @@ pub struct Config {
     pub bias: bool,
     /// Classification labels by id (empty for non-classification models).
     pub id2label: Vec<String>,
+    /// Layers whose mean-pooled hidden states a classification head reads,
+    /// concatenated in this (ascending) order: `strand_head_layers`, which
+    /// `strand-classify train --layer` writes. Empty: the final layer
+    /// alone, as the reference's head.
+    pub head_layers: Vec<usize>,
     /// SHA-256 of the config file bytes, hex (recorded in outputs).
     pub sha256: String,
 }
@@ -237,6 +242,7 @@ impl Config {
             conv_bias: s.bool_or("conv_bias", true)?,
             bias: s.bool_or("bias", false)?,
             id2label: parse_id2label(obj.get("id2label"), &err)?,
+            head_layers: parse_head_layers(obj.get(HEAD_LAYERS_KEY), n_layer, &err)?,
             sha256: crate::util::sha256_hex(bytes),
         })
     }
@@ -259,6 +265,35 @@ impl Config {
     pub fn num_labels(&self) -> usize {
         self.id2label.len()
     }
+
+    /// Width of the classification head's input: `d_model` per layer it
+    /// reads (see [`Config::head_layers`]).
+    pub fn head_width(&self) -> usize {
+        self.d_model * self.head_layers.len().max(1)
+    }
+}
+
+/// The `config.json` key of [`Config::head_layers`].
+pub const HEAD_LAYERS_KEY: &str = "strand_head_layers";
+
+/// `strand_head_layers`: absent, or an ascending list of layers 0..=n_layer.
+fn parse_head_layers(
+    v: Option<&Value>,
+    n: usize,
+    err: &impl Fn(String) -> Error,
+) -> Result<Vec<usize>> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let list = v.as_array().and_then(|a| {
+        let l: Option<Vec<usize>> = a.iter().map(|x| Some(x.as_u64()? as usize)).collect();
+        l.filter(|l| !l.is_empty() && l.windows(2).all(|p| p[0] < p[1]) && l[l.len() - 1] <= n)
+    });
+    list.ok_or_else(|| {
+        err(format!(
+            "{HEAD_LAYERS_KEY} must be an ascending list of layers from 0 to n_layer ({n}), not {v}"
+        ))
+    })
 }
 
 struct Fields<'a, E: Fn(String) -> Error> {
@@ -402,6 +437,21 @@ mod tests {
         assert!(e.to_string().contains("complement_map"), "{e}");
         let e = parse(r#"{"model_type": "mamba"}"#).unwrap_err();
         assert!(e.to_string().contains("model_type"), "{e}");
+    }
+
+    #[test]
+    fn head_layers_are_checked() {
+        let layers = |v: &str| parse(&format!(r#"{{"n_layer": 4, "strand_head_layers": {v}}}"#));
+        assert_eq!(layers("[1, 4]").unwrap().head_layers, [1, 4]);
+        assert_eq!(layers("[1, 4]").unwrap().head_width(), 2 * 2560);
+        assert!(parse("{}").unwrap().head_layers.is_empty());
+        for bad in ["[]", "[5]", "[2, 1]", "[1, 1]", "[-1]", "\"4\""] {
+            let e = layers(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("strand_head_layers") && e.contains("(4)"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

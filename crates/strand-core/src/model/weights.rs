@@ -231,7 +231,7 @@ impl Expected {
                             .into(),
                     ));
                 }
-                ex.need("score.weight".into(), &[cfg.num_labels(), d]);
+                ex.need("score.weight".into(), &[cfg.num_labels(), cfg.head_width()]);
             }
             Arch::Backbone => {}
         }

@@ -9,7 +9,7 @@ use clap::Args as ClapArgs;
 use strand_io::{AtomicFile, Error as IoError, Reader};
 
 use super::labels::Labels;
-use super::records::{embed_labelled, head_logits, Embedder, Sample};
+use super::records::{embed_labelled, head_layers, head_logits, Embedder, Sample};
 use super::{class_labels, describe, metrics, plot, FeedArgs, PROG};
 use crate::args::{ModelArgs, OutputFile, RunArgs};
 
@@ -114,6 +114,8 @@ pub fn run(args: Settings) -> Result<()> {
         model: &model,
         special_tokens: args.feed.special_tokens,
         conjoin: args.feed.conjoin,
+        // A head trained on other layers (train --layer) reads those.
+        layers: head_layers(&model),
     };
     let bar = crate::progress::bases(args.run.quiet);
     let samples = embed_labelled(reader, &labels_src, &emb, &bar)?;

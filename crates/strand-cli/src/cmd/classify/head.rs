@@ -11,6 +11,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{json, Value};
 use strand_core::model::checkpoint::Checkpoint;
+use strand_core::model::config::HEAD_LAYERS_KEY;
 use strand_core::Model;
 
 /// Where the classification model keeps its backbone
@@ -19,15 +20,23 @@ const PREFIX: &str = "caduceus.backbone.";
 
 /// Writes `config.json` and `model.safetensors` into `dir`: `backbone`'s
 /// tensors (masked-LM or previous classification heads dropped) plus
-/// `score.weight` = `w` (`labels.len() x d_model`, row-major).
-pub fn write(dir: &Path, backbone: &Model, labels: &[String], w: &[f32]) -> Result<()> {
-    let d = backbone.config.d_model;
+/// `score.weight` = `w` (`labels.len() x d_model`, row-major; with
+/// `layers`, the layers the head reads, `d_model` per layer, and
+/// `strand_head_layers` in the config).
+pub fn write(
+    dir: &Path,
+    backbone: &Model,
+    labels: &[String],
+    w: &[f32],
+    layers: Option<&[usize]>,
+) -> Result<()> {
+    let d = backbone.config.d_model * layers.map_or(1, <[usize]>::len);
     assert_eq!(
         w.len(),
         labels.len() * d,
-        "score.weight is num_labels x d_model"
+        "score.weight is num_labels x d_model per layer"
     );
-    write_config(dir, backbone, labels)?;
+    write_config(dir, backbone, labels, layers)?;
     copy_support_files(&backbone.dir, dir)?;
 
     let ckpt = Checkpoint::open(&backbone.dir)?;
@@ -118,7 +127,14 @@ fn copy_support_files(src: &Path, dst: &Path) -> Result<()> {
 /// `id2label` (string keys) and `label2id`. Hugging Face derives
 /// `num_labels` from `id2label` and does not store it, so a stale one is
 /// removed. Keys come out sorted, with two-space indentation, as there.
-fn write_config(dir: &Path, backbone: &Model, labels: &[String]) -> Result<()> {
+/// `strand_head_layers` is set to `layers`, or removed (a backbone that
+/// was itself such a classifier).
+fn write_config(
+    dir: &Path,
+    backbone: &Model,
+    labels: &[String],
+    layers: Option<&[usize]>,
+) -> Result<()> {
     let src = backbone.dir.join("config.json");
     let bytes = std::fs::read(&src).with_context(|| format!("{}: cannot read", src.display()))?;
     let mut cfg: Value = serde_json::from_slice(&bytes)
@@ -143,6 +159,10 @@ fn write_config(dir: &Path, backbone: &Model, labels: &[String]) -> Result<()> {
     obj.insert("id2label".into(), Value::Object(id2label));
     obj.insert("label2id".into(), Value::Object(label2id));
     obj.remove("num_labels");
+    match layers {
+        Some(l) => obj.insert(HEAD_LAYERS_KEY.into(), json!(l)),
+        None => obj.remove(HEAD_LAYERS_KEY),
+    };
     let path = dir.join("config.json");
     let mut text = serde_json::to_string_pretty(&cfg).expect("a JSON value serialises");
     text.push('\n');

@@ -4,14 +4,16 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use strand_core::runner::{self, Batcher};
 use strand_io::AtomicFile;
 
-use super::records::{batch_logits, Embedder};
+use super::records::{batch_logits, head_layers, Embedder};
 use super::{class_labels, describe, prediction_cells, FeedArgs, PROG};
-use crate::args::{BatchArgs, ModelArgs, OutputFile, RunArgs};
+use crate::args::{
+    join_layers, model_config, BatchArgs, LayerArgs, Layers, ModelArgs, OutputFile, RunArgs,
+};
 use crate::input::InputArgs;
 use crate::shard::{Shard, ShardArgs};
 
@@ -20,12 +22,19 @@ use crate::shard::{Shard, ShardArgs};
 /// Writes a TSV table with a header: name, length, one column per label
 /// (as named in the model's id2label) holding its probability, and pred
 /// (the most probable label). The head sees the mean of the final hidden
-/// states over all positions, as the reference does.
+/// states over all positions, as the reference does, or of the layers it
+/// was trained on (strand-classify train --layer).
 #[derive(ClapArgs, Debug)]
 #[command(mut_arg("output", |a| a.help("Output table; - for stdout [default: -]")))]
 #[command(mut_arg("batch_tokens", |a| a.help(
     "Records of equal length are run through the model together, up to this many tokens per \
      pass (on a GPU; the CPU runs them one by one) [default: 1048576]"
+)))]
+#[command(mut_arg("layer", |a| a.help(
+    "Apply the head to the mean-pooled hidden states after layer N (0 the embedding, 1 to \
+     n_layer-1 the residual stream after block N, n_layer the final norm's output) [default: \
+     the layers the head was trained on, strand_head_layers in its config.json, else n_layer]; \
+     must match a head that records its layers"
 )))]
 pub struct Args {
     #[command(flatten)]
@@ -49,6 +58,9 @@ pub struct Args {
     pub model: ModelArgs,
 
     #[command(flatten)]
+    pub layer: LayerArgs,
+
+    #[command(flatten)]
     pub batch: BatchArgs,
 
     #[command(flatten)]
@@ -70,18 +82,31 @@ pub struct Settings {
     pub batch_tokens: usize,
     pub feed: FeedArgs,
     pub model: ModelArgs,
+    /// `--layer` checked against the model and its head; `None`: the
+    /// head's own layers (see [`head_layers`]).
+    pub layers: Option<Vec<usize>>,
     pub run: RunArgs,
 }
 
 impl Args {
-    /// Refuses, before any work, input options that conflict and an
-    /// output that is an input.
+    /// Refuses, before any work, input options that conflict, an output
+    /// that is an input, and layers the model or its head cannot take.
     pub fn validate(self) -> Result<Settings> {
         self.input.check()?;
         let output = self.output.or_stdout();
         let mut inputs = self.input.files();
         inputs.extend(self.model.files());
         crate::args::check_outputs(&[&output], &inputs)?;
+        let layers = match &self.layer.layer {
+            None => None,
+            Some(given) => {
+                let m = &self.model.model;
+                let cfg = model_config(m)?;
+                let layers = self.layer.resolve_with(&cfg, m)?;
+                check_head(&cfg, m, given, layers.as_deref())?;
+                layers
+            }
+        };
         Ok(Settings {
             input: self.input,
             output,
@@ -90,9 +115,39 @@ impl Args {
             batch_tokens: self.batch.tokens_or(DEFAULT_BATCH_TOKENS),
             feed: self.feed,
             model: self.model,
+            layers,
             run: self.run,
         })
     }
+}
+
+/// `--layer` against the head of `model`: the layers it records
+/// (`strand_head_layers`), if any; else (a head on the final layer, as the
+/// reference trains them) one layer, whose width the head takes.
+fn check_head(
+    cfg: &strand_core::Config,
+    model: &str,
+    given: &Layers,
+    layers: Option<&[usize]>,
+) -> Result<()> {
+    let own = &cfg.head_layers;
+    if !own.is_empty() && own[..] != [cfg.n_layer] {
+        if layers != Some(&own[..]) {
+            bail!(
+                "--layer {given}: the head of {model} was trained on layer(s) {} \
+                 (strand_head_layers in its config.json): leave --layer out or give --layer {}",
+                join_layers(own),
+                join_layers(own)
+            );
+        }
+    } else if layers.is_some_and(|l| l.len() > 1) {
+        bail!(
+            "--layer {given}: the head of {model} reads one layer ({} values): a list needs a \
+             head trained on those layers (strand-classify train --layer {given})",
+            cfg.d_model
+        );
+    }
+    Ok(())
 }
 
 /// Predicts with settings checked by [`Args::validate`].
@@ -132,6 +187,7 @@ pub fn run(args: Settings) -> Result<()> {
             model,
             special_tokens: args.feed.special_tokens,
             conjoin: args.feed.conjoin,
+            layers: args.layers.clone().or_else(|| head_layers(model)),
         })
         .collect();
     if args.shard.is_none_or(|s| s.is_first()) {

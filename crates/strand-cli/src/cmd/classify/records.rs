@@ -27,7 +27,8 @@ pub fn each_record(reader: Reader, mut f: impl FnMut(u64, Record) -> Result<()>)
 /// (`strand_core::heads::pooled_views`). A PS model gives two (forward strand and
 /// channel-reversed reverse-complement strand); a PH model one, or with
 /// `--conjoin` two (the record and its reverse complement, each run
-/// through the model).
+/// through the model). With `--layer`, each view holds the pooled views of
+/// the layers one after the other (`heads::pooled_layer_views`).
 pub type Views = Vec<Vec<f32>>;
 
 /// Runs records through a model.
@@ -38,6 +39,16 @@ pub struct Embedder<'a> {
     /// PH only: also run the reverse complement (a PS model's two views
     /// already cover both strands, so it changes nothing there).
     pub conjoin: bool,
+    /// The layers whose states are pooled, in order (`--layer`, or the
+    /// head's `strand_head_layers`); `None`: the final hidden states.
+    pub layers: Option<Vec<usize>>,
+}
+
+/// The layers a classification checkpoint's head reads, as
+/// [`Embedder::layers`] takes them: `None` for the final layer alone.
+pub fn head_layers(model: &Model) -> Option<Vec<usize>> {
+    let l = &model.config.head_layers;
+    (!l.is_empty() && l[..] != [model.config.n_layer]).then(|| l.clone())
 }
 
 impl Embedder<'_> {
@@ -49,22 +60,28 @@ impl Embedder<'_> {
         }
     }
 
+    /// The views of one sequence's bases.
+    fn pooled(&self, seq: &[u8]) -> strand_core::Result<Views> {
+        let (m, ids) = (self.model, self.tokens(seq));
+        Ok(match &self.layers {
+            None => heads::pooled_views(&m.config, &m.forward(&ids)?),
+            Some(layers) => {
+                let hidden = m.forward_layers(&ids, layers)?;
+                let refs: Vec<&[f32]> = hidden.iter().map(Vec::as_slice).collect();
+                heads::pooled_layer_views(&m.config, &refs)
+            }
+        })
+    }
+
     /// The views of record `n` of `file`.
     pub fn views(&self, file: &str, n: u64, rec: &Record) -> Result<Views> {
         let at = || format!("{file}: record {n} ({})", strand_io::error::Name(&rec.id));
-        let m = self.model;
-        let mut views = heads::pooled_views(
-            &m.config,
-            &m.forward(&self.tokens(&rec.seq)).with_context(at)?,
-        );
-        if self.conjoin && !m.config.rcps {
+        let mut views = self.pooled(&rec.seq).with_context(at)?;
+        if self.conjoin && !self.model.config.rcps {
             // As the reference dataloader: reverse-complement the string
             // (case and other letters kept), then tokenize it.
             let rc = tokenizer::reverse_complement(&rec.seq);
-            views.extend(heads::pooled_views(
-                &m.config,
-                &m.forward(&self.tokens(&rc)).with_context(at)?,
-            ));
+            views.extend(self.pooled(&rc).with_context(at)?);
         }
         Ok(views)
     }
@@ -90,11 +107,25 @@ impl Embedder<'_> {
             let ids: Vec<Vec<u32>> = seqs.iter().map(|s| self.tokens(s)).collect();
             let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
             let mut hidden = strand_core::HostBuffer::transient();
-            m.run(&refs, Out::Host(&mut hidden)).with_context(at)?;
             let per_seq = refs[0].len() * m.width();
-            Ok(hidden
-                .chunks_exact(per_seq)
-                .map(|h| heads::pooled_views(&m.config, h))
+            let Some(layers) = &self.layers else {
+                m.run(&refs, Out::Host(&mut hidden)).with_context(at)?;
+                return Ok(hidden
+                    .chunks_exact(per_seq)
+                    .map(|h| heads::pooled_views(&m.config, h))
+                    .collect());
+            };
+            m.run(&refs, Out::Layers(layers, &mut hidden))
+                .with_context(at)?;
+            // Layer j of sequence i at (j * nseq + i) * per_seq.
+            let slab = refs.len() * per_seq;
+            Ok((0..refs.len())
+                .map(|i| {
+                    let of_layers: Vec<&[f32]> = (0..layers.len())
+                        .map(|j| &hidden[j * slab + i * per_seq..j * slab + (i + 1) * per_seq])
+                        .collect();
+                    heads::pooled_layer_views(&m.config, &of_layers)
+                })
                 .collect())
         };
         let mut views = run(recs.iter().map(|(_, r)| r.seq.clone()).collect())?;
@@ -194,6 +225,7 @@ mod tests {
             model,
             special_tokens: true,
             conjoin: false,
+            layers: None,
         };
         let recs: Vec<(u64, Record)> = (0..9u64)
             .map(|k| {

@@ -15,7 +15,7 @@ use super::labels::{self, Labels};
 use super::metrics::{self, Scores};
 use super::records::{embed_labelled, feature, head_logits, Embedder, Sample};
 use super::{describe, fmt_float, head, prediction_cells, FeedArgs, PROG};
-use crate::args::{ModelArgs, OutputDir, RunArgs};
+use crate::args::{join_layers, LayerArgs, ModelArgs, OutputDir, RunArgs};
 
 /// Fit a classification head (a linear probe) on a Caduceus backbone.
 ///
@@ -26,7 +26,15 @@ use crate::args::{ModelArgs, OutputDir, RunArgs};
 /// CaduceusForSequenceClassification checkpoint (config.json,
 /// model.safetensors) that `strand-classify predict` and the upstream
 /// Python code load, plus metrics.tsv, cv.tsv and predictions.tsv.
+/// --layer fits the head on other layers' pooled states (a list:
+/// concatenated); see docs/classify.md.
 #[derive(ClapArgs, Debug)]
+#[command(mut_arg("layer", |a| a.help(
+    "Fit the head on the mean-pooled hidden states after layer N instead of the final ones (0 \
+     the embedding, 1 to n_layer-1 the residual stream after block N, n_layer the final norm's \
+     output, the default); a list (8,16) concatenates the layers' features. The checkpoint \
+     records them (strand_head_layers) for predict and eval"
+)))]
 pub struct Args {
     /// Labelled training records: FASTA or FASTQ, plain or gzip/BGZF; - for stdin
     #[arg(long, value_name = "FILE", help_heading = "Input")]
@@ -68,6 +76,9 @@ pub struct Args {
     pub model: ModelArgs,
 
     #[command(flatten)]
+    pub layer: LayerArgs,
+
+    #[command(flatten)]
     pub run: RunArgs,
 }
 
@@ -92,13 +103,15 @@ pub struct Settings {
     pub seed: u64,
     pub feed: FeedArgs,
     pub model: ModelArgs,
+    /// `--layer` checked against the backbone; `None`: the final layer.
+    pub layers: Option<Vec<usize>>,
     pub run: RunArgs,
 }
 
 impl Args {
     /// Refuses, before any work: a GPU list (train runs on one device), an
-    /// output folder that is not new or empty, and an output that is an
-    /// input.
+    /// output folder that is not new or empty, an output that is an
+    /// input, and layers the backbone does not have.
     pub fn validate(self) -> Result<Settings> {
         self.model.device.one(PROG)?;
         let mut inputs = vec![self.train.clone()];
@@ -107,6 +120,7 @@ impl Args {
         inputs.extend(self.model.files());
         crate::args::check_outputs(&[&self.output.path], &inputs)?;
         self.output.check()?;
+        let layers = self.layer.resolve(&self.model.model)?;
         Ok(Settings {
             train: self.train,
             valid: self.valid,
@@ -119,6 +133,7 @@ impl Args {
             seed: self.seed,
             feed: self.feed,
             model: self.model,
+            layers,
             run: self.run,
         })
     }
@@ -146,6 +161,7 @@ pub fn run(args: Settings) -> Result<()> {
         model: &model,
         special_tokens: args.feed.special_tokens,
         conjoin: args.feed.conjoin,
+        layers: args.layers.clone(),
     };
 
     let bar = crate::progress::bases(quiet);
@@ -196,7 +212,8 @@ pub fn run(args: Settings) -> Result<()> {
     ));
 
     // Cross-validation, then the final fit on every training record.
-    let d = model.config.d_model;
+    // The feature: d_model per layer, the layers one after the other.
+    let d = model.config.d_model * args.layers.as_ref().map_or(1, Vec::len);
     let x: Vec<f64> = train.iter().flat_map(|s| feature(&s.views)).collect();
     let grid = &args.lambdas;
     let fold_of = cv::stratified_folds(&y, k, folds, args.seed);
@@ -222,7 +239,7 @@ pub fn run(args: Settings) -> Result<()> {
 
     // Write the checkpoint, load it back, and compute every reported
     // number from what was written, through the code `predict` runs.
-    head::write(out.path(), &model, &labels, &w32)?;
+    head::write(out.path(), &model, &labels, &w32, args.layers.as_deref())?;
     let id = args.output.display().to_string();
     let reloaded = Model::load_dir(out.path(), &id, DeviceSpec::Cpu)
         .with_context(|| format!("{id}: the written checkpoint does not load"))?;
@@ -283,8 +300,12 @@ pub fn run(args: Settings) -> Result<()> {
     } else {
         format!("lambda {lambda:e} (given)")
     };
+    let on = match &args.layers {
+        Some(l) => format!(" (features: layers {})", join_layers(l)),
+        None => String::new(),
+    };
     say(format!(
-        "{how}; held-out log-loss {:.4}; intercept spread {spread:.3}",
+        "{how}; held-out log-loss {:.4}; intercept spread {spread:.3}{on}",
         points[best].log_loss
     ));
     say(format!("cv: {}", metrics::summary(&labels, &cv_scores)));

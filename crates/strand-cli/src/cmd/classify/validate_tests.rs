@@ -108,3 +108,71 @@ fn eval() {
         "runs on one device",
     );
 }
+
+/// `--layer` of train and predict, checked against the model (and for
+/// predict its head) before any work.
+#[test]
+fn layers() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../../test-data/models");
+    let (lm, cls) = (format!("{data}/ps-tiny"), format!("{data}/ps-tiny-cls"));
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = tmp.path().join("head").to_string_lossy().into_owned();
+    let train = |layer: &str| {
+        validate(&[
+            "train", "-m", &lm, "--train", "t.fa", "-o", &out, "--layer", layer,
+        ])
+        .map(|s| match s {
+            Settings::Train(s) => s.layers,
+            _ => panic!("train"),
+        })
+    };
+    assert_eq!(train("2").expect("ok"), None, "n_layer: the final layer");
+    assert_eq!(train("2,0").expect("ok"), Some(vec![0, 2]));
+    refused(
+        &[
+            "train", "-m", &lm, "--train", "t.fa", "-o", &out, "--layer", "3",
+        ],
+        "--layer 3: ",
+    );
+
+    let predict = |layer: &str| {
+        validate(&["predict", "-m", &cls, "--layer", layer, "in.fa"]).map(|s| match s {
+            Settings::Predict(s) => s.layers,
+            _ => panic!("predict"),
+        })
+    };
+    assert_eq!(predict("2").expect("ok"), None);
+    assert_eq!(predict("0").expect("ok"), Some(vec![0]));
+    refused(
+        &["predict", "-m", &cls, "--layer", "0,1", "in.fa"],
+        "one layer",
+    );
+    refused(
+        &["predict", "-m", &cls, "--layer", "9", "in.fa"],
+        "n_layer 2",
+    );
+
+    // A head that records its layers takes those alone.
+    let head = tmp.path().join("layered");
+    std::fs::create_dir(&head).expect("mkdir");
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{cls}/config.json")).expect("read config"))
+            .expect("JSON");
+    cfg["strand_head_layers"] = serde_json::json!([0, 1]);
+    std::fs::write(head.join("config.json"), cfg.to_string()).expect("write");
+    let head = head.to_string_lossy();
+    let Settings::Predict(s) =
+        validate(&["predict", "-m", &head, "--layer", "1,0", "in.fa"]).expect("ok")
+    else {
+        panic!("predict");
+    };
+    assert_eq!(s.layers, Some(vec![0, 1]));
+    refused(
+        &["predict", "-m", &head, "--layer", "1", "in.fa"],
+        "trained on layer(s) 0,1",
+    );
+    refused(
+        &["predict", "-m", &head, "--layer", "2", "in.fa"],
+        "give --layer 0,1",
+    );
+}

@@ -25,8 +25,9 @@ use anyhow::{bail, Context, Result};
 use strand_core::{heads, runner, tokenizer, HostBuffer, Model, Out};
 use strand_io::windows::{Tile, Tiling};
 
+use super::layers::{self, Outputs};
 use super::output::{Done, Meta, Sink};
-use super::pool::{Pool, Pooler};
+use super::pool::Pool;
 use crate::input::{Input, Item};
 use crate::progress::Progress;
 
@@ -40,6 +41,9 @@ pub struct Job<'a> {
     pub pool: Pool,
     pub rc_average: bool,
     pub special_tokens: bool,
+    /// `--layer`: the layers to store, in order; `None`: the final hidden
+    /// states alone (the default output).
+    pub layers: Option<Vec<usize>>,
     /// Items to embed, by input position (from `--shard`); `None`: all.
     pub selected: Option<Vec<bool>>,
     /// Items whose output is complete already (`--resume`).
@@ -85,7 +89,7 @@ struct Reader {
 #[derive(Default)]
 struct Writer {
     /// Items whose windows are still coming, by running number.
-    poolers: HashMap<u64, Pooler>,
+    items: HashMap<u64, Outputs>,
     done: u64,
     skipped: u64,
     busy: Duration,
@@ -115,6 +119,9 @@ struct Computed {
 struct Hidden {
     groups: Vec<HostBuffer>,
     at: Vec<(usize, usize)>,
+    /// Per group, the values of one layer (`--layer`: the layers' slabs
+    /// follow one another).
+    slab: Vec<usize>,
 }
 
 /// The reader's view of the item whose windows are being taken.
@@ -129,6 +136,11 @@ struct Current {
 impl Job<'_> {
     fn model(&self) -> &Model {
         &self.models[0]
+    }
+
+    /// The outputs of an item (one per layer with `--layer`).
+    fn metas(&self, meta: &Meta) -> Vec<Meta> {
+        layers::metas(meta, self.layers.as_deref())
     }
 
     pub fn cols(&self) -> usize {
@@ -234,7 +246,7 @@ impl Job<'_> {
                         break;
                     }
                     Some((item, meta)) => {
-                        if self.done.contains(&meta) {
+                        if self.metas(&meta).iter().all(|m| self.done.contains(m)) {
                             steps.push(Step::Skip(meta));
                             continue;
                         }
@@ -323,6 +335,7 @@ impl Job<'_> {
                 tokens: item.len + u64::from(self.special_tokens),
                 pool: self.pool,
                 cols: self.cols(),
+                layer: None,
             };
             return Ok(Some((item, meta)));
         }
@@ -348,6 +361,7 @@ impl Job<'_> {
         let lens: Vec<usize> = tiles.iter().map(|t| t.0.len()).collect();
         let w = model.width();
         let mut groups = Vec::new();
+        let mut slab = Vec::new();
         let mut at = vec![(0, 0); tiles.len()];
         for group in runner::by_length(&lens, usize::MAX, usize::MAX) {
             let seqs: Vec<&[u32]> = group.iter().map(|&i| tiles[i].0).collect();
@@ -356,7 +370,11 @@ impl Job<'_> {
                 .expect("no thread panics holding the lock")
                 .pop()
                 .unwrap_or_default();
-            model.run(&seqs, Out::Host(&mut hidden)).with_context(|| {
+            let out = match &self.layers {
+                Some(layers) => Out::Layers(layers, &mut hidden),
+                None => Out::Host(&mut hidden),
+            };
+            model.run(&seqs, out).with_context(|| {
                 let (_, tile, what) = tiles[group[0]];
                 if group.len() == 1 {
                     format!("{what}: bases {}-{}", tile.start + 1, tile.end)
@@ -368,8 +386,9 @@ impl Job<'_> {
                 at[i] = (groups.len(), k * seqs[0].len() * w);
             }
             groups.push(hidden);
+            slab.push(seqs.len() * seqs[0].len() * w);
         }
-        Ok(Hidden { groups, at })
+        Ok(Hidden { groups, at, slab })
     }
 
     /// Stage 3: stitches, pools and writes a round (rounds come in order),
@@ -387,7 +406,9 @@ impl Job<'_> {
         for step in c.round.steps {
             match step {
                 Step::Skip(meta) => {
-                    sink.skip(&meta)?;
+                    for m in self.metas(&meta) {
+                        sink.skip(&m)?;
+                    }
                     progress.inc(meta.end - meta.start);
                     wr.skipped += 1;
                 }
@@ -401,13 +422,12 @@ impl Job<'_> {
                 } => {
                     let (g, offset) = c.hidden.at[k];
                     k += 1;
-                    let hidden = &c.hidden.groups[g][offset..offset + tokens.len() * w];
                     if let Some(meta) = meta {
-                        sink.begin(&meta)?;
-                        wr.poolers.insert(item, Pooler::new(self.pool, meta.cols));
+                        let it = Outputs::begin(sink, self.metas(&meta), self.pool)?;
+                        wr.items.insert(item, it);
                     }
-                    let pooler = wr
-                        .poolers
+                    let it = wr
+                        .items
                         .get_mut(&item)
                         .expect("begun with its first window");
                     let from = (tile.keep_start - tile.start) as usize;
@@ -418,18 +438,22 @@ impl Job<'_> {
                     } else {
                         (tile.keep_end - tile.start) as usize
                     };
-                    let kept = &hidden[from * w..to * w];
-                    if self.rc_average {
-                        pooler.push(&heads::rc_average(&self.model().config, kept)?);
-                    } else {
-                        pooler.push(kept);
+                    let layers = self.layers.as_ref().map_or(1, Vec::len);
+                    for j in 0..layers {
+                        let at = j * c.hidden.slab[g] + offset;
+                        let hidden = &c.hidden.groups[g][at..at + tokens.len() * w];
+                        let kept = &hidden[from * w..to * w];
+                        if self.rc_average {
+                            let avg = heads::rc_average(&self.model().config, kept)?;
+                            it.push(sink, j, &avg, last)?;
+                        } else {
+                            it.push(sink, j, kept, last)?;
+                        }
                     }
-                    let rows = if last { pooler.finish() } else { pooler.take() };
-                    sink.write(&rows)?;
                     progress.inc(tile.keep_end - tile.keep_start);
                     if last {
-                        wr.poolers.remove(&item);
-                        sink.end()?;
+                        let it = wr.items.remove(&item).expect("begun with its first window");
+                        it.end(sink)?;
                         wr.done += 1;
                     }
                 }

@@ -10,6 +10,7 @@
 //! the other commands.
 
 mod batch;
+mod layers;
 mod names;
 mod output;
 mod pool;
@@ -28,7 +29,7 @@ pub use self::settings::{Dest, Round, Settings};
 use self::batch::Job;
 use self::output::{Format, Opts};
 use self::pool::Pool;
-use crate::args::{BatchArgs, ModelArgs, OutputFile, RunArgs, WindowSpec};
+use crate::args::{join_layers, BatchArgs, LayerArgs, ModelArgs, OutputFile, RunArgs, WindowSpec};
 use crate::input::InputArgs;
 use crate::progress::Progress;
 use crate::shard::ShardArgs;
@@ -42,7 +43,8 @@ use crate::shard::ShardArgs;
 /// the model width: 2 x d_model for PS models, whose two halves are the
 /// forward and the reverse-complement strand (d_model with --rc-average).
 /// Sequences longer than --window are embedded in overlapping windows and
-/// stitched; see README.md.
+/// stitched; see README.md. --layer N stores the hidden states after layer
+/// N instead of the final ones, as <name>.layer<N>.
 #[derive(Parser, Debug)]
 #[command(name = "strand-embed", version, max_term_width = 100)]
 #[command(group(clap::ArgGroup::new("dest").required(true).args(["output", "out_dir"])))]
@@ -50,6 +52,11 @@ use crate::shard::ShardArgs;
 #[command(mut_arg("batch_tokens", |a| a.help(
     "Tokens per round of batched passes, as strand-score and strand-classify count them \
      [default: 1,048,576 on a GPU, 65,536 on the CPU; at least one window]"
+)))]
+#[command(mut_arg("layer", |a| a.help(
+    "Store the hidden states after layer N instead of the final ones: 0 the embedding, 1 to \
+     n_layer-1 the residual stream after block N (before any norm), n_layer the final norm's \
+     output (the default); outputs are named <name>.layer<N>, one per layer of a list (8,16)"
 )))]
 pub struct Args {
     #[command(flatten)]
@@ -126,6 +133,9 @@ pub struct Args {
     pub model: ModelArgs,
 
     #[command(flatten)]
+    pub layer: LayerArgs,
+
+    #[command(flatten)]
     pub batch: BatchArgs,
 
     #[command(flatten)]
@@ -180,12 +190,13 @@ pub fn run(args: Settings) -> Result<()> {
     if args.rc_average && !model.config.rcps {
         bail!("--rc-average needs a PS (rcps) model; {} is PH", model.id);
     }
+    let per_token = args.layers.as_ref().map_or(1, Vec::len);
     let window = match args.window {
-        WindowSpec::Max => max_window(&models)? as u64,
+        WindowSpec::Max => max_window(&models, per_token)? as u64,
         WindowSpec::Bases(w) => w,
     };
     let tiling = args.tiling(window)?;
-    let round_tokens = round_tokens(&models, args.round, window)?;
+    let round_tokens = round_tokens(&models, args.round, window, per_token)?;
     if args.run.verbose {
         eprintln!(
             "strand-embed: model {} ({} x {}, {}), device {}, window {window}, \
@@ -217,6 +228,7 @@ pub fn run(args: Settings) -> Result<()> {
         pool: args.pool,
         rc_average: args.rc_average,
         special_tokens: args.special_tokens,
+        layers: args.layers.clone(),
         selected,
         report_stages: args.run.verbose,
     };
@@ -248,25 +260,30 @@ pub fn run(args: Settings) -> Result<()> {
 }
 
 /// Tokens a round may hold so that the rounds in flight take at most half
-/// the host's free memory (f32 hidden states).
-fn host_round_cap(models: &[strand_core::Model]) -> usize {
-    let per_token = 4 * models[0].width() * runner::max_in_flight(models.len());
+/// the host's free memory (f32 hidden states of `layers` layers).
+fn host_round_cap(models: &[strand_core::Model], layers: usize) -> usize {
+    let per_token = 4 * models[0].width() * layers * runner::max_in_flight(models.len());
     strand_core::backend::host_available_bytes()
         .map_or(usize::MAX, |b| (b / 2) as usize / per_token)
 }
 
 /// `--window max`: the longest pass every device (and the host) can hold.
-fn max_window(models: &[strand_core::Model]) -> Result<usize> {
-    let w = host_round_cap(models).min(runner::max_pass(models)?);
+fn max_window(models: &[strand_core::Model], layers: usize) -> Result<usize> {
+    let w = host_round_cap(models, layers).min(runner::max_pass(models)?);
     Ok(w / 1024 * 1024)
 }
 
 /// The tokens of a round: as asked (or the devices' default), within what
 /// the devices and the host can hold, and at least one window (which must
 /// fit).
-fn round_tokens(models: &[strand_core::Model], round: Round, window: u64) -> Result<usize> {
+fn round_tokens(
+    models: &[strand_core::Model],
+    round: Round,
+    window: u64,
+    layers: usize,
+) -> Result<usize> {
     let window = window as usize;
-    let host = host_round_cap(models);
+    let host = host_round_cap(models, layers);
     if let Err(m) = runner::check_pass(models, window)? {
         bail!(
             "--window {window} does not fit the free memory of {} (at most {} tokens in one \
@@ -305,14 +322,20 @@ fn check_resumable(args: &Settings, dest: &Path) -> Result<()> {
     let dir = strand_core::model::hub::resolve(&args.model.model)?;
     let cfg = strand_core::Config::from_file(&dir.join("config.json"))?;
     let want = [
-        ("model_config_sha256", cfg.sha256.clone()),
-        ("pool", args.pool.to_string()),
-        ("special_tokens", args.special_tokens.to_string()),
-        ("dtype", args.dtype.to_string()),
-        ("layout", layout(&cfg, args.rc_average)),
+        ("model_config_sha256", Some(cfg.sha256.clone())),
+        ("pool", Some(args.pool.to_string())),
+        ("special_tokens", Some(args.special_tokens.to_string())),
+        ("dtype", Some(args.dtype.to_string())),
+        (
+            "layout",
+            Some(layout(&cfg, args.rc_average, args.layers.is_some())),
+        ),
+        // Absent: the final layer alone.
+        ("layers", args.layers.as_deref().map(join_layers)),
     ];
     for (key, value) in want {
         let old = have.get(key).map_or("(none)", String::as_str);
+        let value = value.as_deref().unwrap_or("(none)");
         if old != value {
             bail!(
                 "{}: exists but was made with {key} {old:?}, this run has {value:?}; --resume \
@@ -326,7 +349,7 @@ fn check_resumable(args: &Settings, dest: &Path) -> Result<()> {
 }
 
 fn metadata(args: &Settings, model: &strand_core::Model, job: &Job) -> BTreeMap<String, String> {
-    BTreeMap::from([
+    let mut meta = BTreeMap::from([
         (
             "strand_version".into(),
             env!("CARGO_PKG_VERSION").to_string(),
@@ -339,12 +362,41 @@ fn metadata(args: &Settings, model: &strand_core::Model, job: &Job) -> BTreeMap<
         ("window".into(), job.tiling.window().to_string()),
         ("overlap".into(), job.tiling.overlap().to_string()),
         ("dtype".into(), args.dtype.to_string()),
-        ("layout".into(), layout(&model.config, args.rc_average)),
-    ])
+        (
+            "layout".into(),
+            layout(&model.config, args.rc_average, args.layers.is_some()),
+        ),
+    ]);
+    if let Some(layers) = &args.layers {
+        meta.insert("layers".into(), join_layers(layers));
+    }
+    meta
 }
 
-/// How to read the columns, for the file's metadata.
-fn layout(cfg: &strand_core::Config, rc_average: bool) -> String {
+/// How to read the columns, for the file's metadata; `layers`: the
+/// outputs are layers asked for with `--layer`.
+fn layout(cfg: &strand_core::Config, rc_average: bool, layers: bool) -> String {
+    if layers && cfg.rcps {
+        return format!(
+            "PS, per layer N: {}; a and b are in the reference's layout after N blocks, each of \
+             which exchanges the halves: for even N a = forward strand, b = reverse-complement \
+             strand channel-reversed, for odd N the other way round (N = 0: the embedding, \
+             n_layer: the final norm's output)",
+            if rc_average {
+                format!(
+                    "columns 0..{d} are (a[j] + b[{d}-1-j])/2 of the two halves a, b",
+                    d = cfg.d_model
+                )
+            } else {
+                format!(
+                    "columns 0..{d} half a, {d}..{w} half b; (a[j] + b[{d}-1-j])/2 is the \
+                     strand-symmetric embedding",
+                    d = cfg.d_model,
+                    w = 2 * cfg.d_model
+                )
+            }
+        );
+    }
     if rc_average {
         format!(
             "PS, strand-symmetric: columns 0..{} are (a[j] + b[{}-1-j])/2 of the two halves",

@@ -48,6 +48,8 @@ pub struct Meta {
     pub tokens: u64,
     pub pool: Pool,
     pub cols: usize,
+    /// `--layer`: the layer this output holds, when not the default.
+    pub layer: Option<usize>,
 }
 
 impl Meta {
@@ -82,7 +84,7 @@ impl Meta {
 
     /// The coordinates as stored in safetensors metadata.
     fn coords_json(&self) -> String {
-        serde_json::json!({
+        let mut coords = serde_json::json!({
             "contig": self.contig,
             "start": self.start,
             "end": self.end,
@@ -90,8 +92,11 @@ impl Meta {
             "rows": self.rows(),
             "bin": self.bin_len(),
             "last_bin": self.last_bin_len(),
-        })
-        .to_string()
+        });
+        if let Some(n) = self.layer {
+            coords["layer"] = n.into();
+        }
+        coords.to_string()
     }
 
     fn index_row(&self, file: &str) -> String {
@@ -433,11 +438,20 @@ mod tests {
             tokens: 300,
             pool: Pool::Bin(128),
             cols: 4,
+            layer: None,
         };
         assert_eq!(m.rows(), 3);
         assert_eq!(m.row_span(0), (1000, 1128));
         assert_eq!(m.row_span(2), (1256, 1300));
         assert_eq!(m.last_bin_len(), 44);
         assert_eq!(m.shape(), vec![3, 4]);
+        assert!(!m.coords_json().contains("layer"));
+        let m = Meta {
+            layer: Some(8),
+            ..m
+        };
+        assert!(m
+            .coords_json()
+            .ends_with(r#""layer":8,"pool":"bin:128","rows":3,"start":1000}"#));
     }
 }

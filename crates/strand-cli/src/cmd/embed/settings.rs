@@ -52,6 +52,9 @@ pub struct Settings {
     pub rc_average: bool,
     pub dtype: Dtype,
     pub special_tokens: bool,
+    /// `--layer`, checked against the model; `None`: the final layer
+    /// alone (the default output, also for `--layer n_layer`).
+    pub layers: Option<Vec<usize>>,
     pub shard: Option<Shard>,
     pub resume: bool,
     pub model: ModelArgs,
@@ -94,6 +97,8 @@ impl Args {
         match &dest {
             Dest::File(p) | Dest::Dir(p) => crate::args::check_outputs(&[p.as_path()], &inputs)?,
         }
+        // Reads the model's config.json, so after the cheaper checks.
+        let layers = self.layer.resolve(&self.model.model)?;
         let round = match (self.batch_size, self.batch.batch_tokens) {
             (Some(n), _) => Round::Windows(n),
             (None, Some(t)) => Round::Tokens(t),
@@ -110,6 +115,7 @@ impl Args {
             rc_average: self.rc_average,
             dtype: self.dtype,
             special_tokens: self.special_tokens,
+            layers,
             shard: self.shard.shard,
             resume: self.resume,
             model: self.model,
@@ -195,6 +201,28 @@ mod tests {
         assert_eq!(s.round, Round::Windows(3));
         assert_eq!(s.window, WindowSpec::Max);
         assert_eq!(s.overlap, None);
+    }
+
+    #[test]
+    fn layers_are_checked_against_the_model() {
+        let m = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../test-data/models/ps-tiny"
+        );
+        let layers = |l: &str| {
+            Args::try_parse_from(["strand-embed", "-m", m, "-o", "x", "--layer", l, "in.fa"])
+                .expect("parses")
+                .validate()
+                .map(|s| s.layers)
+        };
+        assert_eq!(layers("2").expect("valid"), None, "n_layer: the default");
+        assert_eq!(layers("1,0").expect("valid"), Some(vec![0, 1]));
+        let e = layers("3").expect_err("refused").to_string();
+        assert!(
+            e.starts_with("--layer 3:") && e.contains("n_layer 2"),
+            "{e}"
+        );
+        assert_eq!(validate(&["-o", "x"]).expect("valid").layers, None);
     }
 
     #[test]

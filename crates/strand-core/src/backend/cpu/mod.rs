@@ -280,6 +280,13 @@ impl Backend for CpuBackend {
         Ok(st.stream.clone())
     }
 
+    fn stream_at(&self, st: &CpuState, out: &mut super::HostBuffer, at: usize) -> Result<()> {
+        // Straight from the state: no copy of the stream first.
+        let n = st.stream.hidden.len();
+        st.stream.sum_into(&mut out[at..at + n]);
+        Ok(())
+    }
+
     fn final_norm(&self, st: CpuState) -> Result<Vec<f32>> {
         let st = st.stream;
         let cfg = &self.cfg;

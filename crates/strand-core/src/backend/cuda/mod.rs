@@ -37,7 +37,9 @@ pub(crate) mod probe;
 mod weights;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
 
 use self::device::{Buf, Dtype, Gpu, Mat};
 use self::kernels::*;
@@ -70,6 +72,9 @@ pub struct CudaBackend {
     w: DWeights,
     act: Dtype,
     peak: AtomicUsize,
+    /// Host copies of the stream's `hidden` for [`Backend::stream_at`]
+    /// (`--layer`), reused and page-locked like a result buffer.
+    layer_scratch: Mutex<HostBuffer>,
 }
 
 /// The residual stream and work buffers of one forward pass.
@@ -154,6 +159,7 @@ impl CudaBackend {
             w,
             act,
             peak: AtomicUsize::new(0),
+            layer_scratch: Mutex::new(HostBuffer::new()),
         })
     }
 
@@ -385,6 +391,62 @@ impl Backend for CudaBackend {
         // (see `HostBuffer`).
         out.pin_with(|ptr, bytes| self.gpu.pin_host(ptr, bytes));
         self.gpu.download(st.residual.ptr, out)
+    }
+
+    fn stream_at(&self, st: &CudaState, out: &mut HostBuffer, at: usize) -> Result<()> {
+        let n = st.rows() * self.cfg.width();
+        // Both copies into page-locked memory, locked once and reused.
+        out.pin_with(|ptr, bytes| self.gpu.pin_host(ptr, bytes));
+        let dst = &mut out[at..at + n];
+        if !st.first {
+            self.gpu.download(st.residual.ptr, dst)?;
+        }
+        let mut scratch = self
+            .layer_scratch
+            .lock()
+            .expect("no thread panics holding the lock");
+        if scratch.len() < n {
+            scratch.resize(n);
+        }
+        scratch.pin_with(|ptr, bytes| self.gpu.pin_host(ptr, bytes));
+        // hidden + residual in f32, as the next block's norm adds them
+        // (before the first block, hidden alone: the embedding as the
+        // first block reads it).
+        let first = st.first;
+        let add = |o: &mut f32, h: f32| *o = if first { h } else { h + *o };
+        const CHUNK: usize = 1 << 14;
+        match self.act {
+            Dtype::F32 => {
+                let hidden = &mut scratch[..n];
+                self.gpu.download(st.hidden.ptr, hidden)?;
+                dst.par_chunks_mut(CHUNK)
+                    .zip(hidden.par_chunks(CHUNK))
+                    .for_each(|(o, h)| o.iter_mut().zip(h).for_each(|(o, &h)| add(o, h)));
+            }
+            Dtype::Bf16 => {
+                // SAFETY: `scratch` holds at least `n` f32 values, so `n`
+                // u16 values fit, aligned (2 divides 4); the slice borrows
+                // `scratch` mutably for its lifetime.
+                let bits: &mut [u16] =
+                    unsafe { std::slice::from_raw_parts_mut(scratch.as_mut_ptr().cast(), n) };
+                self.gpu.download(st.hidden.ptr, bits)?;
+                dst.par_chunks_mut(CHUNK)
+                    .zip(bits.par_chunks(CHUNK))
+                    .for_each(|(o, b)| {
+                        for (o, &b) in o.iter_mut().zip(b) {
+                            add(o, half::bf16::from_bits(b).to_f32());
+                        }
+                    });
+            }
+        }
+        Ok(())
+    }
+
+    fn final_norm_at(&self, st: CudaState, out: &mut HostBuffer, at: usize) -> Result<()> {
+        self.enqueue_final_norm(&st)?;
+        let n = st.rows() * self.cfg.width();
+        out.pin_with(|ptr, bytes| self.gpu.pin_host(ptr, bytes));
+        self.gpu.download(st.residual.ptr, &mut out[at..at + n])
     }
 
     fn memory(&self) -> Result<crate::backend::Memory> {
