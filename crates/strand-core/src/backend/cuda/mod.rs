@@ -20,7 +20,9 @@
 //!
 //! Memory per pass is O(L·(width + di)): the stream (`hidden` act,
 //! `residual` f32), `xz [2di, L]`, `y [2di, L]` and `xd [2, R+2N, L]`
-//! (activation type), and a bounded `u` segment for `x_proj`.
+//! (activation type), and a bounded `u` segment for `x_proj`; the formula
+//! the runner checks is `crate::memory::PassMemory`, which
+//! [`CudaBackend::alloc_state`] must stay in step with.
 
 mod cache;
 mod device;
@@ -133,10 +135,20 @@ impl CudaBackend {
         self.peak.load(Ordering::Relaxed)
     }
 
+    /// The activation precision.
+    pub fn precision(&self) -> Precision {
+        match self.act {
+            Dtype::F32 => Precision::F32,
+            Dtype::Bf16 => Precision::Bf16,
+        }
+    }
+
     fn ab(&self) -> usize {
         self.act.bytes()
     }
 
+    /// The buffers of a pass; what they take per row is
+    /// `crate::memory::PassMemory` (the `u` segment is in its reserve).
     fn alloc_state(&self, nseq: usize, seqlen: usize) -> Result<CudaState> {
         let cfg = &self.cfg;
         let rows = nseq * seqlen;
@@ -318,26 +330,8 @@ impl Backend for CudaBackend {
         self.gpu.download(st.residual.ptr, out)
     }
 
-    fn memory(&self) -> Result<crate::backend::Memory> {
-        let cfg = &self.cfg;
-        let (width, d, di, ab) = (cfg.width(), cfg.d_model, cfg.d_inner(), self.ab());
-        let general = !half_plan(cfg, &self.host.layers[0], 0).fused;
-        // The per-row buffers of `alloc_state`; the `u` segment is bounded
-        // and covered by the reserve.
-        let xdw = cfg.dt_rank + 2 * cfg.d_state;
-        let bytes_per_token = width * ab
-            + width * 4
-            + 2 * di * ab
-            + 2 * xdw * ab
-            + 2 * di * ab
-            + if general { 2 * d * ab } else { 0 };
-        let free = self.gpu.free_bytes()?;
-        // Kept back for cuBLAS workspaces, the `u` segment and fragmentation.
-        const RESERVE: u64 = 512 << 20;
-        Ok(crate::backend::Memory {
-            bytes_per_token,
-            free_bytes: free.saturating_sub(RESERVE),
-        })
+    fn free_bytes(&self) -> Result<u64> {
+        self.gpu.free_bytes()
     }
 
     fn final_norm_discard(&self, st: CudaState) -> Result<()> {
