@@ -86,7 +86,7 @@ const BASES: [u8; 4] = *b"ACGT";
 /// Windows handed to the engines at once (their reference passes batch,
 /// and with several GPUs the runs of equal-length windows spread over
 /// them); only bounds memory.
-const ISM_RUN: usize = 256;
+pub(super) const ISM_RUN: usize = 256;
 
 /// Labels of the tracks: one per base, then the mean and the minimum.
 const TRACKS: [&str; 6] = ["A", "C", "G", "T", "mean", "min"];
@@ -106,6 +106,9 @@ fn output_paths(prefix: &str) -> Vec<PathBuf> {
 pub fn run(args: Settings) -> Result<()> {
     let c = &args.common;
     c.run.init_threads()?;
+    if let Some(format) = c.run.dry_run {
+        return super::plan::ism(&args, format);
+    }
     let mut fasta = IndexedFasta::open(&c.reference)?;
     let span = fasta.resolve(&args.region)?;
     let len = fasta.contig_len(&span.contig).expect("resolved");
@@ -255,5 +258,6 @@ pub fn run(args: Settings) -> Result<()> {
             },
         );
     }
+    c.run.report_peak(PROG);
     Ok(())
 }

@@ -27,7 +27,7 @@ type Groups = BTreeMap<(String, Window), Vec<(usize, usize, Job)>>;
 /// windows and that several GPUs find windows enough, small enough to
 /// bound memory. It does not depend on the number of devices, so neither
 /// do the batches of reference passes (nor, to the last bit, the scores).
-const CHUNK: usize = 16384;
+pub(super) const CHUNK: usize = 16384;
 
 /// The VCF mode's options after [`VcfArgs::validate`].
 #[derive(Debug)]
@@ -84,6 +84,9 @@ impl VcfArgs {
 pub fn run(args: Settings) -> Result<()> {
     let c = &args.common;
     c.run.init_threads()?;
+    if let Some(format) = c.run.dry_run {
+        return super::plan::vcf(&args, format);
+    }
     let vcf_path = args.vcf.as_path();
     let mut reader = Reader::open(vcf_path)?;
     let mut fasta = IndexedFasta::open(&c.reference)?;
@@ -223,6 +226,7 @@ pub fn run(args: Settings) -> Result<()> {
     if !c.run.quiet {
         eprintln!("{PROG}: {}", summary.line());
     }
+    c.run.report_peak(PROG);
     Ok(())
 }
 
