@@ -247,7 +247,7 @@ pub struct RunArgs {
     /// lines
     #[arg(
         long,
-        value_name = "tsv",
+        value_name = "FORMAT",
         num_args = 0..=1,
         require_equals = true,
         default_missing_value = "table",

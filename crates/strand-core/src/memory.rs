@@ -255,6 +255,23 @@ mod tests {
         }
     }
 
+    /// What the runner checks ([`crate::Model::max_window`]) is this
+    /// module's formula for the model's engine.
+    #[test]
+    fn a_model_answers_with_the_formula() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../test-data/models/ph-tiny"
+        );
+        let m = crate::Model::load(dir, crate::DeviceSpec::Cpu).expect("test model");
+        assert_eq!(m.engine_kind(), Engine::Cpu);
+        assert_eq!(m.pass_memory(), PassMemory::of(&m.config, Engine::Cpu));
+        let max = m.max_window().expect("memory for 1,024 tokens") as u64;
+        let free = crate::backend::host_available_bytes().expect("Linux") / 2;
+        // Within the free memory (which moves between the two reads).
+        assert!(m.pass_memory().bytes(max, 1) <= free + free / 10, "{max}");
+    }
+
     #[test]
     fn untied_mixers_add_their_copies() {
         let mut json = published_config(false, 64, 2);

@@ -115,6 +115,10 @@ impl Target {
                     // An explicit bf16 request needs the GPU, as in a run.
                     Some(why) if model.precision == Some(Precision::Bf16) => bail!("{why}"),
                     Some(why) => {
+                        // As a run says it: without the advice to use the
+                        // CPU, which auto takes.
+                        let why = why.strip_prefix("cuda: ").unwrap_or(why);
+                        let why = why.trim_end_matches("; use --device cpu");
                         note = Some(format!("auto: cpu (no usable GPU: {why})"));
                         vec![cpu()]
                     }
@@ -145,6 +149,34 @@ impl Target {
             devices,
             note,
         })
+    }
+
+    /// A test model (`test-data/models/NAME`) on `engine`, with `devices`
+    /// devices that were not probed.
+    #[cfg(test)]
+    pub fn test(name: &str, engine: Engine, devices: usize) -> Target {
+        let dir = format!(
+            "{}/../../test-data/models/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let label = |i| match engine {
+            Engine::Cpu => "cpu".to_string(),
+            Engine::Cuda(_) => format!("cuda:{i}"),
+        };
+        Target {
+            model: name.into(),
+            cfg: Config::from_file(std::path::Path::new(&format!("{dir}/config.json")))
+                .expect("test model"),
+            engine,
+            devices: (0..devices)
+                .map(|i| Device {
+                    label: label(i),
+                    probed: None,
+                    not_probed: Some("a test".into()),
+                })
+                .collect(),
+            note: None,
+        }
     }
 
     /// What a pass costs on the run's devices (the runner's formula).

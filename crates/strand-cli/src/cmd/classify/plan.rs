@@ -233,3 +233,35 @@ pub fn eval(args: &eval::Settings, format: Format) -> Result<()> {
     target.time(&mut r, p.as_ref().map(|p| p.tokens), longest);
     r.print(format)
 }
+
+#[cfg(test)]
+mod tests {
+    use strand_core::memory::Engine;
+    use strand_core::Precision;
+
+    use super::*;
+
+    fn feed(special_tokens: bool, conjoin: bool) -> FeedArgs {
+        FeedArgs {
+            special_tokens,
+            conjoin,
+        }
+    }
+
+    /// A record a pass (two for PH --conjoin); a GPU batches runs of equal
+    /// lengths, the CPU runs each record alone.
+    #[test]
+    fn records_batch_as_predict_batches_them() {
+        let cpu = Target::test("ph-tiny-cls", Engine::Cpu, 1);
+        let gpu = Target::test("ph-tiny-cls", Engine::Cuda(Precision::Bf16), 1);
+        let lens = [10, 10, 20, 10];
+        let p = passes(&gpu, &feed(false, true), &lens, Some(100));
+        assert_eq!((p.records, p.passes, p.tokens), (4, 8, 100));
+        assert_eq!((p.batches, p.largest_batch, p.longest), (6, 20, 20));
+        let c = passes(&cpu, &feed(true, false), &lens, Some(100));
+        assert_eq!((c.passes, c.batches, c.tokens, c.longest), (4, 4, 54, 21));
+        // A PS model is strand-symmetric: --conjoin adds nothing.
+        let ps = Target::test("ps-tiny-cls", Engine::Cpu, 1);
+        assert_eq!(passes(&ps, &feed(false, true), &lens, None).passes, 4);
+    }
+}

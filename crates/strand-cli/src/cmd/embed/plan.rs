@@ -92,18 +92,27 @@ impl Shape<'_> {
             }
             out.longest = out.longest.max(longest);
             // Computing this round while the previous one is written. On
-            // the CPU a round's hidden states go to a buffer reused from an
-            // earlier round (resident from the start) once rounds have come
-            // back; before, a window alone is copied out after its pass
-            // (whose formula counts that copy) and a batch of windows gets
-            // its buffer first.
+            // the CPU a round's runs of equal lengths (shortest first) each
+            // fill a buffer of hidden states: reused from an earlier round
+            // (resident from the start) once rounds have come back; before,
+            // a window alone is copied out after its pass (whose formula
+            // counts that copy), and several get their buffer first.
             let reused = out.rounds > in_flight;
             let computing = if batched {
                 hb * total
-            } else if round.len() == 1 && !reused {
-                t.host_pass(longest) - hb * longest
-            } else {
+            } else if reused {
                 t.host_pass(longest) + hb * (total - longest)
+            } else {
+                let mut before = 0;
+                let mut peak = 0;
+                for g in &groups {
+                    let (n, len) = (g.len() as u64, round[g[0]]);
+                    let pass = t.host_pass(len) - hb * len;
+                    let own = if n > 1 { hb * n * len } else { 0 };
+                    peak = peak.max(before + pass + own);
+                    before += hb * n * len;
+                }
+                peak.max(before)
             };
             out.host = out.host.max(computing + previous_writer);
             largest_round = largest_round.max(total);
@@ -228,6 +237,12 @@ pub fn dry_run(args: &Settings, format: crate::dry_run::Format) -> Result<()> {
         None => l,
     });
     r.text("input", found.how);
+    if args.resume {
+        r.text(
+            "resume",
+            "items already complete are planned too (the run skips them)",
+        );
+    }
     match &lengths {
         Some(l) => {
             let shard = args
@@ -303,8 +318,9 @@ pub fn dry_run(args: &Settings, format: crate::dry_run::Format) -> Result<()> {
             "passes",
             plan.passes,
             &format!(
-                "forward passes in {} rounds of up to {} tokens",
+                "forward passes in {} round{} of up to {} tokens",
                 count(plan.rounds),
+                if plan.rounds == 1 { "" } else { "s" },
                 count(shape.round_tokens)
             ),
         );
@@ -341,4 +357,75 @@ pub fn dry_run(args: &Settings, format: crate::dry_run::Format) -> Result<()> {
     };
     target.time(&mut r, need.tokens, rows);
     r.print(format)
+}
+
+#[cfg(test)]
+mod tests {
+    use strand_core::Precision;
+
+    use super::*;
+
+    fn shape(target: &Target, window: u64, round_tokens: u64, pool: Pool) -> Shape<'_> {
+        Shape {
+            target,
+            tiling: Tiling::new(window, window / 8).expect("tiles"),
+            round_tokens,
+            special_tokens: false,
+            pool,
+            cols: target.cfg.width() as u64,
+            value_bytes: 4,
+        }
+    }
+
+    /// Rounds and passes as the reader forms them: on the CPU a pass per
+    /// window, on a GPU a pass per run of equal lengths in a round.
+    #[test]
+    fn rounds_are_formed_as_the_reader_forms_them() {
+        let cpu = Target::test("ps-tiny", Engine::Cpu, 1);
+        let gpu = Target::test("ps-tiny", Engine::Cuda(Precision::Bf16), 1);
+        // 300,000 bases in windows of 65,536 every 57,344: 6 windows.
+        let lengths = [300_000, 1000, 1000, 500];
+        let c = shape(&cpu, 65_536, 65_536, Pool::None).rounds(&lengths);
+        assert_eq!((c.windows, c.tokens), (9, 6 * 65_536 + 2500));
+        assert_eq!(c.rounds, 7, "one window a round, then the three short ones");
+        assert_eq!((c.passes, c.largest_pass, c.longest), (9, 65_536, 65_536));
+        let g = shape(&gpu, 65_536, 1 << 20, Pool::None).rounds(&lengths);
+        assert_eq!((g.rounds, g.windows, g.tokens), (1, 9, c.tokens));
+        // Lengths 65,536 (6), 1000 (2) and 500: three batched passes.
+        assert_eq!((g.passes, g.largest_pass), (3, 6 * 65_536));
+    }
+
+    /// The host's peak grows with the window (the CPU's pass), and pooling
+    /// saves the writer's copy.
+    #[test]
+    fn the_host_peak_follows_the_window_and_the_pooling() {
+        let cpu = Target::test("ps-tiny", Engine::Cpu, 1);
+        let peak = |w, pool| shape(&cpu, w, 65_536, pool).rounds(&[300_000]).host;
+        let pm = cpu.pass_memory();
+        assert!(peak(131_072, Pool::None) > peak(65_536, Pool::None));
+        assert!(peak(65_536, Pool::None) > peak(65_536, Pool::Mean));
+        assert!(peak(65_536, Pool::Mean) >= pm.bytes(65_536, 1));
+        // Two rounds of a window each: the second's pass (its hidden
+        // states not yet copied out) and the first's hidden states, plus
+        // the tokens of the two rounds in flight.
+        let (hb, w) = (cpu.hidden_bytes(), 262_144);
+        assert_eq!(
+            peak(w, Pool::Mean),
+            (pm.bytes(w, 1) - hb * w) + hb * w + 4 * w * 2
+        );
+    }
+
+    #[test]
+    fn output_sizes_follow_the_stored_rows() {
+        let cpu = Target::test("ps-tiny", Engine::Cpu, 1);
+        let mut s = shape(&cpu, 1000, 65_536, Pool::Bin(10));
+        s.value_bytes = 2;
+        // 100 and 25 bases: 10 + 3 rows of 48 values of 2 bytes.
+        assert_eq!(
+            s.output_bytes(&[100, 25], Format::Safetensors),
+            13 * 48 * 2 + 600
+        );
+        s.pool = Pool::Mean;
+        assert_eq!(s.output_bytes(&[100, 25], Format::Tsv), 2 * (48 * 11 + 40));
+    }
 }

@@ -466,3 +466,6 @@ pub fn ism(args: &ism::Settings, format: Format) -> Result<()> {
     target.time(&mut r, Some(passes.tokens), rows_for_time(&target, c));
     r.print(format)
 }
+
+#[cfg(test)]
+mod tests;
