@@ -4,6 +4,7 @@
 //! Run with `cargo test --release -p strand-cli --test cli`.
 
 mod classify;
+mod dry_run;
 mod embed;
 mod score;
 mod strand;

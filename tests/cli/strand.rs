@@ -17,6 +17,7 @@ fn doctor_reports_every_gpu_component() {
         "cuda driver\t",
         "cublas\t",
         "nvrtc\t",
+        "calibration\t",
         "hf cache\t",
     ] {
         assert!(

@@ -242,12 +242,38 @@ pub struct RunArgs {
     /// Also log the device and model on stderr
     #[arg(short, long, help_heading = "Run")]
     pub verbose: bool,
+
+    /// Print what the run would do and need (records, windows, tokens,
+    /// passes, memory per device, output size, time) and exit without
+    /// running or writing anything; --dry-run=tsv prints key<TAB>value
+    /// lines
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "table",
+        help_heading = "Run"
+    )]
+    pub dry_run: Option<crate::dry_run::Format>,
 }
 
 impl RunArgs {
     /// Sizes the global thread pool; call once, before any work.
     pub fn init_threads(&self) -> Result<()> {
         self.threads.init()
+    }
+
+    /// With `-v`, says on stderr the most memory the process held (its
+    /// peak resident set, `VmHWM`): what `--dry-run`'s `host_memory`
+    /// estimates. Call at the end of a run.
+    pub fn report_peak(&self, prog: &str) {
+        if let (true, Some(peak)) = (self.verbose, crate::dry_run::peak_rss_bytes()) {
+            eprintln!(
+                "{prog}: peak memory {} ({peak} bytes resident, VmHWM)",
+                crate::dry_run::bytes(peak)
+            );
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod cmd;
+pub mod dry_run;
 pub mod exit;
 pub mod input;
 pub mod progress;

@@ -24,6 +24,36 @@ pub fn gpu_count() -> Result<usize> {
     cuda::gpu_count()
 }
 
+/// A GPU as `--dry-run` sees it, without compiling or allocating
+/// anything on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuMemory {
+    /// The device's name, e.g. `NVIDIA H200`.
+    pub name: String,
+    /// Memory free now, as a context on it sees it.
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// GPU `ordinal`'s name and memory (an error naming why it cannot be
+/// opened: no driver, no such GPU, a build without CUDA).
+pub fn gpu_memory(ordinal: usize) -> Result<GpuMemory> {
+    let (name, free_bytes, total_bytes) = cuda::probe::memory(ordinal)?;
+    Ok(GpuMemory {
+        name,
+        free_bytes,
+        total_bytes,
+    })
+}
+
+/// The CPU's model name as the kernel reports it (`model name` of
+/// `/proc/cpuinfo`), e.g. `AMD EPYC 7763 64-Core Processor`.
+pub fn cpu_name() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("model name"))?;
+    Some(line.split_once(':')?.1.trim().to_string())
+}
+
 /// FLOPs and nanoseconds spent in the CPU's projection GEMMs since the
 /// last [`reset_gemm_stats`] (this process, all threads).
 pub fn gemm_stats() -> (u64, u64) {

@@ -11,6 +11,7 @@ use crate::backend::cuda::CudaBackend;
 use crate::backend::{Backend, DeviceSpec, HostBuffer, Placement, Precision, Stream};
 use crate::error::{Error, Result};
 use crate::heads;
+use crate::memory::{self, PassMemory};
 use crate::model::weights::Weights;
 use crate::model::{checkpoint, hub, Config};
 
@@ -72,7 +73,7 @@ pub struct Model {
     pub dir: PathBuf,
     /// What the user passed to `--model` (a hub id or a path).
     pub id: String,
-    weights: Arc<Weights>,
+    pub(crate) weights: Arc<Weights>,
     engine: Engine,
     /// Why `DeviceSpec::Auto` fell back to the CPU, when it did.
     gpu_unused: Option<String>,
@@ -203,12 +204,27 @@ impl Model {
         self.config.width()
     }
 
+    /// What the model's passes cost on its device (the formula of
+    /// [`crate::memory`], which `--dry-run` prints too).
+    pub fn pass_memory(&self) -> PassMemory {
+        PassMemory::of(&self.config, self.engine_kind())
+    }
+
+    /// The backend and precision, for [`crate::memory`].
+    pub fn engine_kind(&self) -> memory::Engine {
+        match &self.engine {
+            Engine::Cpu(_) => memory::Engine::Cpu,
+            Engine::Cuda(c) => memory::Engine::Cuda(c.precision()),
+        }
+    }
+
     /// The longest sequence one forward pass can take in the memory free
     /// now (device memory on a GPU, and host memory for the result),
-    /// rounded down to a multiple of 1,024 tokens.
+    /// rounded down to a multiple of 1,024 tokens: the free memory over
+    /// [`Model::pass_memory`].
     pub fn max_window(&self) -> Result<usize> {
-        let m = on_engine!(self, b => b.memory())?;
-        let mut tokens = m.free_bytes / m.bytes_per_token as u64;
+        let free = on_engine!(self, b => b.free_bytes())?;
+        let mut tokens = self.pass_memory().tokens_in(free);
         if self.on_gpu() {
             // The hidden states come back to the host as f32.
             if let Some(host) = crate::backend::host_available_bytes() {
@@ -219,7 +235,7 @@ impl Model {
         if tokens < 1024 {
             return Err(Error::Input(format!(
                 "not enough free memory for a 1,024-token pass ({} MiB free)",
-                m.free_bytes >> 20
+                free >> 20
             )));
         }
         Ok(tokens / 1024 * 1024)

@@ -15,10 +15,12 @@
 //! ```
 
 pub mod backend;
+pub mod cache;
 pub mod diag;
 pub mod engine;
 pub mod error;
 pub mod heads;
+pub mod memory;
 pub mod model;
 pub mod runner;
 pub mod tokenizer;

@@ -1,5 +1,7 @@
 //! `strand bench`: forward-pass throughput and peak memory on random-weight
-//! models of the published shape, for `docs/benchmarks.md`.
+//! models of the published shape, for `docs/benchmarks.md`; each row is
+//! also kept in this machine's calibration file, from which `--dry-run`
+//! estimates a run's time ([`crate::dry_run::calibration`]).
 
 use std::time::Instant;
 
@@ -10,12 +12,17 @@ use strand_core::model::synthetic::{published_config, write_checkpoint, Rng};
 use strand_core::{DeviceSpec, HostBuffer, Model, Out, Placement, Precision};
 
 use crate::args::{DeviceArgs, ThreadsArgs};
+use crate::dry_run::calibration::{self, Entry};
+use crate::dry_run::{peak_rss_bytes, reset_peak_rss};
 
 /// Measure tokens/s and peak memory of the forward pass.
 ///
 /// Builds random-weight models with the published Caduceus layout
 /// (d_model x n_layer, PS and/or PH) and embeds random sequences of each
-/// length once after a warm-up. Prints one TSV row per model and length.
+/// length once after a warm-up. Prints one TSV row per model and length,
+/// and keeps each row's tokens/s in strand's cache directory
+/// ($STRAND_CACHE_DIR/calibration.tsv, else ~/.cache/strand/...), where
+/// --dry-run finds it to estimate a run's time on this machine.
 // -@ and --device are every command's, but bench runs on the CPU unless
 // told otherwise, and lists its options without headings.
 #[derive(ClapArgs, Debug)]
@@ -153,6 +160,8 @@ pub fn run(args: Settings) -> Result<()> {
         "model\ttokens\tseconds\ttokens_per_s\tpeak_rss_mib\tproj_gflop_per_s\tproj_share_of_peak"
     );
     let tmp = tempfile_dir()?;
+    let device = calibration::cpu_device(threads);
+    let mut measured = Vec::new();
     for kind in &args.kind {
         let (name, dir) = build_model(&args, *kind, &tmp)?;
         let model = Model::load_dir(&dir, &name, DeviceSpec::Cpu)?;
@@ -174,15 +183,56 @@ pub fn run(args: Settings) -> Result<()> {
                 }
             }
             let proj_gflops = proj.0 as f64 / proj.1.max(1) as f64;
+            measured.push(entry(&device, &model, Precision::F32, len, 1, best));
             println!(
                 "{name}\t{len}\t{best:.3}\t{:.0}\t{}\t{proj_gflops:.1}\t{:.0}%",
                 len as f64 / best,
-                peak_rss_mib().map_or("-".to_string(), |m| format!("{m:.0}")),
+                peak_rss_bytes().map_or("-".to_string(), |b| format!("{}", b >> 20)),
                 100.0 * proj_gflops / peak
             );
         }
     }
     std::fs::remove_dir_all(&tmp).ok();
+    save(&measured)
+}
+
+/// A calibration line for a pass of `batch` sequences of `len` tokens
+/// that took `secs`.
+fn entry(
+    device: &str,
+    model: &Model,
+    prec: Precision,
+    len: usize,
+    batch: usize,
+    secs: f64,
+) -> Entry {
+    Entry {
+        device: device.to_string(),
+        shape: calibration::shape(&model.config),
+        precision: prec.to_string(),
+        tokens: len as u64,
+        batch: batch as u64,
+        tokens_per_s: (len * batch) as f64 / secs,
+        date: calibration::today(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
+/// Keeps the measurements in this machine's calibration file.
+fn save(measured: &[Entry]) -> Result<()> {
+    match calibration::path() {
+        Some(path) => {
+            calibration::update(&path, measured)?;
+            eprintln!(
+                "# calibration: {} line(s) kept in {} (read by --dry-run)",
+                measured.len(),
+                path.display()
+            );
+        }
+        None => {
+            eprintln!("# calibration: not kept (no cache directory: set STRAND_CACHE_DIR or HOME)")
+        }
+    }
     Ok(())
 }
 
@@ -217,6 +267,12 @@ fn run_gpu(args: &Settings) -> Result<()> {
     let batch = args.batch.max(1);
     let tmp = tempfile_dir()?;
     let precisions = &args.precisions;
+    let ordinal = match args.device {
+        DeviceSpec::Cuda(n) => n,
+        _ => 0,
+    };
+    let device = calibration::gpu_device(&diag::gpu_memory(ordinal)?.name);
+    let mut measured = Vec::new();
     for kind in &args.kind {
         let (name, dir) = build_model(args, *kind, &tmp)?;
         for &prec in precisions {
@@ -251,6 +307,7 @@ fn run_gpu(args: &Settings) -> Result<()> {
                     pass(&seqs)?;
                     best = best.min(t.elapsed().as_secs_f64());
                 }
+                measured.push(entry(&device, &model, prec, len, batch, best));
                 let peak = model.peak_gpu_bytes().unwrap_or(0) as f64 / (1 << 20) as f64;
                 println!(
                     "{name}\t{prec}\t{batch}\t{len}\t{best:.4}\t{:.0}\t{peak:.0}",
@@ -263,7 +320,7 @@ fn run_gpu(args: &Settings) -> Result<()> {
         }
     }
     std::fs::remove_dir_all(&tmp).ok();
-    Ok(())
+    save(&measured)
 }
 
 /// Measured ceilings of the H100 this was tuned on (docs/benchmarks.md):
@@ -387,19 +444,6 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
 fn random_ids(len: usize, seed: u64) -> Vec<u32> {
     let mut rng = Rng::new(seed);
     (0..len).map(|_| 7 + (rng.next_u64() % 4) as u32).collect()
-}
-
-/// Resets the kernel's high-water mark of this process (Linux).
-fn reset_peak_rss() {
-    std::fs::write("/proc/self/clear_refs", "5").ok();
-}
-
-/// `VmHWM` of this process in MiB (Linux).
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
 
 #[cfg(test)]

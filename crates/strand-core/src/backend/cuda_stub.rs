@@ -22,6 +22,10 @@ impl CudaBackend {
         match *self {}
     }
 
+    pub fn precision(&self) -> Precision {
+        match *self {}
+    }
+
     pub fn profile_start(&self) {
         match *self {}
     }
@@ -48,7 +52,7 @@ impl Backend for CudaBackend {
     fn final_norm(&self, _: CudaState) -> Result<Vec<f32>> {
         match *self {}
     }
-    fn memory(&self) -> Result<super::Memory> {
+    fn free_bytes(&self) -> Result<u64> {
         match *self {}
     }
     fn final_norm_discard(&self, _: CudaState) -> Result<()> {
@@ -71,6 +75,10 @@ pub fn gpu_count() -> Result<usize> {
 
 /// `strand doctor`'s CUDA findings in a build without the backend.
 pub mod probe {
+    pub fn memory(_: usize) -> crate::Result<(String, u64, u64)> {
+        Err(crate::Error::CudaNotCompiled)
+    }
+
     pub fn report() -> Vec<(String, String)> {
         vec![(
             "cuda".into(),

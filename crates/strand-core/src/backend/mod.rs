@@ -103,17 +103,9 @@ pub trait Backend: Send + Sync {
     fn lm_logits(&self, hidden: &[f32], len: usize) -> Result<Vec<f32>>;
     /// A short description for logs, e.g. `cpu (2 threads, avx2)`.
     fn describe(&self) -> String;
-    /// What one token of a forward pass costs in this backend's memory,
-    /// and how much of that memory is free now.
-    fn memory(&self) -> Result<Memory>;
-}
-
-/// Memory a forward pass needs per token (activations and work buffers,
-/// not weights), and the memory free for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Memory {
-    pub bytes_per_token: usize,
-    pub free_bytes: u64,
+    /// Bytes of this backend's memory free now for a forward pass (what
+    /// one costs is [`crate::memory::PassMemory`], from the config).
+    fn free_bytes(&self) -> Result<u64>;
 }
 
 /// Memory the operating system says can be allocated without swapping

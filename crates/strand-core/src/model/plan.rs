@@ -40,6 +40,13 @@ pub struct HalfPlan<'a> {
     pub fused: bool,
 }
 
+/// Whether a config's mixers take the fused path ([`HalfPlan::fused`]):
+/// tied projections (or one direction) combined by addition.
+pub fn fused(cfg: &Config) -> bool {
+    let tied = !cfg.bidirectional || cfg.bidirectional_weight_tie;
+    tied && (!cfg.bidirectional || cfg.bidirectional_strategy == BiStrategy::Add)
+}
+
 /// The plan for half `half` (0 = A or the only half of PH, 1 = B of PS).
 pub fn half_plan<'a>(cfg: &Config, layer: &'a Layer, half: usize) -> HalfPlan<'a> {
     let flip = half == 1;
@@ -77,9 +84,14 @@ pub fn half_plan<'a>(cfg: &Config, layer: &'a Layer, half: usize) -> HalfPlan<'a
             out_proj: out_r,
         });
     }
-    let tied = layer.in_rev.is_none() && layer.out_rev.is_none();
+    debug_assert_eq!(
+        fused(cfg),
+        layer.in_rev.is_none()
+            && layer.out_rev.is_none()
+            && (passes.len() == 1 || cfg.bidirectional_strategy == BiStrategy::Add)
+    );
     HalfPlan {
-        fused: tied && (passes.len() == 1 || cfg.bidirectional_strategy == BiStrategy::Add),
+        fused: fused(cfg),
         passes,
         strategy: cfg.bidirectional_strategy,
     }

@@ -95,6 +95,9 @@ impl Args {
 /// Evaluates with settings checked by [`Args::validate`].
 pub fn run(args: Settings) -> Result<()> {
     args.run.init_threads()?;
+    if let Some(format) = args.run.dry_run {
+        return super::plan::eval(&args, format);
+    }
     let labels_src = Labels::open(args.labels.as_deref())?;
     let reader = Reader::from_path(&args.data)?;
     let file = reader.display_name().to_string();
@@ -156,6 +159,7 @@ pub fn run(args: Settings) -> Result<()> {
             metrics::summary(&labels, &scores)
         );
     }
+    args.run.report_peak(PROG);
     Ok(())
 }
 

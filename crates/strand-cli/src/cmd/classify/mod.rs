@@ -8,6 +8,7 @@ pub mod head;
 pub mod labels;
 pub mod logreg;
 pub mod metrics;
+mod plan;
 pub mod plot;
 pub mod predict;
 pub mod records;
@@ -93,26 +94,24 @@ pub const PROG: &str = "strand-classify";
 /// Checks that `model` carries a classification head with labels that
 /// can be written as TSV columns, and returns them.
 pub fn class_labels(model: &Model) -> Result<Vec<String>> {
-    if model.config.arch != Arch::SequenceClassification {
+    labels_of(&model.config, &model.id)
+}
+
+/// [`class_labels`] of a config (`id` names the model in errors).
+pub fn labels_of(cfg: &strand_core::Config, id: &str) -> Result<Vec<String>> {
+    if cfg.arch != Arch::SequenceClassification {
         bail!(
-            "{}: not a sequence-classification checkpoint (architectures[0] is not \
-             CaduceusForSequenceClassification); fit a head with `strand-classify train`",
-            model.id
+            "{id}: not a sequence-classification checkpoint (architectures[0] is not \
+             CaduceusForSequenceClassification); fit a head with `strand-classify train`"
         );
     }
-    let labels = model.config.id2label.clone();
+    let labels = cfg.id2label.clone();
     for (i, l) in labels.iter().enumerate() {
         if l.is_empty() || l.contains(['\t', '\n', '\r']) {
-            bail!(
-                "{}: id2label[{i}] {l:?} cannot be a TSV column name",
-                model.id
-            );
+            bail!("{id}: id2label[{i}] {l:?} cannot be a TSV column name");
         }
         if let Some(j) = labels[..i].iter().position(|m| m == l) {
-            bail!(
-                "{}: id2label[{j}] and id2label[{i}] are both {l:?}",
-                model.id
-            );
+            bail!("{id}: id2label[{j}] and id2label[{i}] are both {l:?}");
         }
     }
     Ok(labels)

@@ -153,6 +153,9 @@ fn check_head(
 /// Predicts with settings checked by [`Args::validate`].
 pub fn run(args: Settings) -> Result<()> {
     args.run.init_threads()?;
+    if let Some(format) = args.run.dry_run {
+        return super::plan::predict(&args, format);
+    }
     // Input and output first: a typo should not cost a model load.
     let mut input = args.input.open()?;
     let file = input.display_name();
@@ -236,5 +239,6 @@ pub fn run(args: Settings) -> Result<()> {
     )?;
     bar.finish_and_clear();
     out.commit()?;
+    args.run.report_peak(PROG);
     Ok(())
 }

@@ -142,6 +142,9 @@ impl Args {
 /// Trains with settings checked by [`Args::validate`].
 pub fn run(args: Settings) -> Result<()> {
     args.run.init_threads()?;
+    if let Some(format) = args.run.dry_run {
+        return super::plan::train(&args, format);
+    }
     let quiet = args.run.quiet;
     let say = |msg: String| {
         if !quiet {
@@ -313,6 +316,7 @@ pub fn run(args: Settings) -> Result<()> {
         say(format!("{file}: {}", metrics::summary(&labels, s)));
     }
     say(format!("wrote {id}"));
+    args.run.report_peak(PROG);
     Ok(())
 }
 

@@ -13,6 +13,7 @@ mod batch;
 mod layers;
 mod names;
 mod output;
+mod plan;
 mod pool;
 mod settings;
 
@@ -145,6 +146,9 @@ pub struct Args {
 /// Embeds with settings checked by [`Args::validate`].
 pub fn run(args: Settings) -> Result<()> {
     args.run.init_threads()?;
+    if let Some(format) = args.run.dry_run {
+        return plan::dry_run(&args, format);
+    }
     if let Round::Windows(n) = args.round {
         eprintln!(
             "strand-embed: warning: --batch-size is deprecated: taken as --batch-tokens of {n} \
@@ -256,6 +260,7 @@ pub fn run(args: Settings) -> Result<()> {
     } else if args.run.verbose {
         eprintln!("strand-embed: {done} embedded");
     }
+    args.run.report_peak("strand-embed");
     Ok(())
 }
 

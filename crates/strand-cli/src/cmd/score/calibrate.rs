@@ -114,14 +114,14 @@ impl Args {
 
 /// Values kept per score for its quantiles: beyond this a uniform sample
 /// of them (see [`Reservoir`]); 64 MiB per score.
-const KEEP: usize = 1 << 24;
+pub(super) const KEEP: usize = 1 << 24;
 
 /// Bases read from the reference at once.
-const READ: u64 = 1 << 20;
+pub(super) const READ: u64 = 1 << 20;
 
 /// Windows handed to the engines at once, and positions: they bound
 /// memory (about 100 bytes per SNV in flight).
-const RUN_WINDOWS: usize = 256;
+pub(super) const RUN_WINDOWS: usize = 256;
 const RUN_POSITIONS: usize = 1 << 20;
 
 fn is_acgt(b: u8) -> bool {
@@ -160,7 +160,7 @@ impl Pending {
 /// The background: `-r`/`-R` (or every contig), checked against the
 /// reference, sorted in reference order and with overlaps merged, so that
 /// no position counts twice.
-fn background(fasta: &IndexedFasta, region: &RegionArgs) -> Result<Vec<Span>> {
+pub(super) fn background(fasta: &IndexedFasta, region: &RegionArgs) -> Result<Vec<Span>> {
     let order: BTreeMap<String, usize> = fasta
         .contigs()
         .into_iter()
@@ -217,6 +217,9 @@ fn describe_background(fasta: &IndexedFasta, region: &RegionArgs) -> String {
 pub fn run(s: Settings) -> Result<()> {
     let c = &s.common;
     c.run.init_threads()?;
+    if let Some(format) = c.run.dry_run {
+        return super::plan::calibrate::plan(&s, format);
+    }
     let mut fasta = IndexedFasta::open(&c.reference)?;
     let spans = background(&fasta, &s.region)?;
     let background_text = describe_background(&fasta, &s.region);

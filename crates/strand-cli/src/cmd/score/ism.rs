@@ -109,7 +109,7 @@ const BASES: [u8; 4] = *b"ACGT";
 /// Windows handed to the engines at once (their reference passes batch,
 /// and with several GPUs the runs of equal-length windows spread over
 /// them); only bounds memory.
-const ISM_RUN: usize = 256;
+pub(super) const ISM_RUN: usize = 256;
 
 /// Labels of the tracks: one per base, then the mean and the minimum.
 const TRACKS: [&str; 6] = ["A", "C", "G", "T", "mean", "min"];
@@ -129,6 +129,9 @@ fn output_paths(prefix: &str) -> Vec<PathBuf> {
 pub fn run(args: Settings) -> Result<()> {
     let c = &args.common;
     c.run.init_threads()?;
+    if let Some(format) = c.run.dry_run {
+        return super::plan::ism(&args, format);
+    }
     let calib = args.calibration.as_ref();
     if let Some(calib) = calib {
         calib.check_model(&ModelIdentity::of(&c.model.model)?, c.rc_average)?;
@@ -291,5 +294,6 @@ pub fn run(args: Settings) -> Result<()> {
             },
         );
     }
+    c.run.report_peak(PROG);
     Ok(())
 }

@@ -20,6 +20,7 @@ mod calibrate;
 mod calibration;
 mod engine;
 mod ism;
+mod plan;
 mod quantiles;
 mod tracks;
 mod variant;
@@ -262,12 +263,19 @@ impl Common {
     }
 }
 
+/// The largest pass a run may make: one window, or a batch of whole
+/// windows up to `--batch-tokens` (what [`check_memory`] checks and
+/// `--dry-run` plans).
+fn largest_pass(c: &CommonSettings) -> usize {
+    let window = usize::try_from(c.window).unwrap_or(usize::MAX);
+    window.max(c.batch_tokens / window.max(1) * window)
+}
+
 /// Checks before any work that every device has room for the largest pass
-/// (one window, or a batch of whole windows up to `--batch-tokens`),
-/// naming the device that has not.
+/// ([`largest_pass`]), naming the device that has not.
 fn check_memory(models: &[strand_core::Model], c: &CommonSettings) -> Result<()> {
     let window = usize::try_from(c.window).unwrap_or(usize::MAX);
-    let need = window.max(c.batch_tokens / window.max(1) * window);
+    let need = largest_pass(c);
     if let Err(m) = strand_core::runner::check_pass(models, need)? {
         anyhow::bail!(
             "a {need}-token pass (--window {window}, --batch-tokens {}) does not fit the free \

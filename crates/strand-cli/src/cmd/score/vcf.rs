@@ -28,7 +28,7 @@ type Groups = BTreeMap<(String, Window), Vec<(usize, usize, Job)>>;
 /// windows and that several GPUs find windows enough, small enough to
 /// bound memory. It does not depend on the number of devices, so neither
 /// do the batches of reference passes (nor, to the last bit, the scores).
-const CHUNK: usize = 16384;
+pub(super) const CHUNK: usize = 16384;
 
 /// The VCF mode's options after [`VcfArgs::validate`].
 #[derive(Debug)]
@@ -99,6 +99,9 @@ impl VcfArgs {
 pub fn run(args: Settings) -> Result<()> {
     let c = &args.common;
     c.run.init_threads()?;
+    if let Some(format) = c.run.dry_run {
+        return super::plan::vcf(&args, format);
+    }
     let calib = args.calibration.as_ref();
     if let Some(calib) = calib {
         calib.check_model(&ModelIdentity::of(&c.model.model)?, c.rc_average)?;
@@ -243,6 +246,7 @@ pub fn run(args: Settings) -> Result<()> {
     if !c.run.quiet {
         eprintln!("{PROG}: {}", summary.line());
     }
+    c.run.report_peak(PROG);
     Ok(())
 }
 

@@ -281,15 +281,10 @@ pub fn compile(src: &str, opts: &[String]) -> Result<Vec<u8>> {
 /// cache root, e.g. on a shared filesystem), else
 /// `$XDG_CACHE_HOME/strand/kernels`, else `~/.cache/strand/kernels`.
 pub fn cache_dir() -> Option<PathBuf> {
-    let env = |k| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    env("STRAND_KERNEL_CACHE")
-        .or_else(|| env("STRAND_CACHE_DIR").map(|d| d.join("kernels")))
-        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("strand/kernels")))
-        .or_else(|| env("HOME").map(|d| d.join(".cache/strand/kernels")))
+    std::env::var_os("STRAND_KERNEL_CACHE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| crate::cache::dir().map(|d| d.join("kernels")))
 }
 
 /// Device pointer as the kernels see it.

@@ -20,10 +20,13 @@
 //!
 //! Memory per pass is O(L·(width + di)): the stream (`hidden` act,
 //! `residual` f32), `xz [2di, L]`, `y [2di, L]` and `xd [2, R+2N, L]`
-//! (activation type), and a bounded `u` segment for `x_proj`. Batch-1 PS
-//! passes up to 262,144 tokens with the wide scan compiled also hold the
-//! second half's `xz`, `xd` and `y` ("paired halves": one scan launch for
-//! all four directions of a block), where free memory allows.
+//! (activation type), and a bounded `u` segment for `x_proj`; the formula
+//! the runner checks is `crate::memory::PassMemory`, which
+//! [`CudaBackend::alloc_state`] must stay in step with. Batch-1 PS passes
+//! up to 262,144 tokens with the wide scan compiled also hold the second
+//! half's `xz`, `xd` and `y` ("paired halves": one scan launch for all four
+//! directions of a block), only where free memory allows beyond that
+//! formula, so it stays an upper bound of what a pass must have.
 
 mod cache;
 mod device;
@@ -59,10 +62,6 @@ pub fn gpu_count() -> Result<usize> {
 
 /// Rows of `u` materialised at a time for the `x_proj` GEMM.
 const U_SEGMENT: usize = 1 << 15;
-
-/// Device memory kept back from passes for cuBLAS workspaces, the `u`
-/// segment and fragmentation.
-const MEMORY_RESERVE: u64 = 512 << 20;
 
 /// Runs a model on one GPU.
 pub struct CudaBackend {
@@ -178,10 +177,20 @@ impl CudaBackend {
         self.peak.load(Ordering::Relaxed)
     }
 
+    /// The activation precision.
+    pub fn precision(&self) -> Precision {
+        match self.act {
+            Dtype::F32 => Precision::F32,
+            Dtype::Bf16 => Precision::Bf16,
+        }
+    }
+
     fn ab(&self) -> usize {
         self.act.bytes()
     }
 
+    /// The buffers of a pass; what they take per row is
+    /// `crate::memory::PassMemory` (the `u` segment is in its reserve).
     fn alloc_state(&self, nseq: usize, seqlen: usize) -> Result<CudaState> {
         let cfg = &self.cfg;
         let rows = nseq * seqlen;
@@ -196,7 +205,7 @@ impl CudaBackend {
         // Opportunistic: only where the extra buffers leave the reserve
         // free (the memory model of `memory()` does not count them).
         let pair_bytes = (2 * di + 2 * xdw + 2 * di) * ld * ab;
-        let pair = pair && g.free_bytes()? > (pair_bytes as u64) + MEMORY_RESERVE;
+        let pair = pair && g.free_bytes()? > (pair_bytes as u64) + crate::memory::GPU_RESERVE;
         Ok(CudaState {
             nseq,
             seqlen,
@@ -449,24 +458,8 @@ impl Backend for CudaBackend {
         self.gpu.download(st.residual.ptr, &mut out[at..at + n])
     }
 
-    fn memory(&self) -> Result<crate::backend::Memory> {
-        let cfg = &self.cfg;
-        let (width, d, di, ab) = (cfg.width(), cfg.d_model, cfg.d_inner(), self.ab());
-        let general = !half_plan(cfg, &self.host.layers[0], 0).fused;
-        // The per-row buffers of `alloc_state`; the `u` segment is bounded
-        // and covered by the reserve.
-        let xdw = cfg.dt_rank + 2 * cfg.d_state;
-        let bytes_per_token = width * ab
-            + width * 4
-            + 2 * di * ab
-            + 2 * xdw * ab
-            + 2 * di * ab
-            + if general { 2 * d * ab } else { 0 };
-        let free = self.gpu.free_bytes()?;
-        Ok(crate::backend::Memory {
-            bytes_per_token,
-            free_bytes: free.saturating_sub(MEMORY_RESERVE),
-        })
+    fn free_bytes(&self) -> Result<u64> {
+        self.gpu.free_bytes()
     }
 
     fn final_norm_discard(&self, st: CudaState) -> Result<()> {

@@ -66,6 +66,25 @@ pub fn report() -> Vec<(String, String)> {
     out
 }
 
+/// GPU `ordinal`'s name, and its free and total memory as a context on
+/// it sees them: no kernel is compiled and nothing is allocated (for
+/// `--dry-run`).
+pub fn memory(ordinal: usize) -> Result<(String, u64, u64)> {
+    let n = driver_available()?;
+    if ordinal >= n {
+        return Err(Error::Cuda(format!(
+            "no GPU {ordinal}: this machine has {n} (cuda:0..cuda:{})",
+            n - 1
+        )));
+    }
+    let ctx = cudarc::driver::CudaContext::new(ordinal).map_err(cuda_err("opening a GPU"))?;
+    let name = ctx.name().map_err(cuda_err("reading the name"))?;
+    let (free, total) = ctx
+        .mem_get_info()
+        .map_err(cuda_err("reading the free memory"))?;
+    Ok((name, free as u64, total as u64))
+}
+
 type DeviceInfo = (String, (i32, i32), usize);
 
 fn devices() -> Result<(String, Vec<DeviceInfo>)> {
