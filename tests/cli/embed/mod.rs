@@ -402,6 +402,7 @@ fn embed_hub_id_resolves_from_cache() {
     );
 }
 
+mod bad_models;
 mod errors;
 mod genome;
 mod issue15;

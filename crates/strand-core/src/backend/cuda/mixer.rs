@@ -2,7 +2,7 @@
 //! conv + `x_proj` in walk order, one scan launch for both directions, and
 //! `out_proj` (module docs of `cuda` for the layout).
 
-use super::device::{Buf, Mat};
+use super::device::{Buf, Gpu, Mat};
 use super::kernels::*;
 use super::weights::{DLayer, DLinear};
 use super::{launch, CudaBackend, CudaState};
@@ -19,6 +19,21 @@ pub(super) struct HalfBufs {
     pub xz: DevPtr,
     pub xd: DevPtr,
     pub y: DevPtr,
+}
+
+/// Longest pass (rows) whose PS halves are paired: above it the second
+/// half's buffers (≈ 4.3 KB per token at d_inner 512) would raise the
+/// peak, and the grid is already long enough to matter less.
+const PAIR_MAX_ROWS: usize = 1 << 18;
+
+/// Whether a pass runs both halves of each PS block through one scan
+/// launch (four directions): only where the wide scan exists and one
+/// half's grid would leave SMs idle or one block per SM, i.e. batch-1
+/// passes, which then get twice the warps (docs/benchmarks.md, 2026-12-04
+/// "paired halves"), and only up to [`PAIR_MAX_ROWS`] rows.
+pub(super) fn pair_halves(gpu: &Gpu, fused_ps: bool, di: usize, nseq: usize, rows: usize) -> bool {
+    let blocks = di.div_ceil(SSM_WARPS as usize) * 2 * nseq;
+    fused_ps && gpu.f.ssm_scan_wide.is_some() && rows <= PAIR_MAX_ROWS && blocks <= gpu.sms as usize
 }
 
 impl CudaBackend {

@@ -102,7 +102,7 @@ pub struct CudaState {
     /// output and the second direction's projection.
     xin: Option<Buf>,
     other: Option<Buf>,
-    /// Paired PS halves (see [`pair_halves`]): half 1's own `xz`, `xd`
+    /// Paired PS halves (see [`mixer::pair_halves`]): half 1's own `xz`, `xd`
     /// and `y`, so that one scan launch runs all four directions.
     pair: Option<[Buf; 3]>,
 }
@@ -125,21 +125,6 @@ impl CudaState {
             y: y.ptr,
         }
     }
-}
-
-/// Longest pass (rows) whose PS halves are paired: above it the second
-/// half's buffers (≈ 4.3 KB per token at d_inner 512) would raise the
-/// peak, and the grid is already long enough to matter less.
-const PAIR_MAX_ROWS: usize = 1 << 18;
-
-/// Whether a pass runs both halves of each PS block through one scan
-/// launch (four directions): only where the wide scan exists and one
-/// half's grid would leave SMs idle or one block per SM, i.e. batch-1
-/// passes, which then get twice the warps (docs/benchmarks.md, 2026-12-04
-/// "paired halves"), and only up to [`PAIR_MAX_ROWS`] rows.
-fn pair_halves(gpu: &Gpu, fused_ps: bool, di: usize, nseq: usize, rows: usize) -> bool {
-    let blocks = di.div_ceil(SSM_WARPS as usize) * 2 * nseq;
-    fused_ps && gpu.f.ssm_scan_wide.is_some() && rows <= PAIR_MAX_ROWS && blocks <= gpu.sms as usize
 }
 
 impl CudaBackend {
@@ -201,7 +186,7 @@ impl CudaBackend {
         let general = !half_plan(cfg, &self.host.layers[0], 0).fused;
         let g = &self.gpu;
         let ab = self.ab();
-        let pair = pair_halves(g, cfg.rcps && !general, di, nseq, rows);
+        let pair = mixer::pair_halves(g, cfg.rcps && !general, di, nseq, rows);
         // Opportunistic: only where the extra buffers leave the reserve
         // free (the memory model of `memory()` does not count them).
         let pair_bytes = (2 * di + 2 * xdw + 2 * di) * ld * ab;
