@@ -145,17 +145,7 @@ impl Input {
             // for whole chromosomes.
             if path != Path::new("-") && has_fai(path) {
                 let fasta = IndexedFasta::open(path)?;
-                let spans = fasta
-                    .contigs()
-                    .into_iter()
-                    .filter(|(_, len)| *len > 0)
-                    .map(|(contig, len)| Span {
-                        contig,
-                        start: 0,
-                        end: len,
-                        name: None,
-                    })
-                    .collect::<Vec<_>>();
+                let spans = fasta.whole_contigs();
                 return Ok(Input::Indexed {
                     fasta,
                     spans: spans.into_iter(),

@@ -160,6 +160,20 @@ impl IndexedFasta {
             .collect()
     }
 
+    /// Every non-empty contig as a whole span, in index order.
+    pub fn whole_contigs(&self) -> Vec<Span> {
+        self.contigs()
+            .into_iter()
+            .filter(|(_, len)| *len > 0)
+            .map(|(contig, len)| Span {
+                contig,
+                start: 0,
+                end: len,
+                name: None,
+            })
+            .collect()
+    }
+
     fn record(&self, contig: &str) -> Option<&fai::Record> {
         self.by_name.get(contig).map(|&i| &self.index[i])
     }

@@ -168,17 +168,7 @@ pub(super) fn background(fasta: &IndexedFasta, region: &RegionArgs) -> Result<Ve
         .map(|(i, (name, _))| (name, i))
         .collect();
     let mut spans: Vec<Span> = if region.regions.is_empty() && region.regions_file.is_none() {
-        fasta
-            .contigs()
-            .into_iter()
-            .filter(|(_, len)| *len > 0)
-            .map(|(contig, len)| Span {
-                contig,
-                start: 0,
-                end: len,
-                name: None,
-            })
-            .collect()
+        fasta.whole_contigs()
     } else {
         region
             .regions()?

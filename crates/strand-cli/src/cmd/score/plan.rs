@@ -311,19 +311,7 @@ fn scan_vcf(
     target: &Target,
 ) -> Result<(Scan, Passes)> {
     let c = &args.common;
-    let range = match args.shard {
-        Some(shard) => {
-            let mut n = 0u64;
-            let mut count = Reader::open(&args.vcf)?;
-            while let Some(r) = count.next_record() {
-                r?;
-                n += 1;
-            }
-            let (i, k) = (shard.index - 1, shard.count);
-            Some((i * n / k, (i + 1) * n / k))
-        }
-        None => None,
-    };
+    let range = vcf::shard_range(&args.vcf, args.shard)?;
     let grid = WindowGrid {
         window: c.window,
         centred: c.centred,

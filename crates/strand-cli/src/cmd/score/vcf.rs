@@ -95,6 +95,22 @@ impl VcfArgs {
     }
 }
 
+/// The records `[first, end)` (0-based, in file order) that shard `I/N`
+/// scores: the file is counted once; `None` without `--shard`.
+pub(super) fn shard_range(vcf: &Path, shard: Option<Shard>) -> Result<Option<(u64, u64)>> {
+    let Some(shard) = shard else {
+        return Ok(None);
+    };
+    let mut count = Reader::open(vcf)?;
+    let mut n = 0u64;
+    while let Some(r) = count.next_record() {
+        r?;
+        n += 1;
+    }
+    let (i, k) = (shard.index - 1, shard.count);
+    Ok(Some((i * n / k, (i + 1) * n / k)))
+}
+
 /// Scores a VCF with settings checked by [`VcfArgs::validate`].
 pub fn run(args: Settings) -> Result<()> {
     let c = &args.common;
@@ -114,19 +130,7 @@ pub fn run(args: Settings) -> Result<()> {
         .iter()
         .map(|r| fasta.resolve(r))
         .collect::<Result<_, _>>()?;
-    let range = match args.shard {
-        Some(shard) => {
-            let mut count = Reader::open(vcf_path)?;
-            let mut n = 0u64;
-            while let Some(r) = count.next_record() {
-                r?;
-                n += 1;
-            }
-            let (i, k) = (shard.index - 1, shard.count);
-            Some((i * n / k, (i + 1) * n / k))
-        }
-        None => None,
-    };
+    let range = shard_range(vcf_path, args.shard)?;
     let options = args.options;
     let mut out = Writer::create_with(&args.output, options)?;
     let mut tsv = match &args.tsv {
