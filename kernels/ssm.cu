@@ -39,11 +39,6 @@
 #define SLICE 16
 #endif
 #define TILE (32 * SLICE)
-// Independent runs per lane slice in the state loop (see there).
-#ifndef SSM_SPLIT
-#define SSM_SPLIT 1
-#endif
-#define SUB (SLICE / SSM_SPLIT)
 #define SSM_WARPS 8
 #define XDW (DTRANK + 2 * NSTATE)
 // bf16 on sm_80+: dt_proj of a tile is tensor-core work (one m16n8k16 mma
@@ -378,9 +373,7 @@ extern "C" __global__ void __launch_bounds__(SSM_WARPS * 32, SSM_MINB) SSM_ENTRY
             }
 #endif
             float du[SLICE], y[SLICE];
-            float dpart[SSM_SPLIT];
-#pragma unroll
-            for (int s = 0; s < SSM_SPLIT; s++) dpart[s] = 0.0f;
+            float dsum = 0.0f;
 #pragma unroll
             for (int i = 0; i < SLICE; i++) {
                 float acc = cb;
@@ -389,7 +382,7 @@ extern "C" __global__ void __launch_bounds__(SSM_WARPS * 32, SSM_MINB) SSM_ENTRY
                 const float u = silu(acc);
                 du[i] = delta[i] * u;
                 y[i] = dskip * u;
-                dpart[i / SUB] += delta[i];
+                dsum += delta[i];
             }
 
 // Two states at a time: enough independent work to overlap one
@@ -399,31 +392,19 @@ extern "C" __global__ void __launch_bounds__(SSM_WARPS * 32, SSM_MINB) SSM_ENTRY
                 float bv[SLICE], da[SLICE], b[SLICE];
                 const float an = a2[n];
                 ssm_slice(buf + (DTRANK + n) * TILE, lane, bv);
-                // SSM_SPLIT independent runs of SUB steps each (from a
-                // zero state), so that the dependent FMAs of a slice form
-                // short chains the scheduler can interleave.
-                float hs[SSM_SPLIT];
-#pragma unroll
-                for (int s = 0; s < SSM_SPLIT; s++) hs[s] = 0.0f;
+                float hl = 0.0f;
 #pragma unroll
                 for (int i = 0; i < SLICE; i++) {
                     // delta >= 0 and A < 0: the exponent is never positive.
                     da[i] = ex2(delta[i] * an);
                     b[i] = du[i] * bv[i];
-                    hs[i / SUB] = fmaf(da[i], hs[i / SUB], b[i]);
+                    hl = fmaf(da[i], hl, b[i]);
                 }
-                // Each run's decay, and the slice's (decay, end state);
-                // lane 0's includes the state carried in from the previous
-                // tile.
-                float P[SSM_SPLIT];
-#pragma unroll
-                for (int s = 0; s < SSM_SPLIT; s++) P[s] = ex2(an * dpart[s]);
-                float A = P[0], hl = hs[0];
-#pragma unroll
-                for (int s = 1; s < SSM_SPLIT; s++) {
-                    A *= P[s];
-                    hl = fmaf(P[s], hl, hs[s]);
-                }
+                // The slice's (decay, end state); lane 0's includes the
+                // state carried in from the previous tile. (Splitting the
+                // slice into independent chains measured slower:
+                // docs/benchmarks.md, 2026-12-04 session 7.)
+                float A = ex2(an * dsum);
                 float H = lane == 0 ? fmaf(A, carry[n], hl) : hl;
 #pragma unroll
                 for (int off = 1; off < 32; off <<= 1) {
@@ -437,20 +418,16 @@ extern "C" __global__ void __launch_bounds__(SSM_WARPS * 32, SSM_MINB) SSM_ENTRY
                         H = in ? fmaf(A, hp, H) : H;
                     }
                 }
-                // H is now the true state after the lane's slice; the
-                // runs' true entering states follow from the lane's.
+                // H is now the true state after the lane's slice.
                 const float hprev = __shfl_up_sync(0xffffffffu, H, 1);
-                float h[SSM_SPLIT];
-                h[0] = lane == 0 ? carry[n] : hprev;
-#pragma unroll
-                for (int s = 1; s < SSM_SPLIT; s++) h[s] = fmaf(P[s - 1], h[s - 1], hs[s - 1]);
+                float h = lane == 0 ? carry[n] : hprev;
                 carry[n] = __shfl_sync(0xffffffffu, H, 31);
                 float cv[SLICE];
                 ssm_slice(buf + (DTRANK + NSTATE + n) * TILE, lane, cv);
 #pragma unroll
                 for (int i = 0; i < SLICE; i++) {
-                    h[i / SUB] = fmaf(da[i], h[i / SUB], b[i]);
-                    y[i] = fmaf(cv[i], h[i / SUB], y[i]);
+                    h = fmaf(da[i], h, b[i]);
+                    y[i] = fmaf(cv[i], h, y[i]);
                 }
             }
 

@@ -192,15 +192,12 @@ pub fn train(args: &train::Settings, format: Format) -> Result<()> {
     );
     // The backbone's tensors as stored, the head, and the tables.
     let dir = strand_core::model::hub::resolve(&args.model.model)?;
-    let stored: u64 = std::fs::read_dir(&dir)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".safetensors"))
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0);
+    let stored: u64 = strand_core::model::checkpoint::files(&dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|f| f.metadata().ok())
+        .map(|m| m.len())
+        .sum();
     let records = p.as_ref().map_or(0, |p| p.records);
     let n = stored + records * 80 + 16 * 1024;
     r.add("output_bytes", n, format!("about {}", bytes(n)));
