@@ -66,9 +66,11 @@ __device__ __forceinline__ float lg2(float x) {
 // With bf16 activations (2^-8 relative) the MUFU tanh (about 2^-11) is
 // ample, and SiLU costs one special-function op instead of two.
 __device__ __forceinline__ float silu(float x) {
+    // x * sigmoid(x) = h + h * tanh(h), h = x / 2.
+    const float h = 0.5f * x;
     float t;
-    asm("tanh.approx.f32 %0, %1;" : "=f"(t) : "f"(0.5f * x));
-    return 0.5f * x * (1.0f + t);
+    asm("tanh.approx.f32 %0, %1;" : "=f"(t) : "f"(h));
+    return fmaf(h, t, h);
 }
 #else
 __device__ __forceinline__ float silu(float x) {

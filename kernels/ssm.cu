@@ -40,6 +40,7 @@
 #endif
 #define TILE (32 * SLICE)
 #define SSM_WARPS 8
+#define SSM_THREADS (SSM_WARPS * 32)
 #define XDW (DTRANK + 2 * NSTATE)
 // bf16 on sm_80+: dt_proj of a tile is tensor-core work (one m16n8k16 mma
 // per 16 steps of the block's 8 channels and 16 of dt_rank), done once by
@@ -150,12 +151,26 @@ __device__ __forceinline__ void ssm_deltas(const act_t *buf, const u32 (&wb)[DT_
                                            const float (&bias)[2], int n, float *drow) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, q = lane & 3;
+#if DTRANK % 16 == 0
+    // The staged dt_low columns are the A operand stored k-major: one
+    // ldmatrix.x4.trans per 16 k gives the fragment. Lane l points at row
+    // k = l % 8 (+8 for matrices 2, 3) of the 8-step chunk m0 (+8 for
+    // matrices 1, 3); chunks are whole 16-byte units of the swizzle.
+    const int lk = (lane & 7) + ((lane >> 4) << 3), lm = ((lane >> 3) & 1) << 3;
+    const u32 abase = ssm_smem_addr(buf + lk * TILE);
+#endif
     for (int mb = warp; mb < TILE / 16; mb += SSM_WARPS) {
         const int m0 = mb * 16;
         float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
         for (int kc = 0; kc < DT_KCH; kc++) {
             u32 a[4];
+#if DTRANK % 16 == 0
+            const u32 addr = abase + (u32)((kc * 16 * TILE + ssm_idx(m0 + lm)) * (int)sizeof(act_t));
+            asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                         : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
+                         : "r"(addr));
+#else
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 // a0: (g, 2q..), a1: (g+8, 2q..), a2: (g, 2q+8..), a3: (g+8, 2q+8..)
@@ -165,6 +180,7 @@ __device__ __forceinline__ void ssm_deltas(const act_t *buf, const u32 (&wb)[DT_
                 const act_t hi = k + 1 < DTRANK ? buf[(k + 1) * TILE + ssm_idx(m)] : (act_t)0;
                 a[i] = ssm_pack(lo, hi);
             }
+#endif
             asm volatile(
                 "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
@@ -173,9 +189,15 @@ __device__ __forceinline__ void ssm_deltas(const act_t *buf, const u32 (&wb)[DT_
         }
         // d0: (step g, channel 2q), d1: (g, 2q+1), d2: (g+8, 2q), d3: (g+8, 2q+1)
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const int m = m0 + g + (i >> 1) * 8, ch = 2 * q + (i & 1);
-            drow[ch * TILE + ssm_fidx(m)] = m < n ? softplus(d[i] + bias[i & 1]) : 0.0f;
+        for (int h = 0; h < 2; h++) {
+            const int m = m0 + g + h * 8;
+            float *o = drow + 2 * q * TILE + ssm_fidx(m);
+            // Computed, then selected: a branch per value cost more than
+            // the softplus of the (zero-padded) steps past the end.
+            const bool in = m < n;
+            const float s0 = softplus(d[2 * h] + bias[0]), s1 = softplus(d[2 * h + 1] + bias[1]);
+            o[0] = in ? s0 : 0.0f;
+            o[TILE] = in ? s1 : 0.0f;
         }
     }
 }
@@ -186,18 +208,26 @@ __device__ __forceinline__ void ssm_deltas(const act_t *buf, const u32 (&wb)[DT_
 // rows go by cp.async (completed by the caller's wait); others by plain
 // loads.
 __device__ __forceinline__ void ssm_stage(const act_t *xd, i64 ld, i64 row0, int n, act_t *buf) {
-    const int tid = threadIdx.x, nt = blockDim.x;
+    const int tid = threadIdx.x;
     if (n == TILE && row0 % EPC == 0 && ld % EPC == 0) {
-        const int per_col = TILE / EPC;
-        for (int q = tid; q < XDW * per_col; q += nt) {
-            const int col = q / per_col, kk = q % per_col;
-            const act_t *src = xd + col * ld + row0 + kk * EPC;
-            act_t *dst = buf + col * TILE + ssm_idx(kk * EPC);
-            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(ssm_smem_addr(dst)),
-                         "l"(src));
+        // A thread copies the same 16-byte chunk of every COLS-th column:
+        // its addresses advance by constants (the index arithmetic of a
+        // general q -> (column, chunk) split was 13 % of the kernel's
+        // instructions).
+        constexpr int PER_COL = TILE / EPC, COLS = SSM_THREADS / PER_COL;
+        static_assert(SSM_THREADS % PER_COL == 0, "a pass of the block covers whole columns");
+        const int kk = tid % PER_COL;
+        int col = tid / PER_COL;
+        const act_t *src = xd + col * ld + row0 + kk * EPC;
+        u32 dst = ssm_smem_addr(buf + col * TILE + ssm_idx(kk * EPC));
+#pragma unroll 4
+        for (; col < XDW; col += COLS) {
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src));
+            src += COLS * ld;
+            dst += COLS * TILE * (int)sizeof(act_t);
         }
     } else {
-        for (int q = tid; q < XDW * TILE; q += nt) {
+        for (int q = tid; q < XDW * TILE; q += SSM_THREADS) {
             const int col = q / TILE, j = q % TILE;
             buf[col * TILE + ssm_idx(j)] = j < n ? xd[col * ld + row0 + j] : (act_t)0;
         }
@@ -227,6 +257,116 @@ __device__ __forceinline__ void ssm_row(const act_t *row, int seqlen, int revers
     }
 }
 
+// What a lane's state loop reads besides its register arrays.
+struct SsmLane {
+    const act_t *buf;   // the staged tile (ssm_idx layout)
+    const float *a2;    // A * log2(e) of the warp's channel, per state
+    float *carry;       // state carried between tiles (smem, per state)
+#if DT_MMA
+    const float *dlane; // the lane's deltas in the warp's row (ssm_fidx)
+#endif
+    float dsum;         // sum of the lane's deltas
+    int lane;
+};
+
+#if DT_MMA
+// The lane's SLICE deltas, re-read from shared memory for every state
+// (volatile: kept out of registers, which the pipelined state loop needs
+// for two states' decays and inputs).
+__device__ __forceinline__ void ssm_delta_slice(const SsmLane &ln, float (&d)[SLICE]) {
+    const int sw = (ln.lane / (8 / FCPS)) & (FCPS - 1);
+#pragma unroll
+    for (int k = 0; k < FCPS; k++) {
+        const u32 a = ssm_smem_addr(ln.dlane + ((k ^ sw) * FPC));
+        asm volatile("ld.shared.v4.f32 {%0,%1,%2,%3}, [%4];"
+                     : "=f"(d[4 * k]), "=f"(d[4 * k + 1]), "=f"(d[4 * k + 2]), "=f"(d[4 * k + 3])
+                     : "r"(a));
+    }
+}
+#define SSM_DELTA_ARG
+#define SSM_DELTA_PARAM
+#else
+#define SSM_DELTA_ARG delta,
+#define SSM_DELTA_PARAM const float(&delta)[SLICE],
+#endif
+
+// The lane's slice of state n's B or C column, chunk k, as f32.
+__device__ __forceinline__ void ssm_chunk(const SsmLane &ln, int col, int k, float (&v)[EPC]) {
+    const act_t *base = ln.buf + col * TILE + ln.lane * SLICE;
+    ssm_unpack(*reinterpret_cast<const uint4 *>(base + ((k ^ ssm_swz(ln.lane)) * EPC)), v);
+}
+
+// One step of the state pipeline, both halves in one loop over the
+// lane's slice so that every MUFU exponential of the first has FMAs of
+// the second beside it:
+//  - FIRST: the first run of state nf from a zero state: its decays and
+//    inputs into daF, bF (kept for its second run), its end state
+//    returned;
+//  - SECOND: the second run of state ns from the lane's true entering
+//    state hs with daS, bS of its first run, adding C.h to y.
+template <bool FIRST, bool SECOND>
+__device__ __forceinline__ float ssm_step(const SsmLane &ln, int nf, SSM_DELTA_PARAM const float (&du)[SLICE],
+                                          float (&daF)[SLICE], float (&bF)[SLICE], int ns, float hs,
+                                          const float (&daS)[SLICE], const float (&bS)[SLICE],
+                                          float (&y)[SLICE]) {
+#if DT_MMA
+    float delta[SLICE];
+    if (FIRST) ssm_delta_slice(ln, delta);
+#endif
+    const float an = FIRST ? ln.a2[nf] : 0.0f;
+    float hl = 0.0f, h = hs;
+#pragma unroll
+    for (int k = 0; k < CPS; k++) {
+        float bv[EPC], cv[EPC];
+        if (FIRST) ssm_chunk(ln, DTRANK + nf, k, bv);
+        if (SECOND) ssm_chunk(ln, DTRANK + NSTATE + ns, k, cv);
+#pragma unroll
+        for (int e = 0; e < EPC; e++) {
+            const int i = k * EPC + e;
+            if (FIRST) {
+                // delta >= 0 and A < 0: the exponent is never positive.
+                daF[i] = ex2(delta[i] * an);
+                bF[i] = du[i] * bv[e];
+                hl = fmaf(daF[i], hl, bF[i]);
+            }
+            if (SECOND) {
+                h = fmaf(daS[i], h, bS[i]);
+                y[i] = fmaf(cv[e], h, y[i]);
+            }
+        }
+    }
+    return hl;
+}
+
+// State n's slices combined across the warp: each lane's (decay, end
+// state from zero) by a shuffle scan, lane 0's including the state
+// carried in from the previous tile (then updated for the next). Returns
+// the lane's true entering state. (Splitting a slice into independent
+// chains measured slower: docs/benchmarks.md, 2026-12-04 session 7.)
+__device__ __forceinline__ float ssm_combine(const SsmLane &ln, int n, float hl) {
+    const int lane = ln.lane;
+    const float an = ln.a2[n], c = ln.carry[n];
+    float A = ex2(an * ln.dsum);
+    float H = lane == 0 ? fmaf(A, c, hl) : hl;
+#pragma unroll
+    for (int off = 1; off < 32; off <<= 1) {
+        const float hp = __shfl_up_sync(0xffffffffu, H, off);
+        const bool in = lane >= off;
+        if (off < 16) {
+            const float ap = __shfl_up_sync(0xffffffffu, A, off);
+            H = in ? fmaf(A, hp, H) : H;
+            A = in ? A * ap : A;
+        } else {
+            H = in ? fmaf(A, hp, H) : H;
+        }
+    }
+    // H is now the true state after the lane's slice.
+    const float hprev = __shfl_up_sync(0xffffffffu, H, 1);
+    const float last = __shfl_sync(0xffffffffu, H, 31);
+    if (lane == 0) ln.carry[n] = last;
+    return lane == 0 ? c : hprev;
+}
+
 // Blocks per SM the registers are capped for (1: up to 255 registers),
 // and the entry point's name. The host compiles this file a second time,
 // in a namespace, as `ssm_scan_wide` (SLICE 16, two blocks per SM at 128
@@ -239,7 +379,7 @@ __device__ __forceinline__ void ssm_row(const act_t *row, int seqlen, int revers
 #define SSM_ENTRY ssm_scan
 #endif
 
-extern "C" __global__ void __launch_bounds__(SSM_WARPS * 32, SSM_MINB) SSM_ENTRY(SsmParams p) {
+extern "C" __global__ void __launch_bounds__(SSM_THREADS, SSM_MINB) SSM_ENTRY(SsmParams p) {
     extern __shared__ __align__(16) unsigned char ssm_smem[];
     act_t *bufs = reinterpret_cast<act_t *>(ssm_smem);
 
@@ -385,51 +525,39 @@ extern "C" __global__ void __launch_bounds__(SSM_WARPS * 32, SSM_MINB) SSM_ENTRY
                 dsum += delta[i];
             }
 
-// Two states at a time: enough independent work to overlap one
-            // state's shuffle scan with the next one's exponentials.
-#pragma unroll 2
-            for (int n = 0; n < NSTATE; n++) {
-                float bv[SLICE], da[SLICE], b[SLICE];
-                const float an = a2[n];
-                ssm_slice(buf + (DTRANK + n) * TILE, lane, bv);
-                float hl = 0.0f;
-#pragma unroll
-                for (int i = 0; i < SLICE; i++) {
-                    // delta >= 0 and A < 0: the exponent is never positive.
-                    da[i] = ex2(delta[i] * an);
-                    b[i] = du[i] * bv[i];
-                    hl = fmaf(da[i], hl, b[i]);
-                }
-                // The slice's (decay, end state); lane 0's includes the
-                // state carried in from the previous tile. (Splitting the
-                // slice into independent chains measured slower:
-                // docs/benchmarks.md, 2026-12-04 session 7.)
-                float A = ex2(an * dsum);
-                float H = lane == 0 ? fmaf(A, carry[n], hl) : hl;
-#pragma unroll
-                for (int off = 1; off < 32; off <<= 1) {
-                    const float hp = __shfl_up_sync(0xffffffffu, H, off);
-                    const bool in = lane >= off;
-                    if (off < 16) {
-                        const float ap = __shfl_up_sync(0xffffffffu, A, off);
-                        H = in ? fmaf(A, hp, H) : H;
-                        A = in ? A * ap : A;
-                    } else {
-                        H = in ? fmaf(A, hp, H) : H;
-                    }
-                }
-                // H is now the true state after the lane's slice.
-                const float hprev = __shfl_up_sync(0xffffffffu, H, 1);
-                float h = lane == 0 ? carry[n] : hprev;
-                carry[n] = __shfl_sync(0xffffffffu, H, 31);
-                float cv[SLICE];
-                ssm_slice(buf + (DTRANK + NSTATE + n) * TILE, lane, cv);
-#pragma unroll
-                for (int i = 0; i < SLICE; i++) {
-                    h = fmaf(da[i], h, b[i]);
-                    y[i] = fmaf(cv[i], h, y[i]);
-                }
+            // States are software-pipelined: the first run of state n+1
+            // (a MUFU exponential per update) is one loop with the second
+            // run of state n (FMAs only), so the MUFU and FMA pipes work at
+            // the same time; run apart, each phase left the other pipe
+            // idle (docs/benchmarks.md, 2026-12-04 session 8). The shuffle
+            // combine of a state sits between steps; its latency overlaps
+            // the start of the next step.
+            SsmLane ln;
+            ln.lane = lane;
+            ln.buf = buf;
+            ln.a2 = a2;
+            ln.carry = carry;
+            ln.dsum = dsum;
+#if DT_MMA
+            ln.dlane = dbuf + warp * TILE + lane * SLICE;
+#endif
+            float daP[SLICE], bP[SLICE], daQ[SLICE], bQ[SLICE];
+            float hl = ssm_step<true, false>(ln, 0, SSM_DELTA_ARG du, daP, bP, 0, 0.0f, daQ, bQ, y);
+            float hin = ssm_combine(ln, 0, hl);
+#pragma unroll 1
+            for (int n = 0; n + 2 < NSTATE; n += 2) {
+                hl = ssm_step<true, true>(ln, n + 1, SSM_DELTA_ARG du, daQ, bQ, n, hin, daP, bP, y);
+                hin = ssm_combine(ln, n + 1, hl);
+                hl = ssm_step<true, true>(ln, n + 2, SSM_DELTA_ARG du, daP, bP, n + 1, hin, daQ, bQ, y);
+                hin = ssm_combine(ln, n + 2, hl);
             }
+#if NSTATE % 2 == 0
+            hl = ssm_step<true, true>(ln, NSTATE - 1, SSM_DELTA_ARG du, daQ, bQ, NSTATE - 2, hin, daP, bP, y);
+            hin = ssm_combine(ln, NSTATE - 1, hl);
+            ssm_step<false, true>(ln, 0, SSM_DELTA_ARG du, daP, bP, NSTATE - 1, hin, daQ, bQ, y);
+#else
+            ssm_step<false, true>(ln, 0, SSM_DELTA_ARG du, daQ, bQ, NSTATE - 1, hin, daP, bP, y);
+#endif
 
             float z[SLICE];
             ssm_row(zrow, L, J.reverse, w0, vec, z);

@@ -362,6 +362,14 @@ fn op_work(args: &Settings, kind: Kind, prec: Precision) -> Vec<(&'static str, f
             passes * 2.0 * di * xdw,
             0.0,
         ),
+        // bf16 on sm_80+: conv + x_proj fused, x read once for both
+        // directions of a half, u never stored; one MUFU tanh per SiLU.
+        (
+            "conv_xproj",
+            halves * layers * (di + 2.0 * xdw) * ab,
+            passes * 2.0 * di * xdw,
+            passes * di,
+        ),
         // One exp2 per state update, plus softplus, the conv's SiLU and the
         // gate per (step, channel).
         (

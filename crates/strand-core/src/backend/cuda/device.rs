@@ -146,6 +146,9 @@ pub struct Functions {
     pub norm_block: CudaFunction,
     pub norm_final: CudaFunction,
     pub conv_walk: CudaFunction,
+    /// Conv + `x_proj` in one kernel, both directions of a half: bf16 on
+    /// sm_80 and later (tensor-core mma); elsewhere `conv_walk` + GEMM.
+    pub conv_xproj: Option<CudaFunction>,
     pub ssm_scan: CudaFunction,
     /// The scan for launches with more blocks than SMs, where compiled
     /// (`Defines::wide`).
@@ -222,6 +225,11 @@ impl Gpu {
             norm_block: get("norm_block")?,
             norm_final: get("norm_final")?,
             conv_walk: get("conv_walk")?,
+            conv_xproj: if defines.bf16 && major >= 8 {
+                Some(get("conv_xproj")?)
+            } else {
+                None
+            },
             ssm_scan: get("ssm_scan")?,
             ssm_scan_wide: if defines.wide {
                 Some(get("ssm_scan_wide")?)
@@ -234,7 +242,8 @@ impl Gpu {
         };
         let scans = [(Some(&f.ssm_scan), defines.scan_shared_bytes())];
         let wide = [(f.ssm_scan_wide.as_ref(), defines.wide_shared_bytes())];
-        for (func, bytes) in scans.into_iter().chain(wide) {
+        let xproj = [(f.conv_xproj.as_ref(), defines.xproj_shared_bytes())];
+        for (func, bytes) in scans.into_iter().chain(wide).chain(xproj) {
             let Some(func) = func else { continue };
             func.set_attribute(
                 drv::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,

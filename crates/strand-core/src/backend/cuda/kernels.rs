@@ -25,6 +25,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("embed.cu", include_str!("../../../../../kernels/embed.cu")),
     ("norm.cu", include_str!("../../../../../kernels/norm.cu")),
     ("conv.cu", include_str!("../../../../../kernels/conv.cu")),
+    ("xproj.cu", include_str!("../../../../../kernels/xproj.cu")),
     ("ssm.cu", include_str!("../../../../../kernels/ssm.cu")),
     (
         "elementwise.cu",
@@ -40,6 +41,7 @@ const ENTRY_POINTS: &[&str] = &[
     "norm_block",
     "norm_final",
     "conv_walk",
+    "conv_xproj",
     "ssm_scan",
     "add_bias",
     "combine",
@@ -52,6 +54,10 @@ pub const SSM_WARPS: u32 = 8;
 /// and `CONV_ROWS` in conv.cu).
 pub const CONV_THREADS: u32 = 256;
 pub const CONV_ROWS: u32 = 8;
+/// Positions per block and threads per block of `conv_xproj` (`CX_M`,
+/// `CX_THREADS` in xproj.cu).
+pub const CX_M: u32 = 128;
+pub const CX_THREADS: u32 = 256;
 
 /// What a compiled program is specialised for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -109,6 +115,19 @@ impl Defines {
     /// [`Defines::scan_shared_bytes`] of `ssm_scan_wide`.
     pub fn wide_shared_bytes(&self) -> usize {
         self.shared_bytes_at(WIDE_SLICE)
+    }
+
+    /// Dynamic shared memory of one `conv_xproj` block (`CX_SMEM` in
+    /// xproj.cu): two stage buffers (x of a channel chunk with halos, its
+    /// `x_proj` weight columns, conv weights) and the chunk's u, or the
+    /// output tile where that is larger.
+    pub fn xproj_shared_bytes(&self) -> usize {
+        let (m, k, halo) = (CX_M as usize, 32, 8);
+        let xdw = self.dt_rank + 2 * self.d_state;
+        let nt = xdw.div_ceil(16) * 2;
+        let stage = k * (m + 2 * halo) + 2 * nt * 8 * (k + 8) + 2 * k * (self.d_conv + 1) * 2;
+        let main = 2 * stage + 2 * k * (m + 8);
+        main.max(2 * xdw * (m + 8)) * 2
     }
 
     fn shared_bytes_at(&self, slice: usize) -> usize {
@@ -342,6 +361,31 @@ pub struct ConvParams {
     pub _pad: i32,
 }
 
+/// One direction of a fused conv + `x_proj` launch (`XprojDir` in
+/// xproj.cu).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct XprojDir {
+    pub conv_w: DevPtr,
+    pub conv_b: DevPtr,
+    pub w: DevPtr,
+    pub xd: DevPtr,
+    pub reverse: i32,
+    pub _pad: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct XprojParams {
+    pub dir: [XprojDir; 2],
+    pub x: DevPtr,
+    pub ld: i64,
+    pub di: i32,
+    pub nseq: i32,
+    pub seqlen: i32,
+    pub ndirs: i32,
+}
+
 /// One direction of a scan launch (`SsmJob` in ssm.cu).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -396,6 +440,7 @@ pub struct RowsParams {
 unsafe impl DeviceRepr for EmbedParams {}
 unsafe impl DeviceRepr for NormParams {}
 unsafe impl DeviceRepr for ConvParams {}
+unsafe impl DeviceRepr for XprojParams {}
 unsafe impl DeviceRepr for SsmParams {}
 unsafe impl DeviceRepr for RowsParams {}
 
@@ -478,12 +523,17 @@ mod tests {
             ("EmbedParams", size_of::<EmbedParams>()),
             ("NormParams", size_of::<NormParams>()),
             ("ConvParams", size_of::<ConvParams>()),
+            ("XprojParams", size_of::<XprojParams>()),
             ("ssm_plain::SsmJob", size_of::<SsmJob>()),
             ("ssm_plain::SsmParams", size_of::<SsmParams>()),
             ("RowsParams", size_of::<RowsParams>()),
         ];
         let d = Defines::new(true, 16, 16, 4);
         let mut src = d.source();
+        src.push_str(&format!(
+            "static_assert(CX_SMEM == {}, \"conv_xproj shared memory\");\n",
+            d.xproj_shared_bytes()
+        ));
         for (name, size) in checks {
             src.push_str(&format!(
                 "static_assert(sizeof({name}) == {size}, \"{name} size\");\n"

@@ -3,7 +3,9 @@
 //! exactly what a forward pass launches.
 
 use super::device::Gpu;
-use super::kernels::{ConvParams, SsmParams, CONV_ROWS, CONV_THREADS, SSM_WARPS};
+use super::kernels::{
+    ConvParams, SsmParams, XprojParams, CONV_ROWS, CONV_THREADS, CX_M, CX_THREADS, SSM_WARPS,
+};
 use crate::error::Result;
 
 /// Both directions of `p` (or the first `jobs`) in one launch
@@ -47,4 +49,17 @@ pub(super) fn conv(g: &Gpu, p: ConvParams) -> Result<()> {
         1,
     );
     g.launch(&g.f.conv_walk, grid, CONV_THREADS, p)
+}
+
+/// Conv + `x_proj` of `p.ndirs` directions (kernels/xproj.cu): a block per
+/// `CX_M` positions of a sequence. Only where `g.f.conv_xproj` is compiled
+/// (bf16, sm_80+); elsewhere [`conv`] and a GEMM.
+pub(super) fn xproj(g: &Gpu, p: XprojParams) -> Result<()> {
+    let f =
+        g.f.conv_xproj
+            .as_ref()
+            .expect("conv_xproj compiled for this GPU");
+    let grid = ((p.seqlen as u32).div_ceil(CX_M), p.nseq as u32, 1);
+    let shared = g.defines.xproj_shared_bytes() as u32;
+    g.launch_shared(f, grid, CX_THREADS, shared, p)
 }

@@ -1,5 +1,5 @@
-//! The mixer of one channel half on the GPU: `in_proj`, per direction the
-//! conv + `x_proj` in walk order, one scan launch for both directions, and
+//! The mixer of one channel half on the GPU: `in_proj`, the conv +
+//! `x_proj` of both directions in walk order, one scan launch for both, and
 //! `out_proj` (module docs of `cuda` for the layout).
 
 use super::device::{Buf, Gpu, Mat};
@@ -94,57 +94,97 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// Conv + `x_proj` of one direction, by segments of walk rows, into
-    /// `xd` slot `slot`; returns that direction's scan job, writing its
-    /// gated output to `y` slot `slot`.
-    fn prepare_pass(
+    /// Conv + `x_proj` of the directions `passes` (slot = index) into `xd`
+    /// slots: one fused launch for all where the GPU has it
+    /// (kernels/xproj.cu), else per direction the conv by segments of walk
+    /// rows and a GEMM.
+    fn conv_xproj(
+        &self,
+        layer: &DLayer,
+        passes: &[&ScanPass],
+        bufs: HalfBufs,
+        st: &CudaState,
+    ) -> Result<()> {
+        let cfg = &self.cfg;
+        let (di, xdw, ab) = (cfg.d_inner(), cfg.dt_rank + 2 * cfg.d_state, self.ab());
+        let g = &self.gpu;
+        let xd = |slot: usize| bufs.xd + (slot * xdw * st.ld * ab) as u64;
+        if g.f.conv_xproj.is_some() && di % 8 == 0 && passes.len() <= 2 {
+            let mut p = XprojParams {
+                x: bufs.xz,
+                ld: st.ld as i64,
+                di: di as i32,
+                nseq: st.nseq as i32,
+                seqlen: st.seqlen as i32,
+                ndirs: passes.len() as i32,
+                ..Default::default()
+            };
+            for (slot, pass) in passes.iter().enumerate() {
+                let s = &layer.ssm[pass.ssm_index];
+                p.dir[slot] = XprojDir {
+                    conv_w: s.conv_w.ptr,
+                    conv_b: s.conv_b.as_ref().map_or(0, |b| b.ptr),
+                    w: s.x_proj.w.ptr,
+                    xd: xd(slot),
+                    reverse: pass.reverse as i32,
+                    _pad: 0,
+                };
+            }
+            return g.timed("conv_xproj", || launch::xproj(g, p));
+        }
+        let rows = st.rows();
+        for (slot, pass) in passes.iter().enumerate() {
+            let s = &layer.ssm[pass.ssm_index];
+            let mut row0 = 0;
+            while row0 < rows {
+                let seg = (rows - row0).min(st.useg);
+                let conv = ConvParams {
+                    x: bufs.xz,
+                    u: st.u.ptr,
+                    w: s.conv_w.ptr,
+                    b: s.conv_b.as_ref().map_or(0, |b| b.ptr),
+                    ld: st.ld as i64,
+                    row0: row0 as i64,
+                    ld_u: st.ld_u as i32,
+                    di: di as i32,
+                    seqlen: st.seqlen as i32,
+                    rows: seg as i32,
+                    reverse: pass.reverse as i32,
+                    _pad: 0,
+                };
+                g.timed("conv", || launch::conv(g, conv))?;
+                g.timed("x_proj", || {
+                    let x = self.cols_at(st.u.ptr, st.ld_u);
+                    self.linear(
+                        seg,
+                        &s.x_proj,
+                        x,
+                        self.cols_at(xd(slot) + (row0 * ab) as u64, st.ld),
+                    )
+                })?;
+                row0 += seg;
+            }
+        }
+        Ok(())
+    }
+
+    /// The scan job of direction `p` after its conv + `x_proj` into `xd`
+    /// slot `slot`, writing its gated output to `y` slot `slot`.
+    fn scan_job(
         &self,
         layer: &DLayer,
         p: &ScanPass,
         slot: usize,
         bufs: HalfBufs,
         st: &CudaState,
-    ) -> Result<SsmJob> {
+    ) -> SsmJob {
         let cfg = &self.cfg;
-        let (di, xdw) = (cfg.d_inner(), cfg.dt_rank + 2 * cfg.d_state);
-        let ab = self.ab();
-        let rows = st.rows();
+        let (di, xdw, ab) = (cfg.d_inner(), cfg.dt_rank + 2 * cfg.d_state, self.ab());
         let s = &layer.ssm[p.ssm_index];
-        let g = &self.gpu;
-        let xd = bufs.xd + (slot * xdw * st.ld * ab) as u64;
-        let mut row0 = 0;
-        while row0 < rows {
-            let seg = (rows - row0).min(st.useg);
-            let conv = ConvParams {
-                x: bufs.xz,
-                u: st.u.ptr,
-                w: s.conv_w.ptr,
-                b: s.conv_b.as_ref().map_or(0, |b| b.ptr),
-                ld: st.ld as i64,
-                row0: row0 as i64,
-                ld_u: st.ld_u as i32,
-                di: di as i32,
-                seqlen: st.seqlen as i32,
-                rows: seg as i32,
-                reverse: p.reverse as i32,
-                _pad: 0,
-            };
-            g.timed("conv", || launch::conv(g, conv))?;
-            g.timed("x_proj", || {
-                let x = self.cols_at(st.u.ptr, st.ld_u);
-                self.linear(
-                    seg,
-                    &s.x_proj,
-                    x,
-                    self.cols_at(xd + (row0 * ab) as u64, st.ld),
-                )
-            })?;
-            row0 += seg;
-        }
-        Ok(SsmJob {
+        SsmJob {
             x: bufs.xz,
             z: bufs.xz + (di * st.ld * ab) as u64,
-            xd,
+            xd: bufs.xd + (slot * xdw * st.ld * ab) as u64,
             y: bufs.y + (slot * di * st.ld * ab) as u64,
             conv_w: s.conv_w.ptr,
             conv_b: s.conv_b.as_ref().map_or(0, |b| b.ptr),
@@ -154,7 +194,7 @@ impl CudaBackend {
             dskip: s.d.ptr,
             reverse: p.reverse as i32,
             _pad: 0,
-        })
+        }
     }
 
     /// The scan of up to four prepared directions, one launch.
@@ -207,11 +247,14 @@ impl CudaBackend {
         let h_col = st.hidden.at(col * self.ab());
         let lin = dev.twin(host, plan.passes[0].in_proj);
         self.in_proj(lin, h_col, self.cfg.width(), bufs.xz, st)?;
-        plan.passes
+        let passes: Vec<&ScanPass> = plan.passes.iter().collect();
+        self.conv_xproj(dev, &passes, bufs, st)?;
+        Ok(plan
+            .passes
             .iter()
             .enumerate()
-            .map(|(slot, p)| self.prepare_pass(dev, p, slot, bufs, st))
-            .collect()
+            .map(|(slot, p)| self.scan_job(dev, p, slot, bufs, st))
+            .collect())
     }
 
     /// A fused half after its scan: `out_proj` of the gated outputs in
@@ -297,7 +340,8 @@ impl CudaBackend {
         )?;
         for (i, p) in plan.passes.iter().enumerate() {
             self.in_proj(dev.twin(host, p.in_proj), xin.ptr, d, bufs.xz, st)?;
-            let job = self.prepare_pass(dev, p, 0, bufs, st)?;
+            self.conv_xproj(dev, &[p], bufs, st)?;
+            let job = self.scan_job(dev, p, 0, bufs, st);
             self.scan(&[job], st)?;
             let out = dev.twin(host, p.out_proj);
             let (dst, ld) = if i == 0 {

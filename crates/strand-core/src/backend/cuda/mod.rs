@@ -3,8 +3,10 @@
 //!
 //! Per block: one fused add+norm kernel (writes the PS half swap and the RC
 //! half's channel reversal directly), then per channel half one `in_proj`
-//! GEMM, per direction a conv+SiLU / `x_proj` pass (in the direction's walk
-//! order), one single-pass scan launch for both directions, each writing
+//! GEMM, one fused conv+SiLU+`x_proj` launch for both directions (bf16 on
+//! sm_80+; else per direction a conv pass and an `x_proj` GEMM), writing
+//! each direction's rows in its walk order, one single-pass scan launch for
+//! both directions, each writing
 //! its gated output side by side, and one `out_proj` GEMM over both
 //! (K = 2·d_inner). Nothing is ever flipped in memory.
 //!
@@ -20,7 +22,7 @@
 //!
 //! Memory per pass is O(L·(width + di)): the stream (`hidden` act,
 //! `residual` f32), `xz [2di, L]`, `y [2di, L]` and `xd [2, R+2N, L]`
-//! (activation type), and a bounded `u` segment for `x_proj`; the formula
+//! (activation type), and a bounded `u` segment for the unfused `x_proj`; the formula
 //! the runner checks is `crate::memory::PassMemory`, which
 //! [`CudaBackend::alloc_state`] must stay in step with. Batch-1 PS passes
 //! up to 262,144 tokens with the wide scan compiled also hold the second

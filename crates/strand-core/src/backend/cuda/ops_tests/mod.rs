@@ -490,3 +490,5 @@ fn ops_conv_matches_the_spec() {
     }
     println!("ops_conv_matches_the_spec: {checked} outputs checked");
 }
+
+mod xproj;
