@@ -39,6 +39,15 @@
 #define SLICE 16
 #endif
 #define TILE (32 * SLICE)
+
+// Blocks per SM the registers are capped for (1: up to 255 registers);
+// the entry point's name is SSM_ENTRY, below. The host compiles this file a second time,
+// in a namespace, as `ssm_scan_wide` (SLICE 16, two blocks per SM at 128
+// registers) for launches with more blocks than SMs: twice the warps per
+// scheduler hide more latency than the shorter slices cost (kernels.rs).
+#ifndef SSM_MINB
+#define SSM_MINB 1
+#endif
 #define SSM_WARPS 8
 #define SSM_THREADS (SSM_WARPS * 32)
 #define XDW (DTRANK + 2 * NSTATE)
@@ -269,10 +278,16 @@ struct SsmLane {
     int lane;
 };
 
-#if DT_MMA
-// The lane's SLICE deltas, re-read from shared memory for every state
-// (volatile: kept out of registers, which the pipelined state loop needs
-// for two states' decays and inputs).
+// Where the state loop reads the lane's deltas: with the 128-register cap
+// of two blocks per SM (the wide scan), re-read from shared memory for
+// every state, so the registers hold two states' decays and inputs
+// without spilling; with 255, kept in registers (measured: 1.80 vs 1.89
+// ms at SLICE 32, but 1.82 vs 1.70 ms wide; docs/benchmarks.md, session
+// 8).
+#define SSM_DELTA_SMEM (DT_MMA && SSM_MINB > 1)
+#if SSM_DELTA_SMEM
+// The lane's SLICE deltas from shared memory (volatile: not hoisted into
+// registers across the state loop).
 __device__ __forceinline__ void ssm_delta_slice(const SsmLane &ln, float (&d)[SLICE]) {
     const int sw = (ln.lane / (8 / FCPS)) & (FCPS - 1);
 #pragma unroll
@@ -309,7 +324,7 @@ __device__ __forceinline__ float ssm_step(const SsmLane &ln, int nf, SSM_DELTA_P
                                           float (&daF)[SLICE], float (&bF)[SLICE], int ns, float hs,
                                           const float (&daS)[SLICE], const float (&bS)[SLICE],
                                           float (&y)[SLICE]) {
-#if DT_MMA
+#if SSM_DELTA_SMEM
     float delta[SLICE];
     if (FIRST) ssm_delta_slice(ln, delta);
 #endif
@@ -367,14 +382,6 @@ __device__ __forceinline__ float ssm_combine(const SsmLane &ln, int n, float hl)
     return lane == 0 ? c : hprev;
 }
 
-// Blocks per SM the registers are capped for (1: up to 255 registers),
-// and the entry point's name. The host compiles this file a second time,
-// in a namespace, as `ssm_scan_wide` (SLICE 16, two blocks per SM at 128
-// registers) for launches with more blocks than SMs: twice the warps per
-// scheduler hide more latency than the shorter slices cost (kernels.rs).
-#ifndef SSM_MINB
-#define SSM_MINB 1
-#endif
 #ifndef SSM_ENTRY
 #define SSM_ENTRY ssm_scan
 #endif

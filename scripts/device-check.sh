@@ -48,10 +48,11 @@ if [ "$what" = quick ]; then
   # 131,072, PS bf16 8 x 16,384, and the profile at 131,072.
   dev-out/strand bench --device cuda --precision bf16 --kind ps,ph \
     --lengths 131072,1048576 --repeat 3 --profile 131072 2>&1 | tee "$out/bench-quick.tsv"
+  # (The last line of `strand bench` is a '#' note about its calibration file.)
   dev-out/strand bench --device cuda --precision fp32 --kind ps --lengths 131072 --repeat 3 2>&1 |
-    tail -1 | tee -a "$out/bench-quick.tsv"
+    grep -v '^#' | tail -1 | tee -a "$out/bench-quick.tsv"
   dev-out/strand bench --device cuda --precision bf16 --kind ps --lengths 16384 --batch 8 --repeat 3 2>&1 |
-    tail -1 | tee -a "$out/bench-quick.tsv"
+    grep -v '^#' | tail -1 | tee -a "$out/bench-quick.tsv"
 fi
 if [ "$what" = long ] || [ "$what" = all ]; then
   echo "== bench: longest single passes"
