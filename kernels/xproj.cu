@@ -196,6 +196,11 @@ extern "C" __global__ void __launch_bounds__(CX_THREADS, 2) conv_xproj(XprojPara
     // (t, k 8-15), (t+1, k 0-7), (t+1, k 8-15).
     const int lk = (lane & 7) + ((lane >> 4) << 3), lm = ((lane >> 3) & 1) << 3;
     const int bn = (lane & 7) + ((lane >> 4) << 3), bk = ((lane >> 3) & 1) << 3;
+    // Byte addresses in shared memory, computed once: constant offsets per
+    // direction, k step and n tile are added at the ldmatrix.
+    const u32 s0 = cx_smem_addr(smem);
+    const u32 a_addr = s0 + 2 * (2 * CX_STAGE + lk * CX_LD + warp * 16 + lm);
+    const u32 b_off = 2 * (CX_XS + bn * CX_KP + bk);
     float acc[2][CX_NT][4];
 #pragma unroll
     for (int d = 0; d < 2; d++)
@@ -253,7 +258,7 @@ extern "C" __global__ void __launch_bounds__(CX_THREADS, 2) conv_xproj(XprojPara
             }
         }
         __syncthreads();
-        const act_t *ws = st + CX_XS;
+        const u32 b_addr = s0 + (ci & 1) * (2 * CX_STAGE) + b_off;
 #pragma unroll
         for (int kk = 0; kk < CX_K / 16; kk++) {
 #pragma unroll
@@ -262,14 +267,13 @@ extern "C" __global__ void __launch_bounds__(CX_THREADS, 2) conv_xproj(XprojPara
                 u32 a[4];
                 asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                              : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
-                             : "r"(cx_smem_addr(&us[d][kk * 16 + lk][warp * 16 + lm])));
+                             : "r"(a_addr + 2 * ((d * CX_K + kk * 16) * CX_LD)));
 #pragma unroll
                 for (int t = 0; t < CX_NT; t += 2) {
                     u32 b[4];
-                    const act_t *wrow = ws + (d * CX_NT * 8 + t * 8 + bn) * CX_KP + kk * 16 + bk;
                     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
                                  : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
-                                 : "r"(cx_smem_addr(wrow)));
+                                 : "r"(b_addr + 2 * ((d * CX_NT * 8 + t * 8) * CX_KP + kk * 16)));
 #pragma unroll
                     for (int h = 0; h < 2; h++) {
                         asm volatile(
