@@ -40,9 +40,9 @@
 #endif
 #define TILE (32 * SLICE)
 
-// Blocks per SM the registers are capped for (1: up to 255 registers);
-// the entry point's name is SSM_ENTRY, below. The host compiles this file a second time,
-// in a namespace, as `ssm_scan_wide` (SLICE 16, two blocks per SM at 128
+// Blocks per SM the registers are capped for (1: up to 255 registers).
+// The host compiles this file a second time, in a namespace, as
+// `ssm_scan_wide` (SSM_ENTRY; SLICE 16, two blocks per SM at 128
 // registers) for launches with more blocks than SMs: twice the warps per
 // scheduler hide more latency than the shorter slices cost (kernels.rs).
 #ifndef SSM_MINB
@@ -280,8 +280,8 @@ struct SsmLane {
 
 // Where the state loop reads the lane's deltas: with the 128-register cap
 // of two blocks per SM (the wide scan), re-read from shared memory for
-// every state, so the registers hold two states' decays and inputs
-// without spilling; with 255, kept in registers (measured: 1.80 vs 1.89
+// every state, which leaves the registers to two states' decays and
+// inputs (kept in registers there, they spill); with 255, kept in registers (measured: 1.80 vs 1.89
 // ms at SLICE 32, but 1.82 vs 1.70 ms wide; docs/benchmarks.md, session
 // 8).
 #define SSM_DELTA_SMEM (DT_MMA && SSM_MINB > 1)
