@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
+use cudarc::cublas::{sys as blas_sys, CudaBlas};
 use cudarc::driver::{
     sys as drv, CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
     LaunchConfig, PushKernelArg,
@@ -21,7 +21,7 @@ pub(crate) fn cuda_err(what: &str) -> impl Fn(cudarc::driver::DriverError) -> Er
     move |e| Error::Cuda(format!("{what}: {e}"))
 }
 
-fn blas_err(what: &str) -> impl Fn(cudarc::cublas::result::CublasError) -> Error + '_ {
+pub(super) fn blas_err(what: &str) -> impl Fn(cudarc::cublas::result::CublasError) -> Error + '_ {
     move |e| Error::Cuda(format!("{what}: {e:?}"))
 }
 
@@ -72,7 +72,7 @@ impl Dtype {
             Dtype::Bf16 => 2,
         }
     }
-    fn cuda(self) -> blas_sys::cudaDataType {
+    pub(super) fn cuda(self) -> blas_sys::cudaDataType {
         match self {
             Dtype::F32 => blas_sys::cudaDataType::CUDA_R_32F,
             Dtype::Bf16 => blas_sys::cudaDataType::CUDA_R_16BF,
@@ -162,7 +162,7 @@ pub struct Functions {
 pub struct Gpu {
     pub ctx: Arc<CudaContext>,
     pub stream: Arc<CudaStream>,
-    blas: CudaBlas,
+    pub(super) blas: CudaBlas,
     pub f: Functions,
     pub name: String,
     pub arch: String,
@@ -421,73 +421,6 @@ impl Gpu {
         let blocks = u32::try_from(blocks)
             .map_err(|_| Error::Cuda(format!("{n} elements exceed one launch")))?;
         self.launch(f, (blocks, 1, 1), T as u32, params)
-    }
-
-    /// `y[rows, out] = x[rows, inp] · Wᵀ` with f32 accumulation; `w` is
-    /// `[out, inp]` row-major (its `ld` is `inp`); `x` and `y` are
-    /// row-major or stored transposed (channel-major), see [`Mat`].
-    pub fn gemm(&self, rows: usize, out: usize, inp: usize, w: Mat, x: Mat, y: Mat) -> Result<()> {
-        debug_assert!(!w.transposed && w.ld == inp);
-        use blas_sys::cublasOperation_t::{CUBLAS_OP_N as N, CUBLAS_OP_T as T};
-        let (alpha, beta) = (1.0f32, 0.0f32);
-        let int = |v: usize| {
-            i32::try_from(v).map_err(|_| Error::Cuda(format!("GEMM dimension {v} too large")))
-        };
-        // cuBLAS is column-major. A row-major [r, c] matrix is a column-major
-        // [c, r] one and a transposed (channel-major) [r, c] matrix a
-        // column-major [r, c] one. Row-major y: yᵀ[out, rows] = W · xᵀ;
-        // transposed y: y[rows, out] = x · Wᵀ.
-        let (m, n, a, a_op, lda, b, b_op, ldb) = if y.transposed {
-            let x_op = if x.transposed { N } else { T };
-            (
-                rows,
-                out,
-                (x.ptr, x.dtype),
-                x_op,
-                x.ld,
-                (w.ptr, w.dtype),
-                N,
-                inp,
-            )
-        } else {
-            let x_op = if x.transposed { T } else { N };
-            (
-                out,
-                rows,
-                (w.ptr, w.dtype),
-                T,
-                inp,
-                (x.ptr, x.dtype),
-                x_op,
-                x.ld,
-            )
-        };
-        // SAFETY: pointers are live device buffers of the sizes the caller
-        // describes; alpha/beta are host f32 as COMPUTE_32F expects.
-        unsafe {
-            blas::gemm_ex(
-                *self.blas.handle(),
-                a_op,
-                b_op,
-                int(m)?,
-                int(n)?,
-                int(inp)?,
-                &alpha as *const f32 as *const _,
-                a.0 as *const _,
-                a.1.cuda(),
-                int(lda)?,
-                b.0 as *const _,
-                b.1.cuda(),
-                int(ldb)?,
-                &beta as *const f32 as *const _,
-                y.ptr as *mut _,
-                y.dtype.cuda(),
-                int(y.ld)?,
-                blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
-                blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-            )
-        }
-        .map_err(blas_err("cuBLAS GEMM"))
     }
 
     /// Bytes of device memory free now.

@@ -109,7 +109,9 @@ impl CudaBackend {
         let (di, xdw, ab) = (cfg.d_inner(), cfg.dt_rank + 2 * cfg.d_state, self.ab());
         let g = &self.gpu;
         let xd = |slot: usize| bufs.xd + (slot * xdw * st.ld * ab) as u64;
-        if g.f.conv_xproj.is_some() && di % 8 == 0 && passes.len() <= 2 {
+        if self.fused_xproj() {
+            // A mixer half has one or two directions (`XprojParams::dir`).
+            assert!(passes.len() <= 2, "conv_xproj takes at most two directions");
             let mut p = XprojParams {
                 x: bufs.xz,
                 ld: st.ld as i64,
@@ -133,6 +135,9 @@ impl CudaBackend {
             return g.timed("conv_xproj", || launch::xproj(g, p));
         }
         let rows = st.rows();
+        let u =
+            st.u.as_ref()
+                .expect("allocated where conv_xproj is not used");
         for (slot, pass) in passes.iter().enumerate() {
             let s = &layer.ssm[pass.ssm_index];
             let mut row0 = 0;
@@ -140,7 +145,7 @@ impl CudaBackend {
                 let seg = (rows - row0).min(st.useg);
                 let conv = ConvParams {
                     x: bufs.xz,
-                    u: st.u.ptr,
+                    u: u.ptr,
                     w: s.conv_w.ptr,
                     b: s.conv_b.as_ref().map_or(0, |b| b.ptr),
                     ld: st.ld as i64,
@@ -154,7 +159,7 @@ impl CudaBackend {
                 };
                 g.timed("conv", || launch::conv(g, conv))?;
                 g.timed("x_proj", || {
-                    let x = self.cols_at(st.u.ptr, st.ld_u);
+                    let x = self.cols_at(u.ptr, st.ld_u);
                     self.linear(
                         seg,
                         &s.x_proj,

@@ -96,8 +96,9 @@ pub struct CudaState {
     /// `[2di][ld]`: the gated output of each direction.
     y: Buf,
     /// `[di][ld_u]`: conv output of one segment of at most `useg` walk
-    /// rows.
-    u: Buf,
+    /// rows, for the unfused `x_proj` GEMM only (see
+    /// [`CudaBackend::fused_xproj`]).
+    u: Option<Buf>,
     useg: usize,
     ld_u: usize,
     /// General (untied or multiply) path only: a copy of the half's norm
@@ -176,6 +177,12 @@ impl CudaBackend {
         self.act.bytes()
     }
 
+    /// Whether conv + `x_proj` run as one kernel (kernels/xproj.cu): where
+    /// it is compiled (bf16, sm_80+) and `d_inner` is a multiple of 8.
+    fn fused_xproj(&self) -> bool {
+        self.gpu.f.conv_xproj.is_some() && self.cfg.d_inner() % 8 == 0
+    }
+
     /// The buffers of a pass; what they take per row is
     /// `crate::memory::PassMemory` (the `u` segment is in its reserve).
     fn alloc_state(&self, nseq: usize, seqlen: usize) -> Result<CudaState> {
@@ -203,7 +210,9 @@ impl CudaBackend {
             xz: g.alloc(2 * di * ld * ab)?,
             xd: g.alloc(2 * xdw * ld * ab)?,
             y: g.alloc(2 * di * ld * ab)?,
-            u: g.alloc(di * useg.next_multiple_of(8) * ab)?,
+            u: (!self.fused_xproj())
+                .then(|| g.alloc(di * useg.next_multiple_of(8) * ab))
+                .transpose()?,
             useg,
             ld_u: useg.next_multiple_of(8),
             xin: general.then(|| g.alloc(rows * d * ab)).transpose()?,
