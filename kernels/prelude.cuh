@@ -1,5 +1,5 @@
 // Shared by every kernel: prepended to each .cu by the Rust side
-// (crates/strand-core/src/backend/cuda/kernels.rs), after the defines it
+// (crates/strand-core/src/backend/cuda/kernels/), after the defines it
 // chooses per model:
 //
 //   ACT_BF16  1: activations between kernels and GEMMs are bf16 (stored as
@@ -9,7 +9,7 @@
 //
 // No CUDA headers: NVRTC on a bare driver machine has no include path.
 // Every params struct here is mirrored field for field by a #[repr(C)]
-// struct in kernels.rs; pointers are 64-bit on both sides.
+// struct in kernels/mod.rs; pointers are 64-bit on both sides.
 
 typedef unsigned int u32;
 typedef unsigned short u16;

@@ -33,7 +33,7 @@
 //   y     = (D*u + sum_n C_n * h_n) * silu(z)
 
 // SLICE, the steps per lane (8, 16 or 32), is set by the host to fit the
-// GPU's shared memory (kernels.rs, Defines::fit_shared): longer slices
+// GPU's shared memory (kernels/mod.rs, Defines::fit_shared): longer slices
 // spread the per-state shuffle scan over more updates.
 #ifndef SLICE
 #define SLICE 16
@@ -44,7 +44,7 @@
 // The host compiles this file a second time, in a namespace, as
 // `ssm_scan_wide` (SSM_ENTRY; SLICE 16, two blocks per SM at 128
 // registers) for launches with more blocks than SMs: twice the warps per
-// scheduler hide more latency than the shorter slices cost (kernels.rs).
+// scheduler hide more latency than the shorter slices cost (kernels/mod.rs).
 #ifndef SSM_MINB
 #define SSM_MINB 1
 #endif

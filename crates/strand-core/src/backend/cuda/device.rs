@@ -407,7 +407,7 @@ impl Gpu {
         let mut args = self.stream.launch_builder(f);
         args.arg(&params);
         // SAFETY: every kernel takes exactly one params struct, which
-        // mirrors `P` (checked by kernels.rs's layout test); the pointers
+        // mirrors `P` (checked by the layout test in kernels/tests.rs); the pointers
         // in it are live device buffers sized by the caller.
         unsafe { args.launch(cfg) }
             .map(|_| ())
