@@ -41,12 +41,153 @@ struct NormParams {
     int _pad;
 };
 
+// 8 consecutive values as f32 (act_t or f32 storage), and back.
+__device__ __forceinline__ void nv_load(const act_t *p, float (&v)[8]) {
+#if ACT_BF16
+    const uint4 q = *reinterpret_cast<const uint4 *>(p);
+    const u32 w[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        v[2 * e] = __uint_as_float(w[e] << 16);
+        v[2 * e + 1] = __uint_as_float(w[e] & 0xffff0000u);
+    }
+#else
+    const float4 a = reinterpret_cast<const float4 *>(p)[0], b = reinterpret_cast<const float4 *>(p)[1];
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+#endif
+}
+__device__ __forceinline__ void nv_loadf(const float *p, float (&v)[8]) {
+    const float4 a = reinterpret_cast<const float4 *>(p)[0], b = reinterpret_cast<const float4 *>(p)[1];
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+}
+__device__ __forceinline__ void nv_storef(float *p, const float (&v)[8]) {
+    reinterpret_cast<float4 *>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+    reinterpret_cast<float4 *>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+}
+__device__ __forceinline__ void nv_store(act_t *p, const float (&v)[8]) {
+#if ACT_BF16
+    *reinterpret_cast<uint4 *>(p) =
+        make_uint4(to_act2(v[0], v[1]), to_act2(v[2], v[3]), to_act2(v[4], v[5]), to_act2(v[6], v[7]));
+#else
+    nv_storef(p, v);
+#endif
+}
+
+// Rows whose halves are whole 16-byte runs per lane (d a multiple of 8, at
+// most NV_CH runs of 8 per lane and half): every value is loaded once into
+// registers, the statistics taken from them, and the output written from
+// them. A flipped half's lane writes the mirrored run of the output (its
+// values reversed), so no value crosses lanes.
+#define NV_CH 2
+template <bool FINAL>
+__device__ void add_norm_vec(const NormParams &p, int row, int lane) {
+    const int d = p.d, halves = p.halves, width = d * halves;
+    act_t *h = p.hidden + (i64)row * width;
+    float *r = p.residual + (i64)row * width;
+    float x[2][NV_CH][8];
+    float sum[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int c = 0; c < NV_CH; c++) {
+        const int j0 = (c * 32 + lane) * 8;
+        if (j0 >= d) break;
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            if (hh >= halves) break;
+            float v[8];
+            nv_load(h + hh * d + j0, v);
+            if (!p.first) {
+                float q[8];
+                nv_loadf(r + hh * d + j0, q);
+#pragma unroll
+                for (int e = 0; e < 8; e++) v[e] += q[e];
+            }
+#pragma unroll
+            for (int e = 0; e < 8; e++) x[hh][c][e] = v[e];
+        }
+        if (halves == 2 && p.swap) {
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                const float t = x[0][c][e];
+                x[0][c][e] = x[1][c][e];
+                x[1][c][e] = t;
+            }
+        }
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            if (hh >= halves) break;
+            nv_storef(r + hh * d + j0, x[hh][c]);
+#pragma unroll
+            for (int e = 0; e < 8; e++) sum[hh] += x[hh][c][e];
+        }
+    }
+    float mean[2] = {0.0f, 0.0f}, sq[2] = {0.0f, 0.0f};
+    if (p.b) {
+        mean[0] = warp_sum(sum[0]) / d;
+        mean[1] = warp_sum(sum[1]) / d;
+    }
+#pragma unroll
+    for (int c = 0; c < NV_CH; c++) {
+        if ((c * 32 + lane) * 8 >= d) break;
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++)
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                const float t = x[hh][c][e] - mean[hh];
+                sq[hh] += hh < halves ? t * t : 0.0f;
+            }
+    }
+    const float rstd[2] = {rsqrtf(warp_sum(sq[0]) / d + p.eps), rsqrtf(warp_sum(sq[1]) / d + p.eps)};
+#pragma unroll
+    for (int c = 0; c < NV_CH; c++) {
+        const int j0 = (c * 32 + lane) * 8;
+        if (j0 >= d) break;
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            if (hh >= halves) break;
+            const int flip = hh ? p.flip1 : FLIP_NONE;
+            // FLIP_INPUT: out[d-1-m] = norm(x[m]) * w[d-1-m]: this lane's
+            // run m = j0.. lands at outputs d-8-j0 .. d-1-j0, reversed.
+            // FLIP_WEIGHT: out[j] = norm(x[j]) * w[d-1-j].
+            const int o0 = flip == FLIP_INPUT ? d - 8 - j0 : j0;
+            const int w0 = flip == FLIP_NONE ? j0 : d - 8 - j0;
+            float wv[8], bv[8];
+            nv_loadf(p.w + w0, wv);
+            if (p.b) {
+                nv_loadf(p.b + w0, bv);
+            } else {
+#pragma unroll
+                for (int e = 0; e < 8; e++) bv[e] = 0.0f;
+            }
+            float v[8];
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                // Output o0+e: from x[j0+e] (no flip or FLIP_WEIGHT) or
+                // x[j0+7-e] (FLIP_INPUT); weight w0+e (no flip, FLIP_INPUT
+                // reversed into o0's order) or w0+7-e (FLIP_WEIGHT).
+                // (Values selected, not indices: a runtime index into a
+                // register array would put it in local memory.)
+                const float xv = flip == FLIP_INPUT ? x[hh][c][7 - e] : x[hh][c][e];
+                const bool rw = flip == FLIP_WEIGHT;
+                v[e] = (xv - mean[hh]) * rstd[hh] * (rw ? wv[7 - e] : wv[e]) + (rw ? bv[7 - e] : bv[e]);
+            }
+            if (FINAL)
+                nv_storef(p.out + (i64)row * width + hh * d + o0, v);
+            else
+                nv_store(h + hh * d + o0, v);
+        }
+    }
+}
+
 template <bool FINAL>
 __device__ void add_norm(const NormParams &p) {
     int row = (int)(((i64)blockIdx.x * blockDim.x + threadIdx.x) >> 5);
     int lane = threadIdx.x & 31;
     if (row >= p.rows) return;
     int d = p.d, width = d * p.halves;
+    if (d % 8 == 0 && d <= NV_CH * 256) {
+        add_norm_vec<FINAL>(p, row, lane);
+        return;
+    }
     act_t *h = p.hidden + (i64)row * width;
     float *r = p.residual + (i64)row * width;
 
