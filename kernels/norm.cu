@@ -43,18 +43,9 @@ struct NormParams {
 
 // 8 consecutive values as f32 (act_t or f32 storage), and back.
 __device__ __forceinline__ void nv_load(const act_t *p, float (&v)[8]) {
-#if ACT_BF16
-    const uint4 q = *reinterpret_cast<const uint4 *>(p);
-    const u32 w[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
-    for (int e = 0; e < 4; e++) {
-        v[2 * e] = __uint_as_float(w[e] << 16);
-        v[2 * e + 1] = __uint_as_float(w[e] & 0xffff0000u);
-    }
-#else
-    const float4 a = reinterpret_cast<const float4 *>(p)[0], b = reinterpret_cast<const float4 *>(p)[1];
-    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
-#endif
+    for (int k = 0; k < 8 / ACT_PER16; k++)
+        act_unpack16(reinterpret_cast<const uint4 *>(p)[k], v + k * ACT_PER16);
 }
 __device__ __forceinline__ void nv_loadf(const float *p, float (&v)[8]) {
     const float4 a = reinterpret_cast<const float4 *>(p)[0], b = reinterpret_cast<const float4 *>(p)[1];

@@ -45,6 +45,39 @@ __device__ __forceinline__ float act_ld(const act_t *p) { return *p; }
 __device__ __forceinline__ act_t to_act(float v) { return v; }
 #endif
 
+// Elements of act_t per 16 bytes, and those 16 bytes (one vector load)
+// as f32.
+#define ACT_PER16 (16 / (int)sizeof(act_t))
+__device__ __forceinline__ void act_unpack16(const uint4 q, float *v) {
+    const u32 w[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+#if ACT_BF16
+        v[2 * e] = __uint_as_float(w[e] << 16);
+        v[2 * e + 1] = __uint_as_float(w[e] & 0xffff0000u);
+#else
+        v[e] = __uint_as_float(w[e]);
+#endif
+    }
+}
+
+// A shared-memory pointer as the 32-bit address that ldmatrix, ld.shared
+// and cp.async take.
+__device__ __forceinline__ u32 smem_addr(const void *p) {
+    u64 a;
+    asm("cvta.to.shared.u64 %0, %1;" : "=l"(a) : "l"(p));
+    return (u32)a;
+}
+
+// Asynchronous global -> shared copies (sm_80+; completed by the caller's
+// cp.async.commit_group / wait_group).
+__device__ __forceinline__ void cp_async16(u32 dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src));
+}
+__device__ __forceinline__ void cp_async4(u32 dst, const void *src) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(dst), "l"(src));
+}
+
 // The MUFU unit's base-2 exponential and logarithm: one instruction each,
 // relative error about 2^-22, subnormal results flushed to zero (a decay
 // below 1e-38 is zero for every purpose here).

@@ -64,7 +64,7 @@
 #endif
 #define DT_KCH ((DTRANK + 15) / 16)
 // Elements of act_t per 16-byte chunk, chunks per lane slice.
-#define EPC (16 / (int)sizeof(act_t))
+#define EPC ACT_PER16
 #define CPS (SLICE / EPC)
 
 struct SsmJob {
@@ -97,12 +97,6 @@ struct SsmParams {
     int _pad;
 };
 
-__device__ __forceinline__ u32 ssm_smem_addr(const void *p) {
-    u64 a;
-    asm("cvta.to.shared.u64 %0, %1;" : "=l"(a) : "l"(p));
-    return (u32)a;
-}
-
 // Shared-memory position of walk step j (0..TILE) of a staged column.
 // Lanes read their slice chunk by chunk; the chunks of a slice are stored
 // XOR-swizzled so that 8 consecutive lanes reading "their chunk k" hit 8
@@ -115,27 +109,13 @@ __device__ __forceinline__ int ssm_idx(int j) {
     return s * SLICE + (((w / EPC) ^ ssm_swz(s)) * EPC) + w % EPC;
 }
 
-// The EPC values of a 16-byte chunk of act_t, as f32.
-__device__ __forceinline__ void ssm_unpack(const uint4 q, float *v) {
-    const u32 w[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-    for (int e = 0; e < 4; e++) {
-#if ACT_BF16
-        v[2 * e] = __uint_as_float(w[e] << 16);
-        v[2 * e + 1] = __uint_as_float(w[e] & 0xffff0000u);
-#else
-        v[e] = __uint_as_float(w[e]);
-#endif
-    }
-}
-
 // The lane's SLICE values of one staged column, as f32.
 __device__ __forceinline__ void ssm_slice(const act_t *col, int lane, float v[SLICE]) {
     const act_t *base = col + lane * SLICE;
     const int sw = ssm_swz(lane);
 #pragma unroll
     for (int k = 0; k < CPS; k++)
-        ssm_unpack(*reinterpret_cast<const uint4 *>(base + ((k ^ sw) * EPC)), v + k * EPC);
+        act_unpack16(*reinterpret_cast<const uint4 *>(base + ((k ^ sw) * EPC)), v + k * EPC);
 }
 
 #if DT_MMA
@@ -166,7 +146,7 @@ __device__ __forceinline__ void ssm_deltas(const act_t *buf, const u32 (&wb)[DT_
     // k = l % 8 (+8 for matrices 2, 3) of the 8-step chunk m0 (+8 for
     // matrices 1, 3); chunks are whole 16-byte units of the swizzle.
     const int lk = (lane & 7) + ((lane >> 4) << 3), lm = ((lane >> 3) & 1) << 3;
-    const u32 abase = ssm_smem_addr(buf + lk * TILE);
+    const u32 abase = smem_addr(buf + lk * TILE);
 #endif
     for (int mb = warp; mb < TILE / 16; mb += SSM_WARPS) {
         const int m0 = mb * 16;
@@ -228,10 +208,10 @@ __device__ __forceinline__ void ssm_stage(const act_t *xd, i64 ld, i64 row0, int
         const int kk = tid % PER_COL;
         int col = tid / PER_COL;
         const act_t *src = xd + col * ld + row0 + kk * EPC;
-        u32 dst = ssm_smem_addr(buf + col * TILE + ssm_idx(kk * EPC));
+        u32 dst = smem_addr(buf + col * TILE + ssm_idx(kk * EPC));
 #pragma unroll 4
         for (; col < XDW; col += COLS) {
-            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src));
+            cp_async16(dst, src);
             src += COLS * ld;
             dst += COLS * TILE * (int)sizeof(act_t);
         }
@@ -254,7 +234,7 @@ __device__ __forceinline__ void ssm_row(const act_t *row, int seqlen, int revers
         const uint4 *p = reinterpret_cast<const uint4 *>(row + first);
         float m[SLICE];
 #pragma unroll
-        for (int k = 0; k < CPS; k++) ssm_unpack(p[k], m + k * EPC);
+        for (int k = 0; k < CPS; k++) act_unpack16(p[k], m + k * EPC);
 #pragma unroll
         for (int i = 0; i < SLICE; i++) v[i] = reverse ? m[SLICE - 1 - i] : m[i];
     } else {
@@ -292,7 +272,7 @@ __device__ __forceinline__ void ssm_delta_slice(const SsmLane &ln, float (&d)[SL
     const int sw = (ln.lane / (8 / FCPS)) & (FCPS - 1);
 #pragma unroll
     for (int k = 0; k < FCPS; k++) {
-        const u32 a = ssm_smem_addr(ln.dlane + ((k ^ sw) * FPC));
+        const u32 a = smem_addr(ln.dlane + ((k ^ sw) * FPC));
         asm volatile("ld.shared.v4.f32 {%0,%1,%2,%3}, [%4];"
                      : "=f"(d[4 * k]), "=f"(d[4 * k + 1]), "=f"(d[4 * k + 2]), "=f"(d[4 * k + 3])
                      : "r"(a));
@@ -308,7 +288,7 @@ __device__ __forceinline__ void ssm_delta_slice(const SsmLane &ln, float (&d)[SL
 // The lane's slice of state n's B or C column, chunk k, as f32.
 __device__ __forceinline__ void ssm_chunk(const SsmLane &ln, int col, int k, float (&v)[EPC]) {
     const act_t *base = ln.buf + col * TILE + ln.lane * SLICE;
-    ssm_unpack(*reinterpret_cast<const uint4 *>(base + ((k ^ ssm_swz(ln.lane)) * EPC)), v);
+    act_unpack16(*reinterpret_cast<const uint4 *>(base + ((k ^ ssm_swz(ln.lane)) * EPC)), v);
 }
 
 // One step of the state pipeline, both halves in one loop over the

@@ -68,20 +68,6 @@ struct XprojParams {
 #define CX_SMEM_MAIN (2 * CX_STAGE + CX_US)
 #define CX_SMEM ((CX_SMEM_MAIN > CX_OS ? CX_SMEM_MAIN : CX_OS) * 2) // bytes
 
-__device__ __forceinline__ u32 cx_smem_addr(const void *ptr) {
-    u64 a;
-    asm("cvta.to.shared.u64 %0, %1;" : "=l"(a) : "l"(ptr));
-    return (u32)a;
-}
-
-__device__ __forceinline__ void cx_cp16(void *dst, const void *src) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(cx_smem_addr(dst)), "l"(src));
-}
-
-__device__ __forceinline__ void cx_cp4(void *dst, const void *src) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(cx_smem_addr(dst)), "l"(src));
-}
-
 // Stages chunk c0's inputs into buffer `st`; zero where a channel is past
 // di, a position outside the sequence, or a weight row past XDW (so they
 // add nothing). A thread copies the same pieces of every chunk: the two
@@ -108,7 +94,7 @@ __device__ __forceinline__ void cx_stage(const XprojParams &p, const XprojDir &D
             const int a = p0 - CX_HALO + 8 * j;
             act_t *dst = xs + 8 * j;
             if (row_ok && a >= 0 && a + 8 <= L) {
-                cx_cp16(dst, xr + a);
+                cp_async16(smem_addr(dst), xr + a);
             } else {
                 for (int e = 0; e < 8; e++) dst[e] = c < p.di && a + e >= 0 && a + e < L ? xr[a + e] : (act_t)0;
             }
@@ -123,7 +109,7 @@ __device__ __forceinline__ void cx_stage(const XprojParams &p, const XprojDir &D
         act_t *dst = st + CX_XS + (d * CX_NT * 8 + n) * CX_KP + k8;
         // di is a multiple of 8 (host): a run of 8 is in or out whole.
         if (n < XDW_P && c0 + k8 < p.di)
-            cx_cp16(dst, (d ? D1.w : D0.w) + (i64)n * p.di + c0 + k8);
+            cp_async16(smem_addr(dst), (d ? D1.w : D0.w) + (i64)n * p.di + c0 + k8);
         else
             *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
     }
@@ -140,7 +126,7 @@ __device__ __forceinline__ void cx_stage(const XprojParams &p, const XprojDir &D
         const float *src = w ? cw + c0 * KCONV + e0 : cb + c0 + e0;
         const int lim = w ? (p.di - c0) * KCONV : p.di - c0;
         if ((w || cb) && e0 + 4 <= lim) {
-            cx_cp16(dst, src);
+            cp_async16(smem_addr(dst), src);
         } else {
             for (int e = 0; e < 4; e++) dst[e] = (w || cb) && e0 + e < lim ? src[e] : 0.0f;
         }
@@ -198,7 +184,7 @@ extern "C" __global__ void __launch_bounds__(CX_THREADS, 2) conv_xproj(XprojPara
     const int bn = (lane & 7) + ((lane >> 4) << 3), bk = ((lane >> 3) & 1) << 3;
     // Byte addresses in shared memory, computed once: constant offsets per
     // direction, k step and n tile are added at the ldmatrix.
-    const u32 s0 = cx_smem_addr(smem);
+    const u32 s0 = smem_addr(smem);
     const u32 a_addr = s0 + 2 * (2 * CX_STAGE + lk * CX_LD + warp * 16 + lm);
     const u32 b_off = 2 * (CX_XS + bn * CX_KP + bk);
     float acc[2][CX_NT][4];
@@ -228,15 +214,7 @@ extern "C" __global__ void __launch_bounds__(CX_THREADS, 2) conv_xproj(XprojPara
                 float m[8 * V];
                 const act_t *row = st + cl * CX_XW + pr;
 #pragma unroll
-                for (int k = 0; k < V; k++) {
-                    const uint4 q8 = *reinterpret_cast<const uint4 *>(row + 8 * k);
-                    const u32 wq[4] = {q8.x, q8.y, q8.z, q8.w};
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        m[8 * k + 2 * e] = __uint_as_float(wq[e] << 16);
-                        m[8 * k + 2 * e + 1] = __uint_as_float(wq[e] & 0xffff0000u);
-                    }
-                }
+                for (int k = 0; k < V; k++) act_unpack16(*reinterpret_cast<const uint4 *>(row + 8 * k), m + 8 * k);
 #pragma unroll
                 for (int j = 0; j < CX_RUN + 2 * (KCONV - 1); j++) v[j] = m[CX_HALO - (KCONV - 1) + j];
             }

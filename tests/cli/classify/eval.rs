@@ -42,15 +42,7 @@ fn eval_writes_metrics_confusion_and_plot() {
     assert!(res.stdout.is_empty());
     assert!(res.stderr.contains("accuracy"), "{}", res.stderr);
 
-    let preds = Table::parse(
-        &classify("predict")
-            .args(["-m", &m])
-            .arg_seq()
-            .run()
-            .ok()
-            .stdout,
-    )
-    .column("pred");
+    let preds = Table::parse(&predicted(&m, &[])).column("pred");
     let right = preds.iter().zip(truth).filter(|(p, t)| *p == t).count();
     assert!(
         right > 0 && right < ids.len(),

@@ -138,6 +138,18 @@ impl Cmd {
     }
 }
 
+/// Standard output of `strand-classify predict -m model ARGS` on the
+/// fixture sequences (which must succeed).
+fn predicted(model: &str, args: &[&str]) -> Vec<u8> {
+    classify("predict")
+        .args(["-m", model])
+        .args(args)
+        .arg_seq()
+        .run()
+        .ok()
+        .stdout
+}
+
 #[test]
 fn predict_matches_reference_ps() {
     predict_matches("ps-tiny", &[], "class_logits");
@@ -158,35 +170,15 @@ fn predict_conjoin_matches_reference_ph() {
 #[test]
 fn predict_conjoin_changes_nothing_for_ps() {
     let m = model("ps-tiny-cls");
-    let plain = classify("predict").args(["-m", &m]).arg_seq().run().ok();
-    let conj = classify("predict")
-        .args(["-m", &m, "--conjoin"])
-        .arg_seq()
-        .run()
-        .ok();
-    assert_eq!(plain.stdout, conj.stdout);
+    assert_eq!(predicted(&m, &[]), predicted(&m, &["--conjoin"]));
 }
 
 #[test]
 fn predict_probabilities_are_the_softmax_of_the_logits() {
     for family in ["ps-tiny-cls", "ph-tiny-cls"] {
         let m = model(family);
-        let probs = Table::parse(
-            &classify("predict")
-                .args(["-m", &m])
-                .arg_seq()
-                .run()
-                .ok()
-                .stdout,
-        );
-        let logits = Table::parse(
-            &classify("predict")
-                .args(["-m", &m, "--logits"])
-                .arg_seq()
-                .run()
-                .ok()
-                .stdout,
-        );
+        let probs = Table::parse(&predicted(&m, &[]));
+        let logits = Table::parse(&predicted(&m, &["--logits"]));
         assert_eq!(probs.column("pred"), logits.column("pred"), "{family}");
         for (p, l) in probs
             .values(&FIXTURE_LABELS)
@@ -217,12 +209,7 @@ fn predict_probabilities_are_the_softmax_of_the_logits() {
 fn predict_input_routes_and_shards() {
     let dir = tempdir();
     let m = model("ps-tiny-cls");
-    let plain = classify("predict")
-        .args(["-m", &m])
-        .arg_seq()
-        .run()
-        .ok()
-        .stdout;
+    let plain = predicted(&m, &[]);
     let fasta = std::fs::read(root().join(sequences())).expect("read sequences.fa");
     let stdin = classify("predict")
         .args(["-m", &m, "-"])

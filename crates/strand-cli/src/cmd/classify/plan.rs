@@ -152,6 +152,25 @@ pub fn predict(args: &predict::Settings, format: Format) -> Result<()> {
     r.print(format)
 }
 
+/// `train` and `eval`: records run one at a time, so the longest decides
+/// the pass (the default window where the lengths are not known).
+fn one_at_a_time(
+    r: &mut Report,
+    target: &Target,
+    feed: &FeedArgs,
+    found: &Lengths,
+) -> (Option<Passes>, u64) {
+    let p = found
+        .lengths
+        .as_ref()
+        .map(|l| passes(target, feed, l, None));
+    let longest = p
+        .as_ref()
+        .map_or(crate::args::DEFAULT_WINDOW, |p| p.longest);
+    report(r, target, found, p.as_ref(), longest);
+    (p, longest)
+}
+
 /// The plan of `strand-classify train`.
 pub fn train(args: &train::Settings, format: Format) -> Result<()> {
     let target = Target::resolve(&args.model)?;
@@ -169,14 +188,7 @@ pub fn train(args: &train::Settings, format: Format) -> Result<()> {
             _ => None,
         };
     }
-    let p = found
-        .lengths
-        .as_ref()
-        .map(|l| passes(&target, &args.feed, l, None));
-    let longest = p
-        .as_ref()
-        .map_or(crate::args::DEFAULT_WINDOW, |p| p.longest);
-    report(&mut r, &target, &found, p.as_ref(), longest);
+    let (p, longest) = one_at_a_time(&mut r, &target, &args.feed, &found);
     r.count(
         "fits",
         (args.lambdas.len() * args.folds + 1) as u64,
@@ -212,14 +224,7 @@ pub fn eval(args: &eval::Settings, format: Format) -> Result<()> {
     let mut r = Report::new(PROG);
     target.describe(&mut r);
     let found = inputs::of_file(&args.data)?;
-    let p = found
-        .lengths
-        .as_ref()
-        .map(|l| passes(&target, &args.feed, l, None));
-    let longest = p
-        .as_ref()
-        .map_or(crate::args::DEFAULT_WINDOW, |p| p.longest);
-    report(&mut r, &target, &found, p.as_ref(), longest);
+    let (p, longest) = one_at_a_time(&mut r, &target, &args.feed, &found);
     let mut outs = vec![shown(&args.output)];
     outs.extend(args.confusion.iter().map(|p| p.display().to_string()));
     outs.extend(args.plot.iter().map(|p| p.display().to_string()));

@@ -101,7 +101,7 @@ impl CudaBackend {
     fn conv_xproj(
         &self,
         layer: &DLayer,
-        passes: &[&ScanPass],
+        passes: &[ScanPass],
         bufs: HalfBufs,
         st: &CudaState,
     ) -> Result<()> {
@@ -252,8 +252,7 @@ impl CudaBackend {
         let h_col = st.hidden.at(col * self.ab());
         let lin = dev.twin(host, plan.passes[0].in_proj);
         self.in_proj(lin, h_col, self.cfg.width(), bufs.xz, st)?;
-        let passes: Vec<&ScanPass> = plan.passes.iter().collect();
-        self.conv_xproj(dev, &passes, bufs, st)?;
+        self.conv_xproj(dev, &plan.passes, bufs, st)?;
         Ok(plan
             .passes
             .iter()
@@ -345,7 +344,7 @@ impl CudaBackend {
         )?;
         for (i, p) in plan.passes.iter().enumerate() {
             self.in_proj(dev.twin(host, p.in_proj), xin.ptr, d, bufs.xz, st)?;
-            self.conv_xproj(dev, &[p], bufs, st)?;
+            self.conv_xproj(dev, std::slice::from_ref(p), bufs, st)?;
             let job = self.scan_job(dev, p, 0, bufs, st);
             self.scan(&[job], st)?;
             let out = dev.twin(host, p.out_proj);

@@ -19,18 +19,19 @@ fn toy(n: usize, d: usize, k: usize, seed: u64) -> (Vec<f64>, Vec<usize>) {
     (x, y)
 }
 
+/// [`toy`] in the fitted basis: coordinates `z`, labels and the basis
+/// dimension.
+fn toy_z(n: usize, d: usize, k: usize, seed: u64) -> (Vec<f64>, Vec<usize>, usize) {
+    let (x, y) = toy(n, d, k, seed);
+    let basis = Basis::fit(&x, d);
+    (basis.apply_all(&x), y, basis.dim())
+}
+
 #[test]
 fn gradient_matches_finite_differences() {
     let (d, k) = (5, 3);
-    let (x, y) = toy(40, d, k, 1);
-    let basis = Basis::fit(&x, d);
-    let z = basis.apply_all(&x);
-    let data = Data {
-        z: &z,
-        y: &y,
-        p: basis.dim(),
-        k,
-    };
+    let (z, y, p) = toy_z(40, d, k, 1);
+    let data = Data { z: &z, y: &y, p, k };
     let mut rng = Rng::new(2);
     let v: Vec<f64> = (0..k * data.p).map(|_| 0.5 * rng.normal()).collect();
     let mut g = vec![0.0; v.len()];
@@ -178,15 +179,8 @@ fn constant_mean_component_acts_as_an_exact_intercept() {
 #[test]
 fn fit_reaches_the_optimum_and_learns() {
     let (d, k) = (5, 3);
-    let (x, y) = toy(300, d, k, 7);
-    let basis = Basis::fit(&x, d);
-    let z = basis.apply_all(&x);
-    let data = Data {
-        z: &z,
-        y: &y,
-        p: basis.dim(),
-        k,
-    };
+    let (z, y, p) = toy_z(300, d, k, 7);
+    let data = Data { z: &z, y: &y, p, k };
     let fitted = fit(&data, 1e-3, None);
     assert!(fitted.converged, "{} iterations", fitted.iterations);
     let mut g = vec![0.0; fitted.v.len()];
