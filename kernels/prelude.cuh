@@ -111,17 +111,20 @@ __device__ __forceinline__ float silu(float x) {
 }
 #endif
 
-// The reference's softplus: log(1 + e^x), and x itself above 20. For
-// t = e^x < 1/16, log1p(t) by its series (error below t^6/6, under 2e-7
-// relative); above, log2(1 + t) * ln 2. Two MUFU ops, no division, and no
-// branches: both forms are computed and one is selected, so a warp whose
-// lanes disagree does not run both paths one after the other.
+// The reference's softplus, log(1 + e^x) (x itself above 20), as
+// max(x, 0) + log1p(t) with t = e^-|x| in (0, 1]: log1p(t) by its series
+// below t = 1/16 (error under t^6/6, 2e-7 relative), else log2(1 + t) *
+// ln 2; both in log2 units, so one FMA scales and adds. Above x = 20,
+// t < 2e-9 and the sum is x to the last bit, as the reference's
+// threshold makes it. Two MUFU ops, no division; both forms are computed
+// and one is selected, so lanes that disagree do not diverge.
 __device__ __forceinline__ float softplus(float x) {
-    const float t = ex2(fminf(x, 20.0f) * LOG2E);
-    const float series = t * (1.0f - t * (0.5f - t * (1.0f / 3.0f - t * (0.25f - t * 0.2f))));
-    const float logs = lg2(1.0f + t) * LN2;
-    const float r = t < 0.0625f ? series : logs;
-    return x > 20.0f ? x : r;
+    const float t = ex2(-fabsf(x) * LOG2E);
+    // log2(1 + t) = log2(e) * (t - t^2/2 + t^3/3 - t^4/4 + t^5/5 - ...)
+    const float series =
+        t * (LOG2E - t * (LOG2E / 2.0f - t * (LOG2E / 3.0f - t * (LOG2E / 4.0f - t * (LOG2E / 5.0f)))));
+    const float l2 = t < 0.0625f ? series : lg2(1.0f + t);
+    return fmaf(l2, LN2, fmaxf(x, 0.0f));
 }
 
 __device__ __forceinline__ float warp_sum(float v) {

@@ -49,6 +49,9 @@
 #define SSM_MINB 1
 #endif
 #define SSM_WARPS 8
+#ifndef SSM_PREFETCH
+#define SSM_PREFETCH 1
+#endif
 #define SSM_THREADS (SSM_WARPS * 32)
 #define XDW (DTRANK + 2 * NSTATE)
 // bf16 on sm_80+: dt_proj of a tile is tensor-core work (one m16n8k16 mma
@@ -148,46 +151,57 @@ __device__ __forceinline__ void ssm_deltas(const act_t *buf, const u32 (&wb)[DT_
     const int lk = (lane & 7) + ((lane >> 4) << 3), lm = ((lane >> 3) & 1) << 3;
     const u32 abase = smem_addr(buf + lk * TILE);
 #endif
-    for (int mb = warp; mb < TILE / 16; mb += SSM_WARPS) {
-        const int m0 = mb * 16;
-        float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    // Two 16-step blocks per pass: both blocks' fragments are loaded
+    // before either mma, so the second load's latency hides behind the
+    // first (the asm statements keep their order).
+    static_assert((TILE / 16) % (2 * SSM_WARPS) == 0, "whole pairs of step blocks per warp");
+    for (int mb = warp; mb < TILE / 16; mb += 2 * SSM_WARPS) {
+        float d[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
 #pragma unroll
         for (int kc = 0; kc < DT_KCH; kc++) {
-            u32 a[4];
+            u32 a[2][4];
+#pragma unroll
+            for (int b = 0; b < 2; b++) {
+                const int m0 = (mb + b * SSM_WARPS) * 16;
 #if DTRANK % 16 == 0
-            const u32 addr = abase + (u32)((kc * 16 * TILE + ssm_idx(m0 + lm)) * (int)sizeof(act_t));
-            asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
-                         : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
-                         : "r"(addr));
+                const u32 addr = abase + (u32)((kc * 16 * TILE + ssm_idx(m0 + lm)) * (int)sizeof(act_t));
+                asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                             : "=r"(a[b][0]), "=r"(a[b][1]), "=r"(a[b][2]), "=r"(a[b][3])
+                             : "r"(addr));
 #else
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                // a0: (g, 2q..), a1: (g+8, 2q..), a2: (g, 2q+8..), a3: (g+8, 2q+8..)
-                const int m = m0 + g + (i & 1) * 8;
-                const int k = kc * 16 + 2 * q + (i >> 1) * 8;
-                const act_t lo = k < DTRANK ? buf[k * TILE + ssm_idx(m)] : (act_t)0;
-                const act_t hi = k + 1 < DTRANK ? buf[(k + 1) * TILE + ssm_idx(m)] : (act_t)0;
-                a[i] = ssm_pack(lo, hi);
-            }
+                for (int i = 0; i < 4; i++) {
+                    // a0: (g, 2q..), a1: (g+8, 2q..), a2: (g, 2q+8..), a3: (g+8, 2q+8..)
+                    const int m = m0 + g + (i & 1) * 8;
+                    const int k = kc * 16 + 2 * q + (i >> 1) * 8;
+                    const act_t lo = k < DTRANK ? buf[k * TILE + ssm_idx(m)] : (act_t)0;
+                    const act_t hi = k + 1 < DTRANK ? buf[(k + 1) * TILE + ssm_idx(m)] : (act_t)0;
+                    a[b][i] = ssm_pack(lo, hi);
+                }
 #endif
-            asm volatile(
-                "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
-                "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(wb[kc][0]), "r"(wb[kc][1]));
+            }
+#pragma unroll
+            for (int b = 0; b < 2; b++)
+                asm volatile(
+                    "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+                    "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                    : "+f"(d[b][0]), "+f"(d[b][1]), "+f"(d[b][2]), "+f"(d[b][3])
+                    : "r"(a[b][0]), "r"(a[b][1]), "r"(a[b][2]), "r"(a[b][3]), "r"(wb[kc][0]), "r"(wb[kc][1]));
         }
         // d0: (step g, channel 2q), d1: (g, 2q+1), d2: (g+8, 2q), d3: (g+8, 2q+1)
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int m = m0 + g + h * 8;
-            float *o = drow + 2 * q * TILE + ssm_fidx(m);
-            // Computed, then selected: a branch per value cost more than
-            // the softplus of the (zero-padded) steps past the end.
-            const bool in = m < n;
-            const float s0 = softplus(d[2 * h] + bias[0]), s1 = softplus(d[2 * h + 1] + bias[1]);
-            o[0] = in ? s0 : 0.0f;
-            o[TILE] = in ? s1 : 0.0f;
-        }
+        for (int b = 0; b < 2; b++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int m = (mb + b * SSM_WARPS) * 16 + g + h * 8;
+                float *o = drow + 2 * q * TILE + ssm_fidx(m);
+                // Computed, then selected: a branch per value cost more than
+                // the softplus of the (zero-padded) steps past the end.
+                const bool in = m < n;
+                const float s0 = softplus(d[b][2 * h] + bias[0]), s1 = softplus(d[b][2 * h + 1] + bias[1]);
+                o[0] = in ? s0 : 0.0f;
+                o[TILE] = in ? s1 : 0.0f;
+            }
     }
 }
 #endif
@@ -450,6 +464,19 @@ extern "C" __global__ void __launch_bounds__(SSM_THREADS, SSM_MINB) SSM_ENTRY(Ss
             asm volatile("cp.async.wait_group 0;" ::: "memory");
         }
         __syncthreads();
+#if SSM_PREFETCH
+        if (t + 1 < ntiles) {
+            // The next tile's x and z slices into L2: their loads, at the
+            // start and end of that tile, are otherwise the kernel's
+            // longest waits (docs/benchmarks.md, 2026-12-04 session 9).
+            const int w1 = s0 + TILE + lane * SLICE;
+            if (w1 < L) {
+                const int first = J.reverse ? max(L - w1 - SLICE, 0) : w1;
+                asm volatile("prefetch.global.L2 [%0];" ::"l"(xrow + first));
+                asm volatile("prefetch.global.L2 [%0];" ::"l"(zrow + first));
+            }
+        }
+#endif
 #if DT_MMA
         ssm_deltas(buf, wb, bias, min(TILE, L - s0), dbuf);
         __syncthreads();
