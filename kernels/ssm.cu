@@ -49,9 +49,6 @@
 #define SSM_MINB 1
 #endif
 #define SSM_WARPS 8
-#ifndef SSM_PREFETCH
-#define SSM_PREFETCH 1
-#endif
 #define SSM_THREADS (SSM_WARPS * 32)
 #define XDW (DTRANK + 2 * NSTATE)
 // bf16 on sm_80+: dt_proj of a tile is tensor-core work (one m16n8k16 mma
@@ -464,7 +461,6 @@ extern "C" __global__ void __launch_bounds__(SSM_THREADS, SSM_MINB) SSM_ENTRY(Ss
             asm volatile("cp.async.wait_group 0;" ::: "memory");
         }
         __syncthreads();
-#if SSM_PREFETCH
         if (t + 1 < ntiles) {
             // The next tile's x and z slices into L2: their loads, at the
             // start and end of that tile, are otherwise the kernel's
@@ -476,7 +472,6 @@ extern "C" __global__ void __launch_bounds__(SSM_THREADS, SSM_MINB) SSM_ENTRY(Ss
                 asm volatile("prefetch.global.L2 [%0];" ::"l"(zrow + first));
             }
         }
-#endif
 #if DT_MMA
         ssm_deltas(buf, wb, bias, min(TILE, L - s0), dbuf);
         __syncthreads();
