@@ -124,9 +124,13 @@ __device__ __forceinline__ void ssm_slice(const act_t *col, int lane, float v[SL
 // reading their slices chunk by chunk do not collide on banks.
 #define FPC 4
 #define FCPS (SLICE / FPC)
+// The chunk swizzle of a slice's deltas (ssm_swz for f32 chunks).
+__device__ __forceinline__ int ssm_fswz(int slice) {
+    return (slice / (8 / FCPS)) & (FCPS - 1);
+}
 __device__ __forceinline__ int ssm_fidx(int j) {
     const int s = j / SLICE, w = j % SLICE;
-    return s * SLICE + (((w / FPC) ^ ((s / (8 / FCPS)) & (FCPS - 1))) * FPC) + w % FPC;
+    return s * SLICE + (((w / FPC) ^ ssm_fswz(s)) * FPC) + w % FPC;
 }
 
 __device__ __forceinline__ u32 ssm_pack(act_t lo, act_t hi) { return (u32)lo | ((u32)hi << 16); }
@@ -280,7 +284,7 @@ struct SsmLane {
 // The lane's SLICE deltas from shared memory (volatile: not hoisted into
 // registers across the state loop).
 __device__ __forceinline__ void ssm_delta_slice(const SsmLane &ln, float (&d)[SLICE]) {
-    const int sw = (ln.lane / (8 / FCPS)) & (FCPS - 1);
+    const int sw = ssm_fswz(ln.lane);
 #pragma unroll
     for (int k = 0; k < FCPS; k++) {
         const u32 a = smem_addr(ln.dlane + ((k ^ sw) * FPC));
@@ -496,7 +500,7 @@ extern "C" __global__ void __launch_bounds__(SSM_THREADS, SSM_MINB) SSM_ENTRY(Ss
 #if DT_MMA
             {
                 const float *base = dbuf + warp * TILE + lane * SLICE;
-                const int sw = (lane / (8 / FCPS)) & (FCPS - 1);
+                const int sw = ssm_fswz(lane);
 #pragma unroll
                 for (int k = 0; k < FCPS; k++) {
                     const float4 v = *reinterpret_cast<const float4 *>(base + ((k ^ sw) * FPC));
