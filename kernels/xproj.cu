@@ -139,19 +139,21 @@ __device__ __forceinline__ void cx_stage(const XprojParams &p, const XprojDir &D
 template <bool REVERSE>
 __device__ __forceinline__ void cx_conv(const float (&v)[CX_RUN + 2 * (KCONV - 1)], const float *wk, float b,
                                         u32 (&packed)[CX_RUN / 2]) {
+    // Halved weights give a / 2 exactly, silu_half's input.
     float w[KCONV];
 #pragma unroll
-    for (int k = 0; k < KCONV; k++) w[k] = wk[k];
+    for (int k = 0; k < KCONV; k++) w[k] = 0.5f * wk[k];
+    const float bh = 0.5f * b;
 #pragma unroll
     for (int j = 0; j < CX_RUN; j += 2) {
         float u2[2];
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            float a = b;
+            float a = bh;
 #pragma unroll
             for (int k = 0; k < KCONV; k++)
                 a = fmaf(w[k], REVERSE ? v[j + h + 2 * (KCONV - 1) - k] : v[j + h + k], a);
-            u2[h] = silu(a);
+            u2[h] = silu_half(a);
         }
         packed[j / 2] = to_act2(u2[0], u2[1]);
     }
@@ -199,13 +201,11 @@ extern "C" __global__ void __launch_bounds__(CX_THREADS, 2) conv_xproj(XprojPara
     cx_stage(p, D0, D1, 0, seq_row, p0, smem);
     for (int ci = 0; ci < chunks; ci++) {
         act_t *st = smem + (ci & 1) * CX_STAGE;
-        if (ci + 1 < chunks) {
-            cx_stage(p, D0, D1, (ci + 1) * CX_K, seq_row, p0, smem + ((ci + 1) & 1) * CX_STAGE);
-            asm volatile("cp.async.wait_group 1;" ::: "memory");
-        } else {
-            asm volatile("cp.async.wait_group 0;" ::: "memory");
-        }
+        // Chunk ci landed, and every thread is past chunk ci-1's mmas, the
+        // last readers of u and of the buffer chunk ci+1 is staged into.
+        asm volatile("cp.async.wait_group 0;" ::: "memory");
         __syncthreads();
+        if (ci + 1 < chunks) cx_stage(p, D0, D1, (ci + 1) * CX_K, seq_row, p0, smem + ((ci + 1) & 1) * CX_STAGE);
         {
             // The window: staged positions pr + CX_HALO - (K-1) ..
             float v[CX_RUN + 2 * (KCONV - 1)];
@@ -264,8 +264,8 @@ extern "C" __global__ void __launch_bounds__(CX_THREADS, 2) conv_xproj(XprojPara
                 }
             }
         }
-        __syncthreads();  // buffers are restaged two chunks on
     }
+    __syncthreads();  // the output tile aliases the buffers the last mmas read
 
     // Epilogue: fragments -> os[d][col][position] (bf16), then whole
     // 16-byte runs of walk rows to xd.
