@@ -134,15 +134,6 @@ __device__ __forceinline__ float softplus(float x) {
     return fmaf(l2, LN2, fmaxf(x, 0.0f));
 }
 
-// softplus as max(x, 0) + ln 2 * log2(1 + e^-|x|), for bf16 inputs: the
-// rounding of 1 + t costs up to about 1e-7 absolute in the result, far
-// below the bf16 rounding (2^-9 relative) of what feeds it; five
-// instructions fewer than softplus.
-__device__ __forceinline__ float softplus_bf16(float x) {
-    const float t = ex2(-fabsf(x) * LOG2E);
-    return fmaf(lg2(1.0f + t), LN2, fmaxf(x, 0.0f));
-}
-
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

@@ -63,15 +63,6 @@
 #define DT_MMA 0
 #endif
 #define DT_KCH ((DTRANK + 15) / 16)
-// The deltas' softplus: the short bf16 form where it measured faster (the
-// wide scan, 3.285 vs 3.327 ms per paired launch at 131,072 tokens); the
-// 255-register scan measured slower with it (1.774 vs 1.736 ms: the
-// registers fall differently), so it keeps the full one.
-#if SSM_MINB > 1
-#define SSM_SOFTPLUS softplus_bf16
-#else
-#define SSM_SOFTPLUS softplus
-#endif
 // Elements of act_t per 16-byte chunk, chunks per lane slice.
 #define EPC ACT_PER16
 #define CPS (SLICE / EPC)
@@ -208,7 +199,7 @@ __device__ __forceinline__ void ssm_deltas(const act_t *buf, const u32 (&wb)[DT_
                 // Computed, then selected: a branch per value cost more than
                 // the softplus of the (zero-padded) steps past the end.
                 const bool in = m < n;
-                const float s0 = SSM_SOFTPLUS(d[b][2 * h] + bias[0]), s1 = SSM_SOFTPLUS(d[b][2 * h + 1] + bias[1]);
+                const float s0 = softplus(d[b][2 * h] + bias[0]), s1 = softplus(d[b][2 * h + 1] + bias[1]);
                 o[0] = in ? s0 : 0.0f;
                 o[TILE] = in ? s1 : 0.0f;
             }
