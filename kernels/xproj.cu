@@ -56,7 +56,10 @@ struct XprojParams {
                                       // ldmatrix is conflict-free
 #define CX_THREADS 256
 
-// Shared memory (elements of act_t unless noted), per stage buffer:
+// Shared memory (elements of act_t unless noted): three stage buffers and
+// two of u, so that the conv of chunk c+1 and the mmas of chunk c share one
+// barrier interval (the mmas' fragment loads wait behind conv work, not a
+// barrier) while chunk c+2 is staged. Per stage buffer:
 // x [CX_K][CX_XW], W [2][CX_NT*8][CX_KP], conv w f32 [2][CX_K][KCONV]
 // then conv b f32 [2][CX_K].
 #define CX_XS (CX_K * CX_XW)
@@ -65,7 +68,7 @@ struct XprojParams {
 #define CX_STAGE (CX_XS + CX_WS + CX_CS)
 #define CX_US (2 * CX_K * CX_LD)
 #define CX_OS (2 * XDW_P * CX_LD)
-#define CX_SMEM_MAIN (2 * CX_STAGE + CX_US)
+#define CX_SMEM_MAIN (3 * CX_STAGE + 2 * CX_US)
 #define CX_SMEM ((CX_SMEM_MAIN > CX_OS ? CX_SMEM_MAIN : CX_OS) * 2) // bytes
 
 // Stages chunk c0's inputs into buffer `st`; zero where a channel is past
@@ -163,7 +166,6 @@ extern "C" __global__ void __launch_bounds__(CX_THREADS, 2) conv_xproj(XprojPara
 #if ACT_BF16 && __CUDA_ARCH__ >= 800
     extern __shared__ __align__(16) unsigned char cx_raw[];
     act_t *smem = reinterpret_cast<act_t *>(cx_raw);
-    act_t(*us)[CX_K][CX_LD] = reinterpret_cast<act_t(*)[CX_K][CX_LD]>(smem + 2 * CX_STAGE);
     // The output tile after the last chunk (aliases the rest: dead by then).
     act_t(*os)[XDW_P][CX_LD] = reinterpret_cast<act_t(*)[XDW_P][CX_LD]>(smem);
 
@@ -185,9 +187,9 @@ extern "C" __global__ void __launch_bounds__(CX_THREADS, 2) conv_xproj(XprojPara
     const int lk = (lane & 7) + ((lane >> 4) << 3), lm = ((lane >> 3) & 1) << 3;
     const int bn = (lane & 7) + ((lane >> 4) << 3), bk = ((lane >> 3) & 1) << 3;
     // Byte addresses in shared memory, computed once: constant offsets per
-    // direction, k step and n tile are added at the ldmatrix.
+    // buffer, direction, k step and n tile are added at the ldmatrix.
     const u32 s0 = smem_addr(smem);
-    const u32 a_addr = s0 + 2 * (2 * CX_STAGE + lk * CX_LD + warp * 16 + lm);
+    const u32 a_addr = s0 + 2 * (3 * CX_STAGE + lk * CX_LD + warp * 16 + lm);
     const u32 b_off = 2 * (CX_XS + bn * CX_KP + bk);
     float acc[2][CX_NT][4];
 #pragma unroll
@@ -197,46 +199,59 @@ extern "C" __global__ void __launch_bounds__(CX_THREADS, 2) conv_xproj(XprojPara
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[d][t][e] = 0.0f;
 
+    // u of chunk ci (its inputs in stage buffer ci % 3) into u buffer ci & 1.
+    auto conv = [&](int ci) {
+        const act_t *st = smem + (ci % 3) * CX_STAGE;
+        act_t(*us)[CX_K][CX_LD] = reinterpret_cast<act_t(*)[CX_K][CX_LD]>(smem + 3 * CX_STAGE + (ci & 1) * CX_US);
+        // The window: staged positions pr + CX_HALO - (K-1) ..
+        float v[CX_RUN + 2 * (KCONV - 1)];
+        {
+            constexpr int V = CX_RUN / 8 + 2;
+            float m[8 * V];
+            const act_t *row = st + cl * CX_XW + pr;
+#pragma unroll
+            for (int k = 0; k < V; k++) act_unpack16(*reinterpret_cast<const uint4 *>(row + 8 * k), m + 8 * k);
+#pragma unroll
+            for (int j = 0; j < CX_RUN + 2 * (KCONV - 1); j++) v[j] = m[CX_HALO - (KCONV - 1) + j];
+        }
+        const float *cs = reinterpret_cast<const float *>(st + CX_XS + CX_WS);
+#pragma unroll
+        for (int d = 0; d < 2; d++) {
+            if (d >= ndirs) break;
+            const float *wk = cs + (d * CX_K + cl) * KCONV;
+            const float b = cs[2 * CX_K * KCONV + d * CX_K + cl];
+            u32 packed[CX_RUN / 2];
+            if (d ? D1.reverse : D0.reverse)
+                cx_conv<true>(v, wk, b, packed);
+            else
+                cx_conv<false>(v, wk, b, packed);
+            uint4 *dst = reinterpret_cast<uint4 *>(&us[d][cl][pr]);
+#pragma unroll
+            for (int k = 0; k < CX_RUN / 8; k++)
+                dst[k] = make_uint4(packed[4 * k], packed[4 * k + 1], packed[4 * k + 2], packed[4 * k + 3]);
+        }
+    };
+
     const int chunks = (p.di + CX_K - 1) / CX_K;
     cx_stage(p, D0, D1, 0, seq_row, p0, smem);
+    if (chunks > 1) {
+        cx_stage(p, D0, D1, CX_K, seq_row, p0, smem + CX_STAGE);
+        asm volatile("cp.async.wait_group 1;" ::: "memory");
+    } else {
+        asm volatile("cp.async.wait_group 0;" ::: "memory");
+    }
+    __syncthreads();
+    conv(0);
     for (int ci = 0; ci < chunks; ci++) {
-        act_t *st = smem + (ci & 1) * CX_STAGE;
-        // Chunk ci landed, and every thread is past chunk ci-1's mmas, the
-        // last readers of u and of the buffer chunk ci+1 is staged into.
+        // Chunk ci+1 landed, chunk ci's u is complete, and every thread is
+        // past chunk ci-1's mmas, the last readers of the stage buffer
+        // chunk ci+2 goes to and of the u buffer chunk ci+1 goes to.
         asm volatile("cp.async.wait_group 0;" ::: "memory");
         __syncthreads();
-        if (ci + 1 < chunks) cx_stage(p, D0, D1, (ci + 1) * CX_K, seq_row, p0, smem + ((ci + 1) & 1) * CX_STAGE);
-        {
-            // The window: staged positions pr + CX_HALO - (K-1) ..
-            float v[CX_RUN + 2 * (KCONV - 1)];
-            {
-                constexpr int V = CX_RUN / 8 + 2;
-                float m[8 * V];
-                const act_t *row = st + cl * CX_XW + pr;
-#pragma unroll
-                for (int k = 0; k < V; k++) act_unpack16(*reinterpret_cast<const uint4 *>(row + 8 * k), m + 8 * k);
-#pragma unroll
-                for (int j = 0; j < CX_RUN + 2 * (KCONV - 1); j++) v[j] = m[CX_HALO - (KCONV - 1) + j];
-            }
-            const float *cs = reinterpret_cast<const float *>(st + CX_XS + CX_WS);
-#pragma unroll
-            for (int d = 0; d < 2; d++) {
-                if (d >= ndirs) break;
-                const float *wk = cs + (d * CX_K + cl) * KCONV;
-                const float b = cs[2 * CX_K * KCONV + d * CX_K + cl];
-                u32 packed[CX_RUN / 2];
-                if (d ? D1.reverse : D0.reverse)
-                    cx_conv<true>(v, wk, b, packed);
-                else
-                    cx_conv<false>(v, wk, b, packed);
-                uint4 *dst = reinterpret_cast<uint4 *>(&us[d][cl][pr]);
-#pragma unroll
-                for (int k = 0; k < CX_RUN / 8; k++)
-                    dst[k] = make_uint4(packed[4 * k], packed[4 * k + 1], packed[4 * k + 2], packed[4 * k + 3]);
-            }
-        }
-        __syncthreads();
-        const u32 b_addr = s0 + (ci & 1) * (2 * CX_STAGE) + b_off;
+        if (ci + 2 < chunks) cx_stage(p, D0, D1, (ci + 2) * CX_K, seq_row, p0, smem + ((ci + 2) % 3) * CX_STAGE);
+        if (ci + 1 < chunks) conv(ci + 1);
+        const u32 ua = a_addr + (ci & 1) * (2 * CX_US);
+        const u32 b_addr = s0 + (ci % 3) * (2 * CX_STAGE) + b_off;
 #pragma unroll
         for (int kk = 0; kk < CX_K / 16; kk++) {
 #pragma unroll
@@ -245,7 +260,7 @@ extern "C" __global__ void __launch_bounds__(CX_THREADS, 2) conv_xproj(XprojPara
                 u32 a[4];
                 asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                              : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
-                             : "r"(a_addr + 2 * ((d * CX_K + kk * 16) * CX_LD)));
+                             : "r"(ua + 2 * ((d * CX_K + kk * 16) * CX_LD)));
 #pragma unroll
                 for (int t = 0; t < CX_NT; t += 2) {
                     u32 b[4];

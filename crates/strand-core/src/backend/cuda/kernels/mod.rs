@@ -124,15 +124,15 @@ impl Defines {
     }
 
     /// Dynamic shared memory of one `conv_xproj` block (`CX_SMEM` in
-    /// xproj.cu): two stage buffers (x of a channel chunk with halos, its
-    /// `x_proj` weight columns, conv weights) and the chunk's u, or the
-    /// output tile where that is larger.
+    /// xproj.cu): three stage buffers (x of a channel chunk with halos, its
+    /// `x_proj` weight columns, conv weights) and two of a chunk's u, or
+    /// the output tile where that is larger.
     pub fn xproj_shared_bytes(&self) -> usize {
         let (m, k, halo) = (CX_M as usize, 32, 8);
         let xdw = self.dt_rank + 2 * self.d_state;
         let nt = xdw.div_ceil(16) * 2;
         let stage = k * (m + 2 * halo) + 2 * nt * 8 * (k + 8) + 2 * k * (self.d_conv + 1) * 2;
-        let main = 2 * stage + 2 * k * (m + 8);
+        let main = 3 * stage + 2 * 2 * k * (m + 8);
         main.max(2 * xdw * (m + 8)) * 2
     }
 
