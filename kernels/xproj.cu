@@ -8,8 +8,8 @@
 //
 // Each chunk's inputs (x of its channels over the block's positions and a
 // halo, their conv weights, the x_proj weight columns) are staged into
-// shared memory by cp.async one chunk ahead, so the loads of chunk c+1
-// overlap the conv and mmas of chunk c.
+// shared memory by cp.async two chunks ahead, and the conv of chunk c+1
+// runs beside the mmas of chunk c: one barrier per chunk.
 //
 //   x         [di][ld]     act_t  in_proj output, rows = seq * L + position
 //   conv_w    [di][KCONV]  f32;  conv_b [di] f32 or null
