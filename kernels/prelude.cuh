@@ -106,7 +106,7 @@ __device__ __forceinline__ float silu(float x) {
     return fmaf(h, t, h);
 }
 // silu(2h), for callers that fold the 1/2 into their weights (scaling by
-// a power of two is exact, so h is bit for bit x / 2): one FMA fewer.
+// a power of two is exact, so h is bit for bit x / 2): one multiply fewer.
 __device__ __forceinline__ float silu_half(float h) {
     float t;
     asm("tanh.approx.f32 %0, %1;" : "=f"(t) : "f"(h));
