@@ -97,21 +97,16 @@ __device__ __forceinline__ float lg2(float x) {
 
 #if ACT_BF16
 // With bf16 activations (2^-8 relative) the MUFU tanh (about 2^-11) is
-// ample, and SiLU costs one special-function op instead of two.
-__device__ __forceinline__ float silu(float x) {
-    // x * sigmoid(x) = h + h * tanh(h), h = x / 2.
-    const float h = 0.5f * x;
-    float t;
-    asm("tanh.approx.f32 %0, %1;" : "=f"(t) : "f"(h));
-    return fmaf(h, t, h);
-}
-// silu(2h), for callers that fold the 1/2 into their weights (scaling by
-// a power of two is exact, so h is bit for bit x / 2): one multiply fewer.
+// ample, and SiLU costs one special-function op instead of two:
+// x * sigmoid(x) = h + h * tanh(h), h = x / 2. silu_half takes h, for
+// callers that fold the 1/2 into their weights (scaling by a power of two
+// is exact, so h is bit for bit x / 2): one multiply fewer.
 __device__ __forceinline__ float silu_half(float h) {
     float t;
     asm("tanh.approx.f32 %0, %1;" : "=f"(t) : "f"(h));
     return fmaf(h, t, h);
 }
+__device__ __forceinline__ float silu(float x) { return silu_half(0.5f * x); }
 #else
 __device__ __forceinline__ float silu(float x) {
     return __fdividef(x, 1.0f + ex2(-x * LOG2E));
