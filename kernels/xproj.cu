@@ -78,7 +78,9 @@ struct XprojParams {
 // threads of a channel also a halo run), one or two weight runs and one
 // run of conv weights; whole aligned 16-byte runs by cp.async, the rest
 // (sequence edges, unaligned rows, the last partial chunk) element by
-// element.
+// element. FAST (cx_fast: every copy is a whole aligned run) compiles the
+// checks out: they were most of the staging's instructions.
+template <bool FAST>
 __device__ __forceinline__ void cx_stage(const XprojParams &p, const XprojDir &D0, const XprojDir &D1, int c0,
                                          i64 seq_row, int p0, act_t *st) {
     const int tid = threadIdx.x, L = p.seqlen;
@@ -96,7 +98,7 @@ __device__ __forceinline__ void cx_stage(const XprojParams &p, const XprojDir &D
             if (h == 2 && r != 0 && r != PER_CH - 1) break;
             const int a = p0 - CX_HALO + 8 * j;
             act_t *dst = xs + 8 * j;
-            if (row_ok && a >= 0 && a + 8 <= L) {
+            if (FAST || (row_ok && a >= 0 && a + 8 <= L)) {
                 cp_async16(smem_addr(dst), xr + a);
             } else {
                 for (int e = 0; e < 8; e++) dst[e] = c < p.di && a + e >= 0 && a + e < L ? xr[a + e] : (act_t)0;
@@ -111,7 +113,7 @@ __device__ __forceinline__ void cx_stage(const XprojParams &p, const XprojDir &D
         const int d = i / WRUNS, n = (i / (CX_K / 8)) % (CX_NT * 8), k8 = (i % (CX_K / 8)) * 8;
         act_t *dst = st + CX_XS + (d * CX_NT * 8 + n) * CX_KP + k8;
         // di is a multiple of 8 (host): a run of 8 is in or out whole.
-        if (n < XDW_P && c0 + k8 < p.di)
+        if (n < XDW_P && (FAST || c0 + k8 < p.di))
             cp_async16(smem_addr(dst), (d ? D1.w : D0.w) + (i64)n * p.di + c0 + k8);
         else
             *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
@@ -128,7 +130,7 @@ __device__ __forceinline__ void cx_stage(const XprojParams &p, const XprojDir &D
         float *dst = w ? cs + d * CX_K * KCONV + e0 : cs + 2 * CX_K * KCONV + d * CX_K + e0;
         const float *src = w ? cw + c0 * KCONV + e0 : cb + c0 + e0;
         const int lim = w ? (p.di - c0) * KCONV : p.di - c0;
-        if ((w || cb) && e0 + 4 <= lim) {
+        if (FAST || ((w || cb) && e0 + 4 <= lim)) {
             cp_async16(smem_addr(dst), src);
         } else {
             for (int e = 0; e < 4; e++) dst[e] = (w || cb) && e0 + e < lim ? src[e] : 0.0f;
@@ -137,54 +139,10 @@ __device__ __forceinline__ void cx_stage(const XprojParams &p, const XprojDir &D
     asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
-// cx_stage for blocks where every copy is a whole aligned 16-byte run
-// (cx_fast): no bounds to check, so only the addresses are computed.
-__device__ __forceinline__ void cx_stage_fast(const XprojParams &p, const XprojDir &D0, const XprojDir &D1,
-                                              int c0, i64 seq_row, int p0, act_t *st) {
-    const int tid = threadIdx.x;
-    constexpr int PER_CH = CX_M / CX_RUN;
-    const int cl = tid / PER_CH, r = tid % PER_CH;
-    {
-        // Staged position 0 is p0 - CX_HALO; runs as in cx_stage.
-        const act_t *xr = p.x + (i64)(c0 + cl) * p.ld + seq_row + p0 - CX_HALO;
-        const u32 xs = smem_addr(st + cl * CX_XW);
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int j = 1 + 2 * r + h;
-            cp_async16(xs + 16 * j, xr + 8 * j);
-        }
-        if (r == 0) cp_async16(xs, xr);
-        if (r == PER_CH - 1) cp_async16(xs + 2 * (CX_XW - 8), xr + CX_XW - 8);
-    }
-    constexpr int WRUNS = CX_NT * 8 * (CX_K / 8);
-#pragma unroll
-    for (int h = 0; h < (2 * WRUNS + CX_THREADS - 1) / CX_THREADS; h++) {
-        const int i = tid + h * CX_THREADS;
-        if (i >= p.ndirs * WRUNS) break;
-        const int d = i / WRUNS, n = (i / (CX_K / 8)) % (CX_NT * 8), k8 = (i % (CX_K / 8)) * 8;
-        act_t *dst = st + CX_XS + (d * CX_NT * 8 + n) * CX_KP + k8;
-        if (n < XDW_P)
-            cp_async16(smem_addr(dst), (d ? D1.w : D0.w) + (i64)n * p.di + c0 + k8);
-        else
-            *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
-    }
-    constexpr int CWR = CX_K * KCONV / 4, CBR = CX_K / 4;
-    float *cs = reinterpret_cast<float *>(st + CX_XS + CX_WS);
-    if (tid < p.ndirs * (CWR + CBR)) {
-        const int d = tid / (CWR + CBR), i = tid % (CWR + CBR);
-        const bool w = i < CWR;
-        const int e0 = w ? 4 * i : 4 * (i - CWR);
-        float *dst = w ? cs + d * CX_K * KCONV + e0 : cs + 2 * CX_K * KCONV + d * CX_K + e0;
-        const float *src = w ? (d ? D1.conv_w : D0.conv_w) + c0 * KCONV + e0 : (d ? D1.conv_b : D0.conv_b) + c0 + e0;
-        cp_async16(smem_addr(dst), src);
-    }
-    asm volatile("cp.async.commit_group;" ::: "memory");
-}
-
 // Whether every copy of the block's chunks is a whole aligned 16-byte run:
 // positions and halos inside the sequence, 16-byte aligned rows, whole
-// chunks of channels, conv biases present (the usual case; cx_stage
-// handles the rest).
+// chunks of channels, conv biases present: all but the first and last
+// blocks of a sequence, usually.
 __device__ __forceinline__ bool cx_fast(const XprojParams &p, const XprojDir &D0, const XprojDir &D1, i64 seq_row,
                                         int p0) {
     return p0 >= CX_HALO && p0 + CX_M + CX_HALO <= p.seqlen && seq_row % 8 == 0 && p.ld % 8 == 0 &&
@@ -291,9 +249,9 @@ extern "C" __global__ void __launch_bounds__(CX_THREADS, 2) conv_xproj(XprojPara
     auto stage = [&](int ci) {
         act_t *st = smem + (ci % 3) * CX_STAGE;
         if (fast)
-            cx_stage_fast(p, D0, D1, ci * CX_K, seq_row, p0, st);
+            cx_stage<true>(p, D0, D1, ci * CX_K, seq_row, p0, st);
         else
-            cx_stage(p, D0, D1, ci * CX_K, seq_row, p0, st);
+            cx_stage<false>(p, D0, D1, ci * CX_K, seq_row, p0, st);
     };
     stage(0);
     if (chunks > 1) {
